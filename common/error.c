@@ -1,0 +1,90 @@
+#include "error.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int al_error_set(al_error **err, al_errc code, int errnum, const char *fmt, ...)
+{
+    if (err == NULL)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    char *base = al_xvasprintf(fmt, ap);
+    va_end(ap);
+    char *msg = base;
+    if (errnum != 0) {
+        msg = al_xasprintf("%s: %s", base, strerror(errnum));
+        free(base);
+    }
+    al_error_free(*err);
+    al_error *e = al_xcalloc(1, sizeof(*e));
+    e->code = code;
+    e->sys_errno = errnum;
+    e->msg = msg;
+    *err = e;
+    return code;
+}
+
+int al_error_wrap(al_error **err, const char *fmt, ...)
+{
+    if (err == NULL || *err == NULL)
+        return AL_E_USAGE;
+    va_list ap;
+    va_start(ap, fmt);
+    char *ctx = al_xvasprintf(fmt, ap);
+    va_end(ap);
+    char *msg = al_xasprintf("%s: %s", ctx, (*err)->msg);
+    free(ctx);
+    free((*err)->msg);
+    (*err)->msg = msg;
+    return (*err)->code;
+}
+
+void al_error_free(al_error *e)
+{
+    if (e == NULL)
+        return;
+    free(e->msg);
+    free(e);
+}
+
+void al_error_clear(al_error **err)
+{
+    if (err == NULL)
+        return;
+    al_error_free(*err);
+    *err = NULL;
+}
+
+const char *al_errc_name(al_errc code)
+{
+    switch (code) {
+    case AL_OK: return "OK";
+    case AL_E_USAGE: return "USAGE";
+    case AL_E_IO: return "IO";
+    case AL_E_NET: return "NET";
+    case AL_E_HTTP: return "HTTP";
+    case AL_E_AUTH: return "AUTH";
+    case AL_E_NOT_FOUND: return "NOT_FOUND";
+    case AL_E_DIGEST: return "DIGEST";
+    case AL_E_SIZE: return "SIZE";
+    case AL_E_PARSE: return "PARSE";
+    case AL_E_DB: return "DB";
+    case AL_E_UNSUPPORTED: return "UNSUPPORTED";
+    case AL_E_BUSY: return "BUSY";
+    }
+    return "UNKNOWN";
+}
+
+int al_errc_exit(al_errc code)
+{
+    switch (code) {
+    case AL_OK: return 0;
+    case AL_E_USAGE: return 2;
+    case AL_E_DB:
+    case AL_E_BUSY: return 3;
+    default: return 1;
+    }
+}

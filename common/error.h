@@ -1,0 +1,53 @@
+/* One error idiom for the whole project (see STYLE.md).
+ *
+ * A failing function returns a negative al_errc and fills `al_error **err`
+ * (its last parameter). Callers add context on the way up with
+ * al_error_wrap(); main reports the message once. */
+#ifndef AL_ERROR_H
+#define AL_ERROR_H
+
+#include <stdarg.h>
+
+typedef enum {
+    AL_OK = 0,
+    AL_E_USAGE = -1,
+    AL_E_IO = -2,
+    AL_E_NET = -3,
+    AL_E_HTTP = -4,
+    AL_E_AUTH = -5,
+    AL_E_NOT_FOUND = -6,
+    AL_E_DIGEST = -7,
+    AL_E_SIZE = -8,
+    AL_E_PARSE = -9,
+    AL_E_DB = -10,
+    AL_E_UNSUPPORTED = -11,
+    AL_E_BUSY = -12, /* store locked by another writer */
+} al_errc;
+
+typedef struct al_error {
+    al_errc code;
+    int sys_errno; /* errno at the failure, 0 if none */
+    char *msg;     /* full message, outermost context first */
+} al_error;
+
+/* Record a failure and return `code` (negative). When `errnum` is nonzero,
+ * ": strerror(errnum)" is appended. `err` may be NULL: the code is still
+ * returned. If *err is already set, it is replaced. */
+int al_error_set(al_error **err, al_errc code, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Prefix the message of *err with "context: " and return its code.
+ * With err or *err NULL, returns AL_E_IO-free 0-safe: returns -1 (USAGE)
+ * only if nothing was recorded, so always call it on a real failure. */
+int al_error_wrap(al_error **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+void al_error_free(al_error *e);
+void al_error_clear(al_error **err);
+
+/* Short upper-case name of a code ("IO", "AUTH", ...). */
+const char *al_errc_name(al_errc code);
+
+/* Exit code of the programs for an error code (README: 2 usage/input, 3 store unusable, 1 otherwise). */
+int al_errc_exit(al_errc code);
+
+#endif

@@ -1,0 +1,86 @@
+/* The store on disk: an OCI image layout plus airlock's own files.
+ *
+ *   STORE/oci-layout          {"imageLayoutVersion":"1.0.0"}
+ *   STORE/index.json          one descriptor per tag (rewritten atomically)
+ *   STORE/blobs/sha256/<hex>  byte-exact content, named by its digest
+ *   STORE/tmp/                downloads in progress; never read by export
+ *   STORE/lock                flock'd by a writer (fetch)
+ *   STORE/airlock.db          the SQLite index (owned by db/)
+ *
+ * Writing a blob follows STYLE.md: temp file in STORE/tmp, hash and size
+ * checked while streaming, fsync, rename into blobs/, fsync the directory.
+ * Only then may the caller insert the database row. */
+#ifndef AL_STORE_H
+#define AL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "error.h"
+
+typedef struct al_store al_store;
+
+typedef enum {
+    AL_STORE_READONLY = 0, /* export: never writes, works on a read-only copy */
+    AL_STORE_WRITE = 1,    /* fetch: creates the layout when missing, takes the lock */
+} al_store_mode;
+
+/* Open (and in WRITE mode create) the store at dir. WRITE mode takes an
+ * exclusive non-blocking flock on STORE/lock: AL_E_BUSY "store DIR is busy:
+ * another airlock-fetch holds its lock" when held. READONLY mode fails with
+ * AL_E_NOT_FOUND when dir holds no oci-layout. */
+int al_store_open(al_store **out, const char *dir, al_store_mode mode, al_error **err);
+void al_store_free(al_store *s); /* releases the lock */
+
+const char *al_store_dir(const al_store *s);
+/* "STORE/airlock.db" (borrowed). */
+const char *al_store_db_path(const al_store *s);
+
+/* "STORE/blobs/sha256/<hex>" (malloc'd), or NULL with err when the digest
+ * is invalid. */
+char *al_store_blob_path(const al_store *s, const char *digest, al_error **err);
+
+/* True when blobs/sha256/<hex> exists as a regular file; *size_out (may be
+ * NULL) gets its size. Does not hash. */
+bool al_store_has_blob(const al_store *s, const char *digest, int64_t *size_out);
+
+/* Streaming writer for one blob. expected_size < 0 means unknown. Writing
+ * more than expected_size bytes fails at once with AL_E_SIZE. */
+typedef struct al_blob_writer al_blob_writer;
+int al_store_blob_begin(al_blob_writer **out, al_store *s, const char *digest,
+                        int64_t expected_size, al_error **err);
+int al_blob_writer_write(al_blob_writer *w, const void *buf, size_t len, al_error **err);
+uint64_t al_blob_writer_written(const al_blob_writer *w);
+/* Verify size and digest, fsync, rename into place (an existing target
+ * counts as success), fsync blobs/sha256. Frees w in all cases; on failure
+ * the temp file is removed. AL_E_DIGEST: "digest mismatch: expected X, got Y";
+ * AL_E_SIZE: "size mismatch: expected N bytes, got M". */
+int al_blob_writer_commit(al_blob_writer *w, al_error **err);
+/* Drop the temp file and free w. Accepts NULL. */
+void al_blob_writer_abort(al_blob_writer *w);
+
+/* Write a small blob held in memory (a manifest) through the same path. */
+int al_store_put_blob(al_store *s, const char *digest, const void *buf, size_t len,
+                      al_error **err);
+
+/* Read a whole small blob (manifest, config), refusing more than `cap`
+ * bytes (AL_E_SIZE), and verify its digest (AL_E_DIGEST: "blob X is
+ * corrupt: content hashes to Y"). *out is malloc'd and NUL-terminated. */
+int al_store_read_blob(al_store *s, const char *digest, size_t cap, char **out, size_t *len_out,
+                       al_error **err);
+
+/* One entry of index.json. */
+typedef struct al_index_entry {
+    const char *media_type;
+    const char *digest;
+    int64_t size;
+    const char *full_name; /* io.containerd.image.name */
+    const char *ref_name;  /* org.opencontainers.image.ref.name */
+} al_index_entry;
+
+/* Rewrite index.json atomically (temp, fsync, rename, fsync dir). */
+int al_store_write_index(al_store *s, const al_index_entry *entries, size_t n, al_error **err);
+
+#endif

@@ -1,0 +1,57 @@
+/* Allocation helpers (abort on OOM), cleanup attributes and small string
+ * helpers shared by every module. */
+#ifndef AL_UTIL_H
+#define AL_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void *al_xmalloc(size_t n);
+void *al_xcalloc(size_t n, size_t size);
+void *al_xrealloc(void *p, size_t n);
+char *al_xstrdup(const char *s);
+char *al_xstrndup(const char *s, size_t n);
+char *al_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *al_xvasprintf(const char *fmt, va_list ap);
+
+/* Human-readable byte count ("1.2 MB"), into buf. Returns buf. */
+char *al_format_bytes(char *buf, size_t len, uint64_t bytes);
+
+/* Seconds since the epoch, with sub-second precision (CLOCK_REALTIME). */
+double al_now(void);
+/* Monotonic seconds. */
+double al_mono(void);
+
+/* Write all of buf to fd, retrying on EINTR and short writes. 0 or -errno. */
+int al_write_all(int fd, const void *buf, size_t len);
+
+/* Cleanup attributes (crun/systemd style). */
+static inline void al_freep(void *p) { free(*(void **)p); }
+void al_closep(int *fd);
+void al_fclosep(FILE **f);
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(al_freep)
+#define _cleanup_close_ _cleanup_(al_closep)
+#define _cleanup_fclose_ _cleanup_(al_fclosep)
+
+static inline void *al_steal_ptr_impl(void **pp)
+{
+    void *p = *pp;
+    *pp = NULL;
+    return p;
+}
+#define al_steal_ptr(pp) al_steal_ptr_impl((void **)(pp))
+static inline int al_steal_fd(int *fd)
+{
+    int r = *fd;
+    *fd = -1;
+    return r;
+}
+
+#define AL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

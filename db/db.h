@@ -1,0 +1,109 @@
+/* airlock.db: the SQLite index of the store. Every SQL statement of the
+ * project lives in db/. The schema is versioned by PRAGMA user_version;
+ * migrations run in BEGIN IMMEDIATE .. COMMIT; a database newer than this
+ * binary is refused (AL_E_DB: "... schema version N is newer than this
+ * airlock (M)").
+ *
+ * Tables (see DESIGN.md): blobs, manifests, edges, tags, tag_history, runs.
+ * Invariants kept by the callers and by al_db_graph_commit: a blobs row
+ * only for a present, verified file; a tag row only once every blob of its
+ * graph has a row. */
+#ifndef AL_DB_H
+#define AL_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/digest.h"
+#include "../common/error.h"
+#include "../common/platform.h"
+
+typedef struct al_db al_db;
+
+/* readonly: opened with SQLITE_OPEN_READONLY (export), works on a
+ * read-only copy of the store (immutable fallback when the WAL cannot be
+ * created). Read-write: WAL, synchronous=NORMAL, foreign_keys=ON, busy
+ * timeout 10 s, migrations applied. */
+int al_db_open(al_db **out, const char *path, bool readonly, al_error **err);
+void al_db_free(al_db *db);
+
+/* Blobs ------------------------------------------------------------- */
+int al_db_blob_add(al_db *db, const char *digest, int64_t size, const char *media_type,
+                   al_error **err);
+/* *found: a row exists. *size_out (may be NULL) gets its size. */
+int al_db_blob_get(al_db *db, const char *digest, bool *found, int64_t *size_out,
+                   al_error **err);
+
+/* Graphs ------------------------------------------------------------ */
+typedef struct al_graph_manifest {
+    char digest[AL_DIGEST_BUF];
+    const char *media_type; /* borrowed */
+    int64_t size;
+    bool is_index;
+    bool has_platform;
+    al_platform platform; /* for image manifests: from the parent index or the config */
+    char config_digest[AL_DIGEST_BUF]; /* "" for indexes */
+} al_graph_manifest;
+
+typedef enum { AL_EDGE_MANIFEST = 0, AL_EDGE_CONFIG = 1, AL_EDGE_LAYER = 2 } al_edge_kind;
+
+typedef struct al_graph_edge {
+    char parent[AL_DIGEST_BUF];
+    char child[AL_DIGEST_BUF];
+    al_edge_kind kind;
+    int position;
+} al_graph_edge;
+
+/* One fetched ref: its root and every manifest and edge beneath it that
+ * this run stored (children filtered out by --platform are not listed). */
+typedef struct al_graph {
+    const char *full_name;   /* tags.full_name: "docker.io/library/busybox:1.36", or name@digest */
+    const char *source;      /* where it was fetched from: "127.0.0.1:5000/library/busybox" */
+    const char *root_digest;
+    const char *root_media_type;
+    int64_t root_size;
+    const al_graph_manifest *manifests;
+    size_t n_manifests;
+    const al_graph_edge *edges;
+    size_t n_edges;
+} al_graph;
+
+/* In one transaction: insert manifests and edges (ignoring ones already
+ * present), check that every referenced blob has a blobs row (AL_E_DB
+ * otherwise: nothing is committed), then upsert the tag row: first_seen
+ * on insert, checked_at = now, changed_at = now when the digest differs,
+ * and a tag_history row (old, new, run) when it moved. *moved_from (may be
+ * NULL) gets the previous digest or "" when the tag is new or unchanged. */
+int al_db_graph_commit(al_db *db, const al_graph *g, int64_t run_id,
+                       char moved_from[AL_DIGEST_BUF], al_error **err);
+
+/* True when a manifest row exists for digest. */
+int al_db_manifest_has(al_db *db, const char *digest, bool *found, al_error **err);
+
+/* Tags -------------------------------------------------------------- */
+typedef struct al_tag {
+    char *full_name;
+    char digest[AL_DIGEST_BUF];
+    char *media_type; /* of the root manifest */
+    int64_t size;     /* of the root manifest */
+    char *source;
+    double first_seen, checked_at, changed_at; /* epoch seconds */
+} al_tag;
+void al_tag_dispose(al_tag *t);
+
+/* *found false when no such tag. */
+int al_db_tag_get(al_db *db, const char *full_name, al_tag *out, bool *found, al_error **err);
+/* Set checked_at = now (a HEAD found the digest unchanged). */
+int al_db_tag_touch(al_db *db, const char *full_name, al_error **err);
+/* Every tag, ordered by full_name. *out malloc'd array of al_tag. */
+int al_db_tags_list(al_db *db, al_tag **out, size_t *n_out, al_error **err);
+void al_tags_free(al_tag *tags, size_t n);
+
+/* Runs -------------------------------------------------------------- */
+/* argv_text must hold no secrets (the caller drops password flags). */
+int al_db_run_begin(al_db *db, const char *argv_text, int64_t *run_id_out, al_error **err);
+int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed,
+                     int64_t bytes, al_error **err);
+
+#endif
