@@ -1,0 +1,631 @@
+#include "registry.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "challenge.h"
+#include "log.h"
+#include "manifest.h"
+#include "util.h"
+
+#define MAX_ROUNDS 16
+#define MAX_REDIRECTS 5
+#define TOKEN_MAX (1024u * 1024u)
+
+typedef enum { AUTH_UNKNOWN, AUTH_NONE, AUTH_BASIC, AUTH_BEARER } auth_kind;
+
+typedef struct token {
+    char *scope;
+    char *value; /* "Bearer ..." */
+    double expires; /* monotonic */
+} token;
+
+typedef struct host_state {
+    char *host;
+    bool insecure;
+    bool plain_http; /* insecure host that does not speak TLS */
+    auth_kind auth;
+    char *realm, *service;
+    token *tokens;
+    size_t n_tokens;
+    al_error *fatal; /* e.g. wrong credentials: every later call fails with it */
+} host_state;
+
+struct al_registry {
+    al_engine *engine;
+    al_registry_opts opts;
+    host_state *hosts;
+    size_t n_hosts;
+};
+
+int al_registry_new(al_registry **out, al_engine *engine, const al_registry_opts *opts,
+                    al_error **err)
+{
+    (void)err;
+    al_registry *r = al_xcalloc(1, sizeof(*r));
+    r->engine = engine;
+    r->opts = *opts;
+    *out = r;
+    return 0;
+}
+
+void al_registry_free(al_registry *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n_hosts; i++) {
+        host_state *h = &r->hosts[i];
+        free(h->host);
+        free(h->realm);
+        free(h->service);
+        for (size_t j = 0; j < h->n_tokens; j++) {
+            free(h->tokens[j].scope);
+            free(h->tokens[j].value);
+        }
+        free(h->tokens);
+        al_error_free(h->fatal);
+    }
+    free(r->hosts);
+    free(r);
+}
+
+bool al_registry_is_insecure(const al_registry *r, const char *host)
+{
+    for (size_t i = 0; i < r->opts.n_insecure; i++)
+        if (strcmp(r->opts.insecure_hosts[i], host) == 0)
+            return true;
+    return false;
+}
+
+static host_state *get_host(al_registry *r, const char *host)
+{
+    for (size_t i = 0; i < r->n_hosts; i++)
+        if (strcmp(r->hosts[i].host, host) == 0)
+            return &r->hosts[i];
+    r->hosts = al_xrealloc(r->hosts, (r->n_hosts + 1) * sizeof(host_state));
+    host_state *h = &r->hosts[r->n_hosts++];
+    memset(h, 0, sizeof(*h));
+    h->host = al_xstrdup(host);
+    h->insecure = al_registry_is_insecure(r, host);
+    return h;
+}
+
+al_call *al_call_new(al_call_op op, const char *host, const char *repo, const char *reference)
+{
+    al_call *c = al_xcalloc(1, sizeof(*c));
+    c->op = op;
+    c->host = host;
+    c->repo = repo;
+    c->reference = reference;
+    c->size = -1;
+    return c;
+}
+
+void al_call_free(al_call *c)
+{
+    if (c == NULL)
+        return;
+    al_request_free(c->resp);
+    al_error_free(c->err);
+    free(c->next_url);
+    free(c);
+}
+
+static char *scope_of(const al_call *c)
+{
+    return al_xasprintf("repository:%s:pull", c->repo);
+}
+
+static token *find_token(host_state *h, const char *scope)
+{
+    double now = al_mono();
+    for (size_t i = 0; i < h->n_tokens; i++)
+        if (strcmp(h->tokens[i].scope, scope) == 0)
+            return h->tokens[i].expires > now ? &h->tokens[i] : NULL;
+    return NULL;
+}
+
+static void drop_token(host_state *h, const char *scope)
+{
+    for (size_t i = 0; i < h->n_tokens; i++)
+        if (strcmp(h->tokens[i].scope, scope) == 0)
+            h->tokens[i].expires = 0;
+}
+
+static void put_token(host_state *h, const char *scope, char *value, double ttl)
+{
+    token *t = NULL;
+    for (size_t i = 0; i < h->n_tokens; i++)
+        if (strcmp(h->tokens[i].scope, scope) == 0)
+            t = &h->tokens[i];
+    if (t == NULL) {
+        h->tokens = al_xrealloc(h->tokens, (h->n_tokens + 1) * sizeof(token));
+        t = &h->tokens[h->n_tokens++];
+        t->scope = al_xstrdup(scope);
+        t->value = NULL;
+    }
+    free(t->value);
+    t->value = value;
+    /* Refresh a little early so a token does not expire mid-batch. */
+    t->expires = al_mono() + (ttl > 30 ? ttl - 10 : ttl);
+}
+
+static char *base_url(const host_state *h)
+{
+    return al_xasprintf("%s://%s", h->plain_http ? "http" : "https", h->host);
+}
+
+static char *call_url(const host_state *h, const al_call *c)
+{
+    _cleanup_free_ char *base = base_url(h);
+    const char *kind = (c->op == AL_CALL_MANIFEST_HEAD || c->op == AL_CALL_MANIFEST_GET)
+                           ? "manifests"
+                           : "blobs";
+    return al_xasprintf("%s/v2/%s/%s/%s", base, c->repo, kind, c->reference);
+}
+
+static const char *reason_phrase(long s)
+{
+    switch (s) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "";
+    }
+}
+
+/* "(MANIFEST_UNKNOWN: manifest unknown)" from a registry's error body. */
+static char *registry_error_detail(const al_request *q)
+{
+    if (q->body == NULL || q->body_len == 0)
+        return al_xstrdup("");
+    json_t *root = json_loadb(q->body, q->body_len, 0, NULL);
+    json_t *e0 = json_array_get(json_object_get(root, "errors"), 0);
+    const char *code = json_string_value(json_object_get(e0, "code"));
+    const char *msg = json_string_value(json_object_get(e0, "message"));
+    char *out;
+    if (code != NULL)
+        out = al_xasprintf(" (%.60s%s%.200s)", code, msg ? ": " : "", msg ? msg : "");
+    else if (q->content_type != NULL && strstr(q->content_type, "html") != NULL)
+        out = al_xstrdup(" (the server answered with an HTML page, not a registry API response)");
+    else
+        out = al_xstrdup("");
+    json_decref(root);
+    return out;
+}
+
+static int http_error(al_error **err, const al_request *q, const char *method)
+{
+    _cleanup_free_ char *url = al_url_redact(q->url);
+    _cleanup_free_ char *detail = registry_error_detail(q);
+    al_errc code = q->status == 404 ? AL_E_NOT_FOUND
+                   : (q->status == 401 || q->status == 403) ? AL_E_AUTH
+                                                             : AL_E_HTTP;
+    return al_error_set(err, code, 0, "%s %s: HTTP %ld %s%s", method, url, q->status,
+                        reason_phrase(q->status), detail);
+}
+
+static const char *method_of(const al_call *c)
+{
+    return c->op == AL_CALL_MANIFEST_HEAD ? "HEAD" : "GET";
+}
+
+static void finish(al_call *c, al_error *e)
+{
+    c->done = true;
+    al_error_free(c->err);
+    c->err = e;
+}
+
+/* Fetch bearer tokens for every (host, scope) some pending call lacks. */
+static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
+{
+    al_request **reqs = al_xcalloc(n, sizeof(*reqs));
+    host_state **hs = al_xcalloc(n, sizeof(*hs));
+    char **scopes = al_xcalloc(n, sizeof(*scopes));
+    size_t nr = 0;
+    for (size_t i = 0; i < n; i++) {
+        al_call *c = calls[i];
+        if (c->done || c->next_url != NULL)
+            continue;
+        host_state *h = get_host(r, c->host);
+        if (h->auth != AUTH_BEARER || h->fatal != NULL)
+            continue;
+        _cleanup_free_ char *scope = scope_of(c);
+        if (find_token(h, scope) != NULL)
+            continue;
+        bool dup = false;
+        for (size_t j = 0; j < nr && !dup; j++)
+            dup = hs[j] == h && strcmp(scopes[j], scope) == 0;
+        if (dup)
+            continue;
+        CURLU *u = curl_url();
+        curl_url_set(u, CURLUPART_URL, h->realm, 0);
+        if (h->service != NULL) {
+            _cleanup_free_ char *q = al_xasprintf("service=%s", h->service);
+            curl_url_set(u, CURLUPART_QUERY, q, CURLU_APPENDQUERY | CURLU_URLENCODE);
+        }
+        _cleanup_free_ char *q2 = al_xasprintf("scope=%s", scope);
+        curl_url_set(u, CURLUPART_QUERY, q2, CURLU_APPENDQUERY | CURLU_URLENCODE);
+        char *url = NULL;
+        CURLUcode uc = curl_url_get(u, CURLUPART_URL, &url, 0);
+        curl_url_cleanup(u);
+        if (uc != CURLUE_OK) {
+            al_error *e = NULL;
+            al_error_set(&e, AL_E_AUTH, 0, "%s: invalid token realm \"%.200s\"", h->host, h->realm);
+            h->fatal = e;
+            continue;
+        }
+        al_request *q = al_request_new(url);
+        curl_free(url);
+        q->mem_cap = TOKEN_MAX;
+        /* The realm is named by the registry itself; docker sends the
+         * registry's credentials there, and so do we. */
+        const char *user, *pass;
+        if (r->opts.creds != NULL && al_creds_lookup(r->opts.creds, h->host, &user, &pass))
+            q->authorization = al_creds_basic_header(user, pass);
+        _cleanup_free_ char *realm_host = NULL;
+        {
+            CURLU *ru = curl_url();
+            char *rh = NULL, *rp = NULL;
+            if (curl_url_set(ru, CURLUPART_URL, h->realm, 0) == CURLUE_OK &&
+                curl_url_get(ru, CURLUPART_HOST, &rh, 0) == CURLUE_OK) {
+                curl_url_get(ru, CURLUPART_PORT, &rp, 0);
+                realm_host = rp ? al_xasprintf("%s:%s", rh, rp) : al_xstrdup(rh);
+            }
+            curl_free(rh);
+            curl_free(rp);
+            curl_url_cleanup(ru);
+        }
+        q->insecure = realm_host != NULL && al_registry_is_insecure(r, realm_host);
+        reqs[nr] = q;
+        hs[nr] = h;
+        scopes[nr] = al_xstrdup(scope);
+        nr++;
+    }
+    al_engine_run(r->engine, reqs, nr);
+    for (size_t i = 0; i < nr; i++) {
+        al_request *q = reqs[i];
+        host_state *h = hs[i];
+        _cleanup_free_ char *url = al_url_redact(q->url);
+        al_error *e = NULL;
+        if (q->err != NULL) {
+            e = q->err;
+            q->err = NULL;
+            al_error_wrap(&e, "%s: token", h->host);
+        } else if (q->status < 200 || q->status > 299) {
+            http_error(&e, q, "GET");
+            al_error_wrap(&e, "%s: token", h->host);
+            if (q->status == 401 || q->status == 403)
+                e->code = AL_E_AUTH;
+        } else {
+            json_t *root = json_loadb(q->body ? q->body : "", q->body_len, 0, NULL);
+            const char *tok = json_string_value(json_object_get(root, "token"));
+            if (tok == NULL)
+                tok = json_string_value(json_object_get(root, "access_token"));
+            json_int_t ttl = json_integer_value(json_object_get(root, "expires_in"));
+            if (tok == NULL || *tok == '\0')
+                al_error_set(&e, AL_E_AUTH, 0, "%s: token server %s returned no token", h->host,
+                             url);
+            else
+                put_token(h, scopes[i], al_xasprintf("Bearer %s", tok), ttl > 0 ? (double)ttl : 60);
+            json_decref(root);
+        }
+        if (e != NULL) {
+            /* A token that cannot be had fails every call of its scope. */
+            for (size_t j = 0; j < n; j++) {
+                al_call *c = calls[j];
+                if (c->done || strcmp(c->host, h->host) != 0)
+                    continue;
+                _cleanup_free_ char *s = scope_of(c);
+                if (strcmp(s, scopes[i]) == 0) {
+                    al_error *copy = NULL;
+                    al_error_set(&copy, e->code, 0, "%s", e->msg);
+                    finish(c, copy);
+                }
+            }
+            if (e->code == AL_E_AUTH && h->fatal == NULL && r->opts.creds != NULL) {
+                const char *u, *p;
+                if (al_creds_lookup(r->opts.creds, h->host, &u, &p)) {
+                    h->fatal = e; /* wrong credentials: say it once per registry */
+                    e = NULL;
+                }
+            }
+            al_error_free(e);
+        }
+        al_request_free(q);
+        free(scopes[i]);
+    }
+    free(reqs);
+    free(hs);
+    free(scopes);
+}
+
+static char *resolve_location(const char *base, const char *loc)
+{
+    CURLU *u = curl_url();
+    char *out = NULL;
+    if (curl_url_set(u, CURLUPART_URL, base, 0) == CURLUE_OK &&
+        curl_url_set(u, CURLUPART_URL, loc, 0) == CURLUE_OK) {
+        char *s = NULL;
+        if (curl_url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK) {
+            out = al_xstrdup(s);
+            curl_free(s);
+        }
+    }
+    curl_url_cleanup(u);
+    return out;
+}
+
+/* scheme://host:port of a URL, for the same-origin test. */
+static char *origin_of(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL, *out = NULL;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK)
+        out = al_xasprintf("%s://%s:%s", scheme, host, port);
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return out;
+}
+
+static bool same_origin(const char *a, const char *b)
+{
+    _cleanup_free_ char *oa = origin_of(a);
+    _cleanup_free_ char *ob = origin_of(b);
+    return oa != NULL && ob != NULL && strcmp(oa, ob) == 0;
+}
+
+static al_request *build_request(al_registry *r, host_state *h, al_call *c)
+{
+    al_request *q;
+    if (c->next_url != NULL) {
+        q = al_request_new(c->next_url);
+    } else {
+        _cleanup_free_ char *url = call_url(h, c);
+        q = al_request_new(url);
+    }
+    q->head = c->op == AL_CALL_MANIFEST_HEAD;
+    q->insecure = h->insecure;
+    if (c->op == AL_CALL_MANIFEST_HEAD || c->op == AL_CALL_MANIFEST_GET) {
+        q->accept = al_xstrdup(AL_MANIFEST_ACCEPT);
+        q->mem_cap = AL_MANIFEST_MAX;
+    } else if (c->op == AL_CALL_BLOB_MEM) {
+        q->mem_cap = c->mem_cap;
+    } else {
+        q->store = c->store;
+        snprintf(q->blob_digest, sizeof(q->blob_digest), "%s", c->reference);
+        q->blob_size = c->size;
+    }
+    c->sent_auth = false;
+    if (c->off_host) {
+        /* A redirect to another origin (a CDN, object storage): no
+         * credentials of ours go there, whatever curl would do. */
+        return q;
+    }
+    if (h->auth == AUTH_BEARER) {
+        _cleanup_free_ char *scope = scope_of(c);
+        token *t = find_token(h, scope);
+        if (t != NULL) {
+            q->authorization = al_xstrdup(t->value);
+            c->sent_auth = true;
+        }
+    } else if (h->auth == AUTH_BASIC) {
+        const char *user, *pass;
+        if (r->opts.creds != NULL && al_creds_lookup(r->opts.creds, h->host, &user, &pass)) {
+            q->authorization = al_creds_basic_header(user, pass);
+            c->sent_auth = true;
+        }
+    }
+    return q;
+}
+
+/* Handle one response; returns true when the call must go another round. */
+static bool handle_response(al_registry *r, host_state *h, al_call *c, al_request *q,
+                            bool *probe_ok)
+{
+    if (q->err != NULL) {
+        /* HTTPS to a plain-HTTP --insecure-registry: switch once to http. */
+        if (h->insecure && !h->plain_http && c->next_url == NULL &&
+            q->transport_code == CURLE_SSL_CONNECT_ERROR) {
+            h->plain_http = true;
+            return true;
+        }
+        al_error *e = q->err;
+        q->err = NULL;
+        if (q->transport_code == CURLE_PEER_FAILED_VERIFICATION ||
+            q->transport_code == CURLE_SSL_CACERT_BADFILE)
+            al_error_wrap(&e, "TLS verification failed for %s (use --ca-cert FILE, or "
+                              "--insecure-registry %s to skip verification)",
+                          h->host, h->host);
+        finish(c, e);
+        return false;
+    }
+    *probe_ok = q->status != 401;
+    if (q->status >= 200 && q->status <= 299) {
+        finish(c, NULL);
+        return false;
+    }
+    if (q->status >= 300 && q->status <= 399 && q->status != 304 && q->location != NULL &&
+        (c->op == AL_CALL_BLOB_MEM || c->op == AL_CALL_BLOB_STORE)) {
+        if (c->redirects >= MAX_REDIRECTS) {
+            al_error *e = NULL;
+            http_error(&e, q, method_of(c));
+            al_error_wrap(&e, "too many redirects");
+            finish(c, e);
+            return false;
+        }
+        char *next = resolve_location(q->url, q->location);
+        if (next == NULL) {
+            al_error *e = NULL;
+            _cleanup_free_ char *url = al_url_redact(q->url);
+            al_error_set(&e, AL_E_HTTP, 0, "GET %s: invalid redirect location", url);
+            finish(c, e);
+            return false;
+        }
+        if (!same_origin(next, q->url))
+            c->off_host = true; /* once off-host, never back with credentials */
+        free(c->next_url);
+        c->next_url = next;
+        c->redirects++;
+        return true;
+    }
+    if (q->status == 401 && !c->off_host) {
+        al_challenge ch;
+        al_error *e = NULL;
+        if (al_challenge_parse(&ch, q->www_authenticate, &e) < 0) {
+            _cleanup_free_ char *url = al_url_redact(q->url);
+            al_error_wrap(&e, "%s %s: HTTP 401", method_of(c), url);
+            finish(c, e);
+            return false;
+        }
+        const char *user, *pass;
+        bool have_creds =
+            r->opts.creds != NULL && al_creds_lookup(r->opts.creds, h->host, &user, &pass);
+        if (ch.scheme == AL_AUTH_SCHEME_BEARER) {
+            bool changed = h->auth != AUTH_BEARER || h->realm == NULL ||
+                           strcmp(h->realm, ch.realm) != 0;
+            h->auth = AUTH_BEARER;
+            free(h->realm);
+            free(h->service);
+            h->realm = ch.realm;
+            h->service = ch.service;
+            ch.realm = ch.service = NULL;
+            al_challenge_dispose(&ch);
+            if (!c->sent_auth || changed)
+                return true;
+            if (!c->refreshed) {
+                _cleanup_free_ char *scope = scope_of(c);
+                drop_token(h, scope);
+                c->refreshed = true;
+                return true;
+            }
+        } else {
+            al_challenge_dispose(&ch);
+            h->auth = AUTH_BASIC;
+            if (!c->sent_auth && have_creds)
+                return true;
+            if (!have_creds) {
+                al_error_set(&e, AL_E_AUTH, 0,
+                             "%s requires credentials (--username with --password-stdin, or "
+                             "docker login)",
+                             h->host);
+                if (h->fatal == NULL) {
+                    h->fatal = e;
+                    al_error *copy = NULL;
+                    al_error_set(&copy, AL_E_AUTH, 0, "%s", h->fatal->msg);
+                    e = copy;
+                }
+                finish(c, e);
+                return false;
+            }
+        }
+        http_error(&e, q, method_of(c));
+        if (have_creds) {
+            al_error_wrap(&e, "%s: authentication failed for user \"%s\"", h->host, user);
+            if (h->fatal == NULL) {
+                al_error_set(&h->fatal, AL_E_AUTH, 0, "%s", e->msg);
+            }
+        }
+        finish(c, e);
+        return false;
+    }
+    al_error *e = NULL;
+    http_error(&e, q, method_of(c));
+    finish(c, e);
+    return false;
+}
+
+int al_registry_run(al_registry *r, al_call **calls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        calls[i]->done = false;
+        al_error_clear(&calls[i]->err);
+    }
+    al_request **reqs = al_xcalloc(n ? n : 1, sizeof(*reqs));
+    al_call **sent = al_xcalloc(n ? n : 1, sizeof(*sent));
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        /* Calls for hosts that already failed fatally end here. */
+        for (size_t i = 0; i < n; i++) {
+            al_call *c = calls[i];
+            if (c->done)
+                continue;
+            host_state *h = get_host(r, c->host);
+            if (h->fatal != NULL) {
+                al_error *e = NULL;
+                al_error_set(&e, h->fatal->code, 0, "%s", h->fatal->msg);
+                finish(c, e);
+            }
+        }
+        fetch_tokens(r, calls, n);
+        size_t nr = 0;
+        for (size_t i = 0; i < n; i++) {
+            al_call *c = calls[i];
+            if (c->done)
+                continue;
+            host_state *h = get_host(r, c->host);
+            if (h->fatal != NULL)
+                continue;
+            if (h->auth == AUTH_UNKNOWN && c->next_url == NULL) {
+                /* Learn the host's auth scheme from one request before
+                 * sending the others: no burst of 401s. */
+                bool probing = false;
+                for (size_t j = 0; j < nr && !probing; j++)
+                    probing = strcmp(sent[j]->host, c->host) == 0 && sent[j]->next_url == NULL;
+                if (probing)
+                    continue;
+            }
+            al_request_free(c->resp);
+            c->resp = NULL;
+            reqs[nr] = build_request(r, h, c);
+            sent[nr] = c;
+            nr++;
+        }
+        if (nr == 0) {
+            bool all_done = true;
+            for (size_t i = 0; i < n; i++)
+                all_done = all_done && calls[i]->done;
+            if (all_done)
+                break;
+            continue;
+        }
+        al_engine_run(r->engine, reqs, nr);
+        for (size_t k = 0; k < nr; k++) {
+            al_call *c = sent[k];
+            host_state *h = get_host(r, c->host);
+            bool probe_ok = false;
+            bool again = handle_response(r, h, c, reqs[k], &probe_ok);
+            if (probe_ok && h->auth == AUTH_UNKNOWN && !c->off_host)
+                h->auth = AUTH_NONE;
+            c->resp = reqs[k];
+            if (again)
+                c->done = false;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!calls[i]->done) {
+            al_error *e = NULL;
+            al_error_set(&e, AL_E_HTTP, 0, "%s %s/%s: gave up after %d rounds", method_of(calls[i]),
+                         calls[i]->host, calls[i]->repo, MAX_ROUNDS);
+            finish(calls[i], e);
+        }
+    }
+    free(reqs);
+    free(sent);
+    return 0;
+}

@@ -1,0 +1,70 @@
+/* The registry client: builds /v2/ URLs, sends the manifest Accept header,
+ * answers auth challenges (basic, bearer tokens cached per repository
+ * scope, refreshed once on 401), follows blob redirects without ever
+ * sending Authorization to another host, and falls back from HTTPS to
+ * plain HTTP only for --insecure-registry hosts.
+ *
+ * Work is submitted in batches of calls (al_registry_run); every HTTP
+ * request of a batch goes through the one engine loop. */
+#ifndef AL_REGISTRY_H
+#define AL_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "credentials.h"
+#include "engine.h"
+
+typedef struct al_registry al_registry;
+
+typedef struct al_registry_opts {
+    const al_creds *creds;     /* borrowed */
+    char **insecure_hosts;     /* borrowed: HOST[:PORT] entries */
+    size_t n_insecure;
+} al_registry_opts;
+
+int al_registry_new(al_registry **out, al_engine *engine, const al_registry_opts *opts,
+                    al_error **err);
+void al_registry_free(al_registry *r);
+
+typedef enum {
+    AL_CALL_MANIFEST_HEAD,
+    AL_CALL_MANIFEST_GET, /* body in memory (AL_MANIFEST_MAX) */
+    AL_CALL_BLOB_MEM,     /* small blob (config) in memory, capped at mem_cap */
+    AL_CALL_BLOB_STORE,   /* blob streamed into the store, verified */
+} al_call_op;
+
+typedef struct al_call {
+    al_call_op op;
+    const char *host;      /* endpoint host[:port] (borrowed) */
+    const char *repo;      /* repository path, e.g. "library/busybox" (borrowed) */
+    const char *reference; /* tag or digest (borrowed) */
+    size_t mem_cap;        /* AL_CALL_BLOB_MEM */
+    al_store *store;       /* AL_CALL_BLOB_STORE (borrowed) */
+    int64_t size;          /* AL_CALL_BLOB_STORE: expected size */
+
+    /* Results. */
+    al_request *resp; /* final response; owned by the call */
+    al_error *err;    /* NULL when the final response was 2xx */
+    void *user;
+
+    /* Private. */
+    char *next_url;
+    bool off_host;
+    int redirects;
+    bool sent_auth;
+    bool refreshed;
+    bool done;
+} al_call;
+
+al_call *al_call_new(al_call_op op, const char *host, const char *repo, const char *reference);
+void al_call_free(al_call *c);
+
+/* Run every call to its end. Returns 0; outcomes are per call. */
+int al_registry_run(al_registry *r, al_call **calls, size_t n);
+
+/* Whether host is listed with --insecure-registry. */
+bool al_registry_is_insecure(const al_registry *r, const char *host);
+
+#endif
