@@ -11,6 +11,7 @@
 #define AL_CREDENTIALS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "error.h"
 

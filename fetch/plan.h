@@ -1,0 +1,62 @@
+/* A fetch run: resolve each ref to its image graph (index -> manifests ->
+ * config + layers), keep the chosen platforms, download what the store
+ * lacks, and commit each complete graph.
+ *
+ * Requests are issued level by level, every level as one batch through the
+ * engine: roots (HEAD for known tags, GET otherwise), child manifests,
+ * configs, then all missing layers of all images at once, each blob once.
+ * Whatever is already in the store is read from disk, so a nightly run
+ * where nothing moved costs one HEAD per tag, and a digest ref already
+ * present costs nothing. */
+#ifndef AL_PLAN_H
+#define AL_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "platform.h"
+#include "reflist.h"
+#include "registry.h"
+#include "store.h"
+
+typedef struct al_fetch_opts {
+    const char *registry_override;    /* --registry: endpoint for docker.io refs */
+    const al_platform *platforms;     /* --platform; n_platforms == 0: all */
+    size_t n_platforms;
+    bool include_attestations;
+} al_fetch_opts;
+
+typedef enum { AL_IMG_OK, AL_IMG_UNCHANGED, AL_IMG_MOVED, AL_IMG_FAILED } al_image_status;
+
+typedef struct al_image_result {
+    char *full_name;     /* tags.full_name */
+    al_image_status status;
+    char digest[AL_DIGEST_BUF];
+    char old_digest[AL_DIGEST_BUF]; /* when moved */
+    char *platforms;     /* "linux/amd64,linux/arm64" or "" */
+    int new_blobs;
+    uint64_t new_bytes;
+    al_error *err;
+} al_image_result;
+
+typedef struct al_fetch_ctx {
+    al_store *store;       /* borrowed */
+    al_db *db;             /* borrowed */
+    al_registry *registry; /* borrowed */
+    al_fetch_opts opts;
+    int64_t run_id;
+} al_fetch_ctx;
+
+/* Fetch every entry of the list. *results_out gets one result per entry
+ * (in list order). Returns 0 when the run itself worked (images may still
+ * have failed), or a negative code for a store/database failure. */
+int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **results_out,
+                 al_error **err);
+void al_image_results_free(al_image_result *r, size_t n);
+
+/* Rewrite STORE/index.json from the tag rows. */
+int al_fetch_write_index(al_store *store, al_db *db, al_error **err);
+
+#endif
