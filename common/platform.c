@@ -105,28 +105,29 @@ int al_platform_parse(al_platform *out, const char *s, al_error **err)
 {
     memset(out, 0, sizeof(*out));
     if (s == NULL || *s == '\0')
-        return al_error_set(err, AL_E_USAGE, 0, "invalid platform \"\": expected os/arch[/variant]");
+        return al_error_set(err, AL_E_USAGE, 0,
+                            "invalid platform \"\": expected os/arch[/variant]");
 
     const char *slash1 = strchr(s, '/');
     if (slash1 == NULL)
-        return al_error_set(err, AL_E_USAGE, 0,
-                            "invalid platform \"%.100s\": expected os/arch[/variant], e.g. linux/amd64",
-                            s);
+        return al_error_set(
+            err, AL_E_USAGE, 0,
+            "invalid platform \"%.100s\": expected os/arch[/variant], e.g. linux/amd64", s);
     const char *arch = slash1 + 1;
     const char *slash2 = strchr(arch, '/');
     const char *variant = slash2 ? slash2 + 1 : NULL;
     if (variant != NULL && strchr(variant, '/') != NULL)
-        return al_error_set(err, AL_E_USAGE, 0,
-                            "invalid platform \"%.100s\": too many parts (expected os/arch[/variant])",
-                            s);
+        return al_error_set(
+            err, AL_E_USAGE, 0,
+            "invalid platform \"%.100s\": too many parts (expected os/arch[/variant])", s);
 
     al_platform p;
     memset(&p, 0, sizeof(p));
     int r = parse_part(p.os, sizeof(p.os), s, (size_t)(slash1 - s), "os", s, err);
     if (r < 0)
         return r;
-    r = parse_part(p.arch, sizeof(p.arch), arch,
-                   slash2 ? (size_t)(slash2 - arch) : strlen(arch), "architecture", s, err);
+    r = parse_part(p.arch, sizeof(p.arch), arch, slash2 ? (size_t)(slash2 - arch) : strlen(arch),
+                   "architecture", s, err);
     if (r < 0)
         return r;
     if (variant != NULL) {

@@ -62,8 +62,7 @@ static void test_parse(void **state)
         {"linux/..", AL_E_USAGE, NULL, NULL, NULL, "may not start with '.'"},
         {"linux/arm/.", AL_E_USAGE, NULL, NULL, NULL, "may not start with '.'"},
         {"linux/../../x", AL_E_USAGE, NULL, NULL, NULL, "too many parts"},
-        {"abcdefghijabcdefghijabcdefghij12/amd64", AL_E_USAGE, NULL, NULL, NULL,
-         "os is too long"},
+        {"abcdefghijabcdefghijabcdefghij12/amd64", AL_E_USAGE, NULL, NULL, NULL, "os is too long"},
         {"abcdefghijabcdefghijabcdefghij1/amd64", 0, "abcdefghijabcdefghijabcdefghij1", "amd64", "",
          NULL},
         {"linux/abcdefghijabcdefghijabcdefghij12", AL_E_USAGE, NULL, NULL, NULL,
@@ -113,7 +112,9 @@ static void test_parse_list(void **state)
         {"linux/amd64,,linux/arm64", 0, {"linux/amd64", "linux/arm64"}},
         {",linux/amd64,", 0, {"linux/amd64"}},
         {"linux/amd64, linux/s390x", 0, {"linux/amd64", "linux/s390x"}},
-        {"linux/arm/v6,linux/arm/v7,linux/arm/v8", 0, {"linux/arm/v6", "linux/arm/v7", "linux/arm/v8"}},
+        {"linux/arm/v6,linux/arm/v7,linux/arm/v8",
+         0,
+         {"linux/arm/v6", "linux/arm/v7", "linux/arm/v8"}},
         {"", AL_E_USAGE, {NULL}},
         {",,", AL_E_USAGE, {NULL}},
         {" , ", AL_E_USAGE, {NULL}},
@@ -193,16 +194,11 @@ static void test_equal_unknown(void **state)
         const char *a, *b;
         bool equal;
     } cases[] = {
-        {"linux/arm64", "linux/arm64/v8", true},
-        {"linux/arm64", "linux/aarch64", true},
-        {"linux/arm", "linux/arm/v7", true},
-        {"linux/arm/7", "linux/armhf", true},
-        {"linux/amd64", "linux/x86_64", true},
-        {"linux/amd64/v1", "linux/amd64", true},
-        {"linux/amd64", "linux/amd64/v2", false},
-        {"linux/arm/v6", "linux/arm/v7", false},
-        {"linux/amd64", "windows/amd64", false},
-        {"linux/arm64", "linux/arm", false},
+        {"linux/arm64", "linux/arm64/v8", true},  {"linux/arm64", "linux/aarch64", true},
+        {"linux/arm", "linux/arm/v7", true},      {"linux/arm/7", "linux/armhf", true},
+        {"linux/amd64", "linux/x86_64", true},    {"linux/amd64/v1", "linux/amd64", true},
+        {"linux/amd64", "linux/amd64/v2", false}, {"linux/arm/v6", "linux/arm/v7", false},
+        {"linux/amd64", "windows/amd64", false},  {"linux/arm64", "linux/arm", false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         al_platform a, b;
