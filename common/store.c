@@ -60,15 +60,16 @@ static int fsync_dir(const char *dir, al_error **err)
 
 static int mkdir_one(const char *path, al_error **err)
 {
-    if (mkdir(path, DIR_MODE) == 0)
-        return 0;
-    if (errno != EEXIST)
-        return al_error_set(err, AL_E_IO, errno, "create directory %s", path);
+    /* stat first: on a read-only filesystem or an unwritable parent,
+     * mkdir of an existing directory may fail with EROFS/EACCES. */
     struct stat st;
-    if (stat(path, &st) < 0)
-        return al_error_set(err, AL_E_IO, errno, "stat %s", path);
-    if (!S_ISDIR(st.st_mode))
-        return al_error_set(err, AL_E_IO, ENOTDIR, "create directory %s", path);
+    if (stat(path, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            return al_error_set(err, AL_E_IO, ENOTDIR, "create directory %s", path);
+        return 0;
+    }
+    if (mkdir(path, DIR_MODE) < 0 && errno != EEXIST)
+        return al_error_set(err, AL_E_IO, errno, "create directory %s", path);
     return 0;
 }
 
