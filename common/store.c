@@ -98,7 +98,8 @@ static int open_unique(const char *dir, const char *prefix, char **path_out, al_
     for (int attempt = 0; attempt < 100; attempt++) {
         uint64_t rnd = 0;
         if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-            rnd = (uint64_t)getpid() * 2654435761u ^ (uint64_t)(al_mono() * 1e9) ^ (uint64_t)attempt;
+            rnd =
+                (uint64_t)getpid() * 2654435761u ^ (uint64_t)(al_mono() * 1e9) ^ (uint64_t)attempt;
         char *path = al_xasprintf("%s/%s.%016llx.tmp", dir, prefix, (unsigned long long)rnd);
         int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FILE_MODE);
         if (fd >= 0) {
@@ -354,8 +355,8 @@ static int commit_inner(al_blob_writer *w, al_error **err)
     char actual[AL_DIGEST_BUF];
     al_hasher_final(w->hasher, actual);
     if (strcmp(actual, w->digest) != 0)
-        return al_error_set(err, AL_E_DIGEST, 0, "digest mismatch: expected %s, got %s",
-                            w->digest, actual);
+        return al_error_set(err, AL_E_DIGEST, 0, "digest mismatch: expected %s, got %s", w->digest,
+                            actual);
     if (fsync(w->fd) < 0)
         return al_error_set(err, AL_E_IO, errno, "fsync %s", w->tmp_path);
     int fd = al_steal_fd(&w->fd);
@@ -394,8 +395,7 @@ void al_blob_writer_abort(al_blob_writer *w)
     free(w);
 }
 
-int al_store_put_blob(al_store *s, const char *digest, const void *buf, size_t len,
-                      al_error **err)
+int al_store_put_blob(al_store *s, const char *digest, const void *buf, size_t len, al_error **err)
 {
     al_blob_writer *w = NULL;
     int r = al_store_blob_begin(&w, s, digest, (int64_t)len, err);
@@ -452,8 +452,8 @@ int al_store_read_blob(al_store *s, const char *digest, size_t cap, char **out, 
     char actual[AL_DIGEST_BUF];
     al_digest_bytes(actual, buf, got);
     if (strcmp(actual, digest) != 0)
-        return al_error_set(err, AL_E_DIGEST, 0, "blob %s is corrupt: content hashes to %s",
-                            digest, actual);
+        return al_error_set(err, AL_E_DIGEST, 0, "blob %s is corrupt: content hashes to %s", digest,
+                            actual);
     *out = al_steal_ptr(&buf);
     if (len_out != NULL)
         *len_out = got;
@@ -470,8 +470,7 @@ int al_store_write_index(al_store *s, const al_index_entry *entries, size_t n, a
     json_auto_t *root = json_object();
     json_t *list = json_array();
     json_object_set_new(root, "schemaVersion", json_integer(2));
-    json_object_set_new(root, "mediaType",
-                        json_string("application/vnd.oci.image.index.v1+json"));
+    json_object_set_new(root, "mediaType", json_string("application/vnd.oci.image.index.v1+json"));
     json_object_set_new(root, "manifests", list);
     for (size_t i = 0; i < n; i++) {
         const al_index_entry *e = &entries[i];

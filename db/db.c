@@ -143,8 +143,7 @@ static void column_digest(char out[AL_DIGEST_BUF], sqlite3_stmt *st, int i)
 }
 
 /* Run a statement that returns no rows; what/arg name it in errors. */
-static int step_done(al_db *db, sqlite3_stmt *st, al_error **err, const char *what,
-                     const char *arg)
+static int step_done(al_db *db, sqlite3_stmt *st, al_error **err, const char *what, const char *arg)
 {
     if (sqlite3_step(st) != SQLITE_DONE)
         return db_fail(db, err, "%s %s", what, arg);
@@ -196,8 +195,9 @@ static int user_version(al_db *db, int *out, al_error **err)
 
 static int newer_schema(al_db *db, int v, al_error **err)
 {
-    return al_error_set(err, AL_E_DB, 0, "database %s: schema version %d is newer than this airlock (%zu)",
-                        db->path, v, al_db_n_migrations);
+    return al_error_set(err, AL_E_DB, 0,
+                        "database %s: schema version %d is newer than this airlock (%zu)", db->path,
+                        v, al_db_n_migrations);
 }
 
 /* Apply the missing migrations, each in its own BEGIN IMMEDIATE. The
@@ -409,8 +409,7 @@ int al_db_blob_add(al_db *db, const char *digest, int64_t size, const char *medi
     return step_done(db, st, err, "add blob", digest);
 }
 
-int al_db_blob_get(al_db *db, const char *digest, bool *found, int64_t *size_out,
-                   al_error **err)
+int al_db_blob_get(al_db *db, const char *digest, bool *found, int64_t *size_out, al_error **err)
 {
     *found = false;
     int r = al_digest_check(digest, err);
@@ -472,7 +471,8 @@ static int require_blob(al_db *db, const al_graph *g, const char *digest, al_err
     if (r < 0)
         return r;
     if (!found)
-        return al_error_set(err, AL_E_DB, 0, "graph of %s references blob %s which is not in the store",
+        return al_error_set(err, AL_E_DB, 0,
+                            "graph of %s references blob %s which is not in the store",
                             g->full_name, digest);
     return 0;
 }
@@ -593,8 +593,8 @@ static int graph_apply(al_db *db, const al_graph *g, int64_t run_id, char moved[
     return r;
 }
 
-int al_db_graph_commit(al_db *db, const al_graph *g, int64_t run_id,
-                       char moved_from[AL_DIGEST_BUF], al_error **err)
+int al_db_graph_commit(al_db *db, const al_graph *g, int64_t run_id, char moved_from[AL_DIGEST_BUF],
+                       al_error **err)
 {
     char moved[AL_DIGEST_BUF] = "";
     if (moved_from != NULL)
@@ -747,8 +747,8 @@ int al_db_run_begin(al_db *db, const char *argv_text, int64_t *run_id_out, al_er
     return 0;
 }
 
-int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed,
-                     int64_t bytes, al_error **err)
+int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed, int64_t bytes,
+                     al_error **err)
 {
     _cleanup_stmt_ sqlite3_stmt *st = stmt_get(db, ST_RUN_FINISH, err);
     if (st == NULL)

@@ -612,7 +612,8 @@ static void test_tags_list(void **state)
         "docker.io/library/busybox:latest",
         "docker.io/library/alpine:3.19",
         "docker.io/library/busybox:1.36",
-        "docker.io/library/alpine@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+        "docker.io/library/"
+        "alpine@sha256:1111111111111111111111111111111111111111111111111111111111111111",
         "127.0.0.1:5000/x:1",
         "docker.io/Library/Z:1", /* upper case sorts before lower case */
     };
@@ -620,7 +621,8 @@ static void test_tags_list(void **state)
         "127.0.0.1:5000/x:1",
         "docker.io/Library/Z:1",
         "docker.io/library/alpine:3.19",
-        "docker.io/library/alpine@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+        "docker.io/library/"
+        "alpine@sha256:1111111111111111111111111111111111111111111111111111111111111111",
         "docker.io/library/busybox:1.36",
         "docker.io/library/busybox:latest",
         "quay.io/coreos/etcd:v3.5",
@@ -654,8 +656,8 @@ static void test_runs(void **state)
     al_error *err = NULL;
     int64_t ids[3];
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(al_db_run_begin(db, i == 1 ? NULL : "airlock-fetch -f list", &ids[i], &err),
-                         0);
+        assert_int_equal(
+            al_db_run_begin(db, i == 1 ? NULL : "airlock-fetch -f list", &ids[i], &err), 0);
         assert_true(ids[i] > 0);
         if (i > 0)
             assert_true(ids[i] > ids[i - 1]);

@@ -215,9 +215,8 @@ static void test_blob_write_ok(void **state)
         size_t chunk;
         bool known_size;
     } cases[] = {
-        {0, 1, true},          {0, 1, false},          {1, 1, true},
-        {100, 7, true},        {100, 100, false},      {200000, 16384, true},
-        {200000, 65536, false}, {65536, 65536, true},
+        {0, 1, true},      {0, 1, false},         {1, 1, true},           {100, 7, true},
+        {100, 100, false}, {200000, 16384, true}, {200000, 65536, false}, {65536, 65536, true},
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
         size_t len = cases[i].len;
@@ -226,9 +225,8 @@ static void test_blob_write_ok(void **state)
         al_digest_bytes(digest, buf, len);
         al_blob_writer *w = NULL;
         al_error *err = NULL;
-        assert_int_equal(al_store_blob_begin(&w, s, digest, cases[i].known_size ? (int64_t)len : -1,
-                                             &err),
-                         0);
+        assert_int_equal(
+            al_store_blob_begin(&w, s, digest, cases[i].known_size ? (int64_t)len : -1, &err), 0);
         assert_int_equal(entries_in(f->store, "tmp"), 1);
         for (size_t off = 0; off < len; off += cases[i].chunk) {
             size_t n = len - off < cases[i].chunk ? len - off : cases[i].chunk;
@@ -359,7 +357,9 @@ static void test_invalid_digest(void **state)
         "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85/",
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e",
+        "sha512:"
+        "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d287"
+        "7eec2f63b931bd47417a81a538327af927da3e",
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(bad); i++) {
         al_error *err = NULL;
@@ -411,7 +411,8 @@ static void test_read_blob(void **state)
     for (size_t i = 0; i < AL_ARRAY_SIZE(caps); i++) {
         char *out = NULL;
         size_t got = 123;
-        assert_int_equal(al_store_read_blob(s, digest, caps[i].cap, &out, &got, &err), caps[i].want);
+        assert_int_equal(al_store_read_blob(s, digest, caps[i].cap, &out, &got, &err),
+                         caps[i].want);
         if (caps[i].want == 0) {
             assert_int_equal(got, len);
             assert_string_equal(out, content); /* NUL-terminated */
