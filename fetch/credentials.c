@@ -106,11 +106,12 @@ int al_creds_parse_docker_config(al_creds *c, const char *buf, size_t len, const
         const char *p = json_string_value(json_object_get(val, "password"));
         if (auth != NULL && *auth != '\0') {
             if (!decode_auth(auth, &user, &password)) {
-                json_decref(root);
                 /* Never echo the value: it is a secret. */
-                return al_error_set(err, AL_E_USAGE, 0,
-                                    "%s: auths entry for \"%.200s\" has an invalid \"auth\" value",
-                                    origin, key);
+                al_error_set(err, AL_E_USAGE, 0,
+                             "%s: auths entry for \"%.200s\" has an invalid \"auth\" value",
+                             origin, key);
+                json_decref(root);
+                return AL_E_USAGE;
             }
         } else if (u != NULL && p != NULL) {
             user = al_xstrdup(u);
