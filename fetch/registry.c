@@ -538,9 +538,12 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
         http_error(&e, q, method_of(c));
         if (have_creds) {
             al_error_wrap(&e, "%s: authentication failed for user \"%s\"", h->host, user);
-            if (h->fatal == NULL) {
-                al_error_set(&h->fatal, AL_E_AUTH, 0, "%s", e->msg);
-            }
+            /* Later calls to this registry fail with a message that
+             * names the registry, not this call's URL. */
+            if (h->fatal == NULL)
+                al_error_set(&h->fatal, AL_E_AUTH, 0,
+                             "%s: authentication failed for user \"%s\" (HTTP 401 Unauthorized)",
+                             h->host, user);
         }
         finish(c, e);
         return false;
