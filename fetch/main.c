@@ -377,7 +377,7 @@ int main(int argc, char **argv)
     printf("%zu image%s: %d ok, %d failed; %d new blob%s, %s downloaded in %.1fs (%llu "
            "requests)\n",
            list.n, list.n == 1 ? "" : "s", ok, failed, new_blobs, new_blobs == 1 ? "" : "s",
-           al_format_bytes(b, sizeof(b), st->blob_bytes), elapsed,
+           al_format_bytes(b, sizeof(b), bytes), elapsed,
            (unsigned long long)st->requests);
     fflush(stdout);
     al_error *fe = NULL;

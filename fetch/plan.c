@@ -623,11 +623,20 @@ static void fetch_layers(al_fetch_ctx *ctx, image *ims, size_t n, blob_need **ne
 
 /* --- phase 5: commit ----------------------------------------------------- */
 
-static int store_small(al_fetch_ctx *ctx, const char *digest, const char *body, size_t len,
-                       const char *media_type, bool local, al_error **err)
+/* Store a manifest or config held in memory; count it as new for the
+ * image's report when it was downloaded in this run. */
+static int store_small(al_fetch_ctx *ctx, image *im, const char *digest, const char *body,
+                       size_t len, const char *media_type, bool local, al_error **err)
 {
-    if (!local && al_store_put_blob(ctx->store, digest, body, len, err) < 0)
-        return al_error_wrap(err, "store %s", digest);
+    if (!local) {
+        bool had = al_store_has_blob(ctx->store, digest, NULL);
+        if (al_store_put_blob(ctx->store, digest, body, len, err) < 0)
+            return al_error_wrap(err, "store %s", digest);
+        if (!had) {
+            im->res->new_blobs++;
+            im->res->new_bytes += len;
+        }
+    }
     return al_db_blob_add(ctx->db, digest, (int64_t)len, media_type, err);
 }
 
@@ -659,7 +668,7 @@ static void commit_image(al_fetch_ctx *ctx, image *im, blob_need *needs, size_t 
         mnode *nd = &im->nodes[j];
         if (!node_kept(im, nd))
             continue;
-        if (store_small(ctx, nd->digest, nd->body, nd->len, nd->media_type, nd->local, &e) < 0)
+        if (store_small(ctx, im, nd->digest, nd->body, nd->len, nd->media_type, nd->local, &e) < 0)
             break;
         al_graph_manifest *g = &gm[ngm++];
         memcpy(g->digest, nd->digest, sizeof(g->digest));
@@ -684,7 +693,7 @@ static void commit_image(al_fetch_ctx *ctx, image *im, blob_need *needs, size_t 
             continue;
         const al_descriptor *cd = &nd->m->config;
         memcpy(g->config_digest, cd->digest, sizeof(g->config_digest));
-        if (store_small(ctx, cd->digest, nd->config_body, nd->config_len, cd->media_type,
+        if (store_small(ctx, im, cd->digest, nd->config_body, nd->config_len, cd->media_type,
                         nd->config_local, &e) < 0)
             break;
         al_graph_edge *ed = &ge[nge++];
