@@ -9,7 +9,8 @@
 #
 #   load_containerd TAR [FLAGS...]     ctr images import (unpacking unless --no-unpack)
 #   containerd_image_target NAME       print the target digest of image NAME
-#   containerd_image_ready NAME        succeed if `ctr images check` says NAME is complete
+#   containerd_image_check NAME        print "<status> <unpacked>", e.g. "complete true"
+#   containerd_image_ready NAME        succeed if NAME is complete and unpacked
 #   load_docker TAR                    docker load -i TAR
 #   docker_repotags_arch NAME          print: <RepoTags as JSON> <Architecture>
 #   load_podman TAR                    podman load -i TAR
@@ -38,7 +39,12 @@ consumers_up() {
 			return 1
 		fi
 		_al_consumers_started_dir=$dir
-		trap consumers_down EXIT
+		# Keep the caller's EXIT trap: run it after stopping the consumers.
+		local prev=''
+		eval "set -- $(trap -p EXIT)"
+		[[ $# -ge 3 ]] && prev=$3
+		# shellcheck disable=SC2064
+		trap "consumers_down${prev:+; $prev}" EXIT
 		AL_CONSUMERS_ENV=$dir/consumers.env
 	fi
 	# shellcheck disable=SC1090
@@ -75,12 +81,15 @@ containerd_image_target() {
 	al_ctr images ls | awk -v n="$1" 'NR > 1 && $1 == n { print $3; f = 1 } END { exit !f }'
 }
 
-# containerd_image_ready NAME: `ctr images check` reports NAME complete (all content
-# present for the host platform) and, for an unpacked image, unpacked.
-containerd_image_ready() {
+# containerd_image_check NAME: print "<status> <unpacked>" from `ctr images check`, e.g.
+# "complete true"; status is complete|incomplete|missing|unavailable, unpacked true|false.
+containerd_image_check() {
 	al_ctr images check --snapshotter "$AL_CTR_SNAPSHOTTER" |
-		awk -v n="$1" 'NR > 1 && $1 == n && $3 == "complete" { f = 1 } END { exit !f }'
+		awk -v n="$1" 'NR > 1 && $1 == n { print $4, $NF; f = 1 } END { exit !f }'
 }
+
+# containerd_image_ready NAME: all content present for the host platform, and unpacked.
+containerd_image_ready() { [[ $(containerd_image_check "$1") == "complete true" ]]; }
 
 load_docker() { al_docker load -i "$1"; }
 

@@ -16,7 +16,7 @@ mkdir -p "$out"
 out=$(realpath "$out")
 exec > >(tee "$out/probe.log") 2>&1
 
-# shellcheck source=consumers-lib.sh
+# shellcheck source-path=SCRIPTDIR
 source "$here/consumers-lib.sh"
 
 # run CMD...: echo the command, its output and its exit status.
