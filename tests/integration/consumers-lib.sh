@@ -40,9 +40,9 @@ consumers_up() {
 		fi
 		_al_consumers_started_dir=$dir
 		# Keep the caller's EXIT trap: run it after stopping the consumers.
-		local prev=''
-		eval "set -- $(trap -p EXIT)"
-		[[ $# -ge 3 ]] && prev=$3
+		local -a prev_trap=()
+		eval "prev_trap=($(trap -p EXIT))" # trap -- 'CMD' EXIT
+		local prev=${prev_trap[2]:-}
 		# shellcheck disable=SC2064
 		trap "consumers_down${prev:+; $prev}" EXIT
 		AL_CONSUMERS_ENV=$dir/consumers.env
