@@ -44,6 +44,8 @@ struct al_blob_writer {
     int fd;
     char *tmp_path;
     al_hasher *hasher;
+    uint64_t resumed_at; /* bytes that were already in the partial file */
+    bool resumable;      /* tmp_path is STORE/tmp/partial-<hex>, kept by suspend */
 };
 
 /* Small helpers ------------------------------------------------------ */
@@ -339,6 +341,112 @@ int al_blob_writer_write(al_blob_writer *w, const void *buf, size_t len, al_erro
         return al_error_set(err, AL_E_IO, -r, "write %s", w->tmp_path);
     al_hasher_update(w->hasher, buf, len);
     return 0;
+}
+
+/* Re-hash the first `len` bytes of the partial file so the digest covers
+ * them; a short read means the file changed under us. */
+static int rehash_prefix(al_blob_writer *w, uint64_t len, al_error **err)
+{
+    int fd = open(w->tmp_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return al_error_set(err, AL_E_IO, errno, "open %s", w->tmp_path);
+    size_t bufsize = 1024 * 1024;
+    _cleanup_free_ char *buf = al_xmalloc(bufsize);
+    uint64_t left = len;
+    while (left > 0) {
+        ssize_t n = read(fd, buf, left < bufsize ? (size_t)left : bufsize);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            close(fd);
+            return al_error_set(err, AL_E_IO, e, "read %s", w->tmp_path);
+        }
+        al_hasher_update(w->hasher, buf, (size_t)n);
+        left -= (uint64_t)n;
+    }
+    close(fd);
+    return 0;
+}
+
+int al_store_blob_resume(al_blob_writer **out, al_store *s, const char *digest,
+                         int64_t expected_size, uint64_t *offset_out, al_error **err)
+{
+    *out = NULL;
+    *offset_out = 0;
+    int r = al_digest_check(digest, err);
+    if (r < 0)
+        return r;
+    if ((r = require_write(s, err)) < 0)
+        return r;
+    al_blob_writer *w = al_xcalloc(1, sizeof(*w));
+    w->store = s;
+    memcpy(w->digest, digest, AL_DIGEST_BUF);
+    w->expected_size = expected_size;
+    w->resumable = true;
+    w->hasher = al_hasher_new();
+    w->tmp_path = al_xasprintf("%s/partial-%s", s->tmp_dir, al_digest_hex(digest));
+    w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_CLOEXEC, FILE_MODE);
+    if (w->fd < 0) {
+        r = al_error_set(err, AL_E_IO, errno, "open %s", w->tmp_path);
+        free(w->tmp_path);
+        w->tmp_path = NULL;
+        al_blob_writer_abort(w);
+        return r;
+    }
+    struct stat st;
+    if (fstat(w->fd, &st) < 0) {
+        r = al_error_set(err, AL_E_IO, errno, "stat %s", w->tmp_path);
+        al_blob_writer_abort(w);
+        return r;
+    }
+    uint64_t have = (uint64_t)st.st_size;
+    /* A partial as long as the whole blob (or longer) cannot be trusted to
+     * be a prefix worth continuing: start over. */
+    if (expected_size < 0 || have >= (uint64_t)expected_size)
+        have = 0;
+    if (have > 0 && rehash_prefix(w, have, NULL) < 0) {
+        al_hasher_reset(w->hasher);
+        have = 0;
+    }
+    if (ftruncate(w->fd, (off_t)have) < 0 || lseek(w->fd, (off_t)have, SEEK_SET) < 0) {
+        r = al_error_set(err, AL_E_IO, errno, "truncate %s", w->tmp_path);
+        al_blob_writer_abort(w);
+        return r;
+    }
+    w->resumed_at = have;
+    *offset_out = have;
+    *out = w;
+    return 0;
+}
+
+int al_blob_writer_restart(al_blob_writer *w, al_error **err)
+{
+    al_hasher_reset(w->hasher);
+    w->resumed_at = 0;
+    if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)
+        return al_error_set(err, AL_E_IO, errno, "truncate %s", w->tmp_path);
+    return 0;
+}
+
+uint64_t al_blob_writer_resumed_at(const al_blob_writer *w)
+{
+    return w->resumed_at;
+}
+
+void al_blob_writer_suspend(al_blob_writer *w)
+{
+    if (w == NULL)
+        return;
+    if (w->resumable && w->fd >= 0) {
+        /* Keep what arrived for the next attempt or run. No fsync: after a
+         * power cut the re-hash and the final digest check catch garbage. */
+        close(w->fd);
+        w->fd = -1;
+        free(w->tmp_path);
+        w->tmp_path = NULL;
+    }
+    al_blob_writer_abort(w);
 }
 
 uint64_t al_blob_writer_written(const al_blob_writer *w)

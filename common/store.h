@@ -61,6 +61,20 @@ int al_blob_writer_commit(al_blob_writer *w, al_error **err);
 /* Drop the temp file and free w. Accepts NULL. */
 void al_blob_writer_abort(al_blob_writer *w);
 
+/* A resumable writer: STORE/tmp/partial-<hex> survives failures, kills
+ * and reboots. When it exists, its bytes are re-hashed and *offset_out
+ * says where to continue (Range: bytes=N-); 0 means from the start. The
+ * lock held by a WRITE store makes the fixed name safe. */
+int al_store_blob_resume(al_blob_writer **out, al_store *s, const char *digest,
+                         int64_t expected_size, uint64_t *offset_out, al_error **err);
+/* The server sent the whole blob instead of the range: start over. */
+int al_blob_writer_restart(al_blob_writer *w, al_error **err);
+/* Bytes that came from an earlier attempt (0 after restart). */
+uint64_t al_blob_writer_resumed_at(const al_blob_writer *w);
+/* Close and free w but keep a resumable partial file for later. For other
+ * writers this is al_blob_writer_abort. Accepts NULL. */
+void al_blob_writer_suspend(al_blob_writer *w);
+
 /* Write a small blob held in memory (a manifest) through the same path. */
 int al_store_put_blob(al_store *s, const char *digest, const void *buf, size_t len,
                       al_error **err);

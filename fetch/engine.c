@@ -23,6 +23,10 @@ typedef struct xfer {
     al_error *sink_err;   /* failure inside a callback: abort the transfer */
     double not_before;    /* monotonic time before which a retry may not start */
     double retry_after;   /* from the Retry-After header, seconds, or -1 */
+    int64_t range_start;  /* from Content-Range of a 206, or -1 */
+    uint64_t resumed_at;  /* bytes of the blob we asked the server to skip */
+    bool bad_range;       /* the 206 did not start where we asked */
+    bool fresh_retry;     /* retry once without the partial file */
     bool in_flight;
     bool done;
 } xfer;
@@ -168,9 +172,18 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
     }
     r->bytes += n;
     if (r->store != NULL) {
-        if (x->writer == NULL &&
-            al_store_blob_begin(&x->writer, r->store, r->blob_digest, r->blob_size, &x->sink_err) < 0)
-            return 0;
+        if (x->writer == NULL)
+            return 0; /* the partial file could not be opened: sink_err says why */
+        if (x->resumed_at > 0 && al_blob_writer_resumed_at(x->writer) > 0) {
+            if (code == 200) {
+                /* The server ignored our Range and sends everything. */
+                if (al_blob_writer_restart(x->writer, &x->sink_err) < 0)
+                    return 0;
+            } else if (x->range_start != (int64_t)x->resumed_at) {
+                x->bad_range = true;
+                return 0;
+            }
+        }
         if (al_blob_writer_write(x->writer, p, n, &x->sink_err) < 0)
             return 0;
         return n;
@@ -217,6 +230,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
         free(r->www_authenticate), r->www_authenticate = NULL;
         free(r->location), r->location = NULL;
         x->retry_after = -1;
+        x->range_start = -1;
         return n;
     }
     set_header(&r->content_type, header_value(p, n, "content-type"));
@@ -236,6 +250,9 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
         else
             x->retry_after = 5; /* an HTTP date: be modest rather than parse it */
     }
+    _cleanup_free_ char *cr = header_value(p, n, "content-range");
+    if (cr != NULL && strncmp(cr, "bytes ", 6) == 0)
+        x->range_start = strtoll(cr + 6, NULL, 10);
     char *cl = header_value(p, n, "content-length");
     if (cl != NULL) {
         r->content_length = strtoll(cl, NULL, 10);
@@ -327,6 +344,29 @@ static void xfer_setup(al_engine *e, xfer *x)
         _cleanup_free_ char *hd = al_xasprintf("Authorization: %s", r->authorization);
         x->headers = curl_slist_append(x->headers, hd);
     }
+    x->resumed_at = 0;
+    x->bad_range = false;
+    x->range_start = -1;
+    if (r->store != NULL && !r->head) {
+        /* Continue a download cut earlier, in this run or a previous one. */
+        if (x->fresh_retry) {
+            al_blob_writer *old = NULL;
+            uint64_t off = 0;
+            if (al_store_blob_resume(&old, r->store, r->blob_digest, r->blob_size, &off, NULL) == 0)
+                al_blob_writer_restart(old, NULL);
+            al_blob_writer_abort(old);
+            x->fresh_retry = false;
+        }
+        if (al_store_blob_resume(&x->writer, r->store, r->blob_digest, r->blob_size,
+                                 &x->resumed_at, &x->sink_err) == 0 &&
+            x->resumed_at > 0) {
+            _cleanup_free_ char *hd =
+                al_xasprintf("Range: bytes=%llu-", (unsigned long long)x->resumed_at);
+            x->headers = curl_slist_append(x->headers, hd);
+            al_debug("resuming %s at byte %llu", r->blob_digest,
+                     (unsigned long long)x->resumed_at);
+        }
+    }
     if (x->headers != NULL)
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->headers);
 }
@@ -374,8 +414,15 @@ static bool xfer_finish(al_engine *e, xfer *x, CURLcode code)
     r->transport_code = (int)code;
     bool ok2xx = r->status >= 200 && r->status <= 299;
     _cleanup_free_ char *url = al_url_redact(r->url);
+    if (x->bad_range && r->attempts <= e->opts.max_retries) {
+        /* A 206 for another range than asked: drop the partial, start over. */
+        al_blob_writer_abort(x->writer);
+        x->writer = NULL;
+        x->fresh_retry = true;
+        return true;
+    }
     if (x->sink_err != NULL) {
-        /* Our own write callback refused: size cap, digest, disk. Not transient. */
+        /* Our own write callback refused: size cap, disk. Not transient. */
         al_blob_writer_abort(x->writer);
         x->writer = NULL;
         r->err = x->sink_err;
@@ -383,8 +430,15 @@ static bool xfer_finish(al_engine *e, xfer *x, CURLcode code)
         al_error_wrap(&r->err, "GET %s", url);
         return false;
     }
-    if (code != CURLE_OK) {
+    if (r->status == 416 && x->resumed_at > 0 && r->attempts <= e->opts.max_retries) {
         al_blob_writer_abort(x->writer);
+        x->writer = NULL;
+        x->fresh_retry = true;
+        return true;
+    }
+    if (code != CURLE_OK) {
+        /* Keep what arrived: the retry (or the next run) continues from it. */
+        al_blob_writer_suspend(x->writer);
         x->writer = NULL;
         bool retry = transient_curl(code) && r->attempts <= e->opts.max_retries;
         al_errc ec = AL_E_NET;
@@ -393,25 +447,28 @@ static bool xfer_finish(al_engine *e, xfer *x, CURLcode code)
         return retry;
     }
     if (transient_status(r->status) && r->attempts <= e->opts.max_retries) {
-        al_blob_writer_abort(x->writer);
+        al_blob_writer_suspend(x->writer);
         x->writer = NULL;
         return true;
     }
-    if (ok2xx && r->store != NULL && !r->head) {
-        if (x->writer == NULL) /* empty body: the blob is the empty file */
-            if (al_store_blob_begin(&x->writer, r->store, r->blob_digest, r->blob_size, &r->err) < 0) {
-                al_error_wrap(&r->err, "GET %s", url);
-                return false;
-            }
+    if (ok2xx && r->store != NULL && !r->head && x->writer != NULL) {
         al_blob_writer *w = x->writer;
         x->writer = NULL;
+        bool resumed = al_blob_writer_resumed_at(w) > 0;
+        e->stats.blob_bytes += r->bytes;
         if (al_blob_writer_commit(w, &r->err) < 0) {
+            /* A resumed download whose digest fails may carry a bad
+             * prefix from before a crash: one fresh try. */
+            if (resumed && r->err->code == AL_E_DIGEST && r->attempts <= e->opts.max_retries) {
+                al_error_clear(&r->err);
+                return true;
+            }
             al_error_wrap(&r->err, "GET %s", url);
             return false;
         }
-        e->stats.blob_bytes += r->bytes;
     } else {
-        al_blob_writer_abort(x->writer);
+        /* 3xx, 4xx: the partial stays for the redirected or later attempt. */
+        al_blob_writer_suspend(x->writer);
         x->writer = NULL;
     }
     return false;
