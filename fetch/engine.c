@@ -122,7 +122,12 @@ void al_request_free(al_request *r)
     al_request_reset_output(r);
     free(r->url);
     free(r->accept);
+    if (r->authorization != NULL)
+        memset(r->authorization, 0, strlen(r->authorization));
     free(r->authorization);
+    if (r->post_fields != NULL)
+        memset(r->post_fields, 0, strlen(r->post_fields));
+    free(r->post_fields);
     free(r);
 }
 
@@ -324,8 +329,17 @@ static void xfer_setup(al_engine *e, xfer *x)
     curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     if (r->head)
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    if (e->opts.ca_cert != NULL)
-        curl_easy_setopt(h, CURLOPT_CAINFO, e->opts.ca_cert);
+    if (r->ca_pem != NULL) {
+        struct curl_blob blob = {.data = (void *)r->ca_pem, .len = r->ca_pem_len,
+                                 .flags = CURL_BLOB_NOCOPY};
+        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+    }
+    if (r->client_cert != NULL) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, r->client_cert);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, r->client_key);
+    }
+    if (r->post_fields != NULL)
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->post_fields);
     if (r->insecure) {
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);

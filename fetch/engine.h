@@ -20,7 +20,6 @@
 
 typedef struct al_engine_opts {
     int jobs;               /* concurrent transfers (default 8) */
-    const char *ca_cert;    /* extra CA bundle file, or NULL for system CAs */
     long connect_timeout;   /* seconds */
     long low_speed_time;    /* seconds below low_speed_limit bytes/s before a stall is cut */
     long low_speed_limit;   /* bytes per second */
@@ -41,6 +40,11 @@ typedef struct al_request {
     bool insecure;        /* skip TLS peer/host verification (--insecure-registry) */
     char *accept;         /* Accept header value, owned, may be NULL */
     char *authorization;  /* full header value ("Bearer x"), owned, may be NULL; never logged */
+    char *post_fields;    /* POST this urlencoded form instead of GET (owned; secrets: wiped) */
+    const char *ca_pem;   /* CA bundle (PEM text) replacing the default, or NULL (borrowed) */
+    size_t ca_pem_len;
+    const char *client_cert; /* client certificate and key files for mTLS, or NULL (borrowed) */
+    const char *client_key;
     size_t mem_cap;       /* memory sink: refuse bodies larger than this (AL_E_SIZE) */
     /* Blob sink: when `store` is set, a 2xx body is streamed into a blob
      * writer for `blob_digest` with `blob_size`; commit verifies both. */

@@ -49,10 +49,16 @@ static const char usage_text[] =
     "      --username USER        user name for every registry of this run\n"
     "      --password-stdin       read the password from stdin (with --username)\n"
     "      --ca-cert FILE         trust the CA certificates in FILE (PEM) as well as the system's\n"
+    "      --client-cert FILE     client certificate (PEM) for registries that require one\n"
+    "      --client-key FILE      its private key (default: in the --client-cert file)\n"
+    "      --certs-dir DIR        per-registry TLS files DIR/HOST[:PORT]/{*.crt,client.cert,\n"
+    "                             client.key} (default: /etc/docker/certs.d and\n"
+    "                             /etc/containers/certs.d)\n"
     "      --insecure-registry HOST[:PORT]\n"
     "                             allow plain HTTP or unverified TLS for HOST (repeatable)\n"
-    "  Without --username, credentials come from docker's config.json ($DOCKER_CONFIG,\n"
-    "  else ~/.docker/config.json, \"auths\" entries).\n"
+    "  Without --username, credentials come from containers auth.json ($REGISTRY_AUTH_FILE,\n"
+    "  else $XDG_RUNTIME_DIR/containers/auth.json), then docker's config.json ($DOCKER_CONFIG,\n"
+    "  else ~/.docker/config.json: credHelpers, credsStore, auths).\n"
     "\n"
     "Output:\n"
     "  -q, --quiet                errors only on stderr\n"
@@ -76,6 +82,9 @@ enum {
     OPT_RETRIES,
     OPT_CONNECT_TIMEOUT,
     OPT_STALL_TIMEOUT,
+    OPT_CLIENT_CERT,
+    OPT_CLIENT_KEY,
+    OPT_CERTS_DIR,
 };
 
 static const struct option long_opts[] = {
@@ -91,6 +100,9 @@ static const struct option long_opts[] = {
     {"username", required_argument, NULL, OPT_USERNAME},
     {"password-stdin", no_argument, NULL, OPT_PASSWORD_STDIN},
     {"ca-cert", required_argument, NULL, OPT_CA_CERT},
+    {"client-cert", required_argument, NULL, OPT_CLIENT_CERT},
+    {"client-key", required_argument, NULL, OPT_CLIENT_KEY},
+    {"certs-dir", required_argument, NULL, OPT_CERTS_DIR},
     {"insecure-registry", required_argument, NULL, OPT_INSECURE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
@@ -188,6 +200,7 @@ int main(int argc, char **argv)
     if (store_dir == NULL || *store_dir == '\0')
         store_dir = "./airlock-store";
     const char *registry = NULL, *platform_arg = NULL, *username = NULL, *ca_cert = NULL;
+    const char *client_cert = NULL, *client_key = NULL, *certs_dir = NULL;
     bool password_stdin = false, attest = false, stdin_list = false;
     char **files = NULL, **insecure = NULL;
     size_t n_files = 0, n_insecure = 0;
@@ -243,6 +256,17 @@ int main(int argc, char **argv)
                 return usage_error("--ca-cert: cannot read \"%s\"", optarg);
             ca_cert = optarg;
             break;
+        case OPT_CLIENT_CERT:
+            if (access(optarg, R_OK) != 0)
+                return usage_error("--client-cert: cannot read \"%s\"", optarg);
+            client_cert = optarg;
+            break;
+        case OPT_CLIENT_KEY:
+            if (access(optarg, R_OK) != 0)
+                return usage_error("--client-key: cannot read \"%s\"", optarg);
+            client_key = optarg;
+            break;
+        case OPT_CERTS_DIR: certs_dir = optarg; break;
         case OPT_INSECURE:
             if (!valid_host(optarg))
                 return usage_error("--insecure-registry: invalid host \"%s\" (want HOST[:PORT])",
@@ -260,13 +284,14 @@ int main(int argc, char **argv)
     al_log_set_level((al_log_level)verbosity);
     const char *dbg = getenv("AL_DEBUG_HTTP");
     eopts.debug_http = dbg != NULL && strcmp(dbg, "1") == 0;
-    eopts.ca_cert = ca_cert;
 
     if (password_stdin && username == NULL)
         return usage_error("--password-stdin needs --username");
     if (username != NULL && !password_stdin)
         return usage_error("--username needs --password-stdin (passwords are never taken from "
                            "the command line)");
+    if (client_key != NULL && client_cert == NULL)
+        return usage_error("--client-key needs --client-cert");
     if (password_stdin && stdin_list)
         return usage_error("--password-stdin and -f - both want stdin");
 
@@ -333,7 +358,14 @@ int main(int argc, char **argv)
         exit_code = EXIT_PARTIAL;
         goto out;
     }
-    al_registry_opts ropts = {.creds = creds, .insecure_hosts = insecure, .n_insecure = n_insecure};
+    const char *certs_dirs[] = {certs_dir, NULL};
+    al_registry_opts ropts = {.creds = creds,
+                              .insecure_hosts = insecure,
+                              .n_insecure = n_insecure,
+                              .ca_cert = ca_cert,
+                              .client_cert = client_cert,
+                              .client_key = client_key,
+                              .certs_dirs = certs_dir ? certs_dirs : NULL};
     al_registry_new(&reg, engine, &ropts, &err);
     al_fetch_ctx ctx = {
         .store = store,

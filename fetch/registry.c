@@ -1,6 +1,8 @@
 #include "registry.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,12 @@ typedef struct token {
 typedef struct host_state {
     char *host;
     bool insecure;
+    bool tls_loaded;
+    char *ca_pem; /* system CAs + --ca-cert + certs.d CAs, when any extra */
+    size_t ca_len;
+    char *client_cert, *client_key;
+    bool cred_loaded;
+    const al_cred *cred; /* borrowed from the creds cache; NULL: anonymous */
     bool plain_http; /* insecure host that does not speak TLS */
     auth_kind auth;
     char *realm, *service;
@@ -36,7 +44,7 @@ typedef struct host_state {
 struct al_registry {
     al_engine *engine;
     al_registry_opts opts;
-    host_state *hosts;
+    host_state **hosts; /* each allocated on its own: pointers stay valid */
     size_t n_hosts;
 };
 
@@ -56,8 +64,11 @@ void al_registry_free(al_registry *r)
     if (r == NULL)
         return;
     for (size_t i = 0; i < r->n_hosts; i++) {
-        host_state *h = &r->hosts[i];
+        host_state *h = r->hosts[i];
         free(h->host);
+        free(h->ca_pem);
+        free(h->client_cert);
+        free(h->client_key);
         free(h->realm);
         free(h->service);
         for (size_t j = 0; j < h->n_tokens; j++) {
@@ -66,6 +77,7 @@ void al_registry_free(al_registry *r)
         }
         free(h->tokens);
         al_error_free(h->fatal);
+        free(h);
     }
     free(r->hosts);
     free(r);
@@ -82,14 +94,140 @@ bool al_registry_is_insecure(const al_registry *r, const char *host)
 static host_state *get_host(al_registry *r, const char *host)
 {
     for (size_t i = 0; i < r->n_hosts; i++)
-        if (strcmp(r->hosts[i].host, host) == 0)
-            return &r->hosts[i];
-    r->hosts = al_xrealloc(r->hosts, (r->n_hosts + 1) * sizeof(host_state));
-    host_state *h = &r->hosts[r->n_hosts++];
-    memset(h, 0, sizeof(*h));
+        if (strcmp(r->hosts[i]->host, host) == 0)
+            return r->hosts[i];
+    r->hosts = al_xrealloc(r->hosts, (r->n_hosts + 1) * sizeof(host_state *));
+    host_state *h = al_xcalloc(1, sizeof(*h));
+    r->hosts[r->n_hosts++] = h;
     h->host = al_xstrdup(host);
     h->insecure = al_registry_is_insecure(r, host);
     return h;
+}
+
+static bool append_file(char **buf, size_t *len, const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return false;
+    char chunk[16384];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        *buf = al_xrealloc(*buf, *len + n + 2);
+        memcpy(*buf + *len, chunk, n);
+        *len += n;
+    }
+    fclose(f);
+    if (*buf != NULL) {
+        (*buf)[(*len)++] = '\n'; /* PEM files need not end in a newline */
+        (*buf)[*len] = '\0';
+    }
+    return true;
+}
+
+static bool has_suffix(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* TLS material for a host: docker's certs.d convention, then the flags.
+ * Extra CAs are added to the system's, never instead of them. */
+static void load_tls(al_registry *r, host_state *h)
+{
+    if (h->tls_loaded)
+        return;
+    h->tls_loaded = true;
+    static const char *const default_dirs[] = {"/etc/docker/certs.d", "/etc/containers/certs.d",
+                                               NULL};
+    const char *const *dirs = r->opts.certs_dirs ? r->opts.certs_dirs : default_dirs;
+    char *extra = NULL;
+    size_t extra_len = 0;
+    for (size_t i = 0; dirs[i] != NULL && h->client_cert == NULL; i++) {
+        _cleanup_free_ char *dir = al_xasprintf("%s/%s", dirs[i], h->host);
+        DIR *d = opendir(dir);
+        if (d == NULL)
+            continue;
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.')
+                continue;
+            _cleanup_free_ char *path = al_xasprintf("%s/%s", dir, de->d_name);
+            if (has_suffix(de->d_name, ".crt")) {
+                append_file(&extra, &extra_len, path);
+            } else if (has_suffix(de->d_name, ".cert")) {
+                /* client.cert pairs with client.key */
+                char *key = al_xasprintf("%.*s.key", (int)(strlen(path) - 5), path);
+                if (access(key, R_OK) == 0) {
+                    free(h->client_cert);
+                    free(h->client_key);
+                    h->client_cert = al_steal_ptr(&path);
+                    h->client_key = key;
+                } else {
+                    al_warn("%s has no matching .key file: ignored", path);
+                    free(key);
+                }
+            }
+        }
+        closedir(d);
+    }
+    if (r->opts.ca_cert != NULL)
+        append_file(&extra, &extra_len, r->opts.ca_cert);
+    if (h->client_cert == NULL && r->opts.client_cert != NULL) {
+        h->client_cert = al_xstrdup(r->opts.client_cert);
+        h->client_key = al_xstrdup(r->opts.client_key ? r->opts.client_key : r->opts.client_cert);
+    }
+    if (extra == NULL)
+        return;
+    char *all = NULL;
+    size_t all_len = 0;
+    curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+    if (vi->cainfo != NULL)
+        append_file(&all, &all_len, vi->cainfo);
+    all = al_xrealloc(all, all_len + extra_len + 1);
+    memcpy(all + all_len, extra, extra_len);
+    all_len += extra_len;
+    all[all_len] = '\0';
+    free(extra);
+    h->ca_pem = all;
+    h->ca_len = all_len;
+}
+
+static void apply_tls(al_registry *r, host_state *h, al_request *q)
+{
+    load_tls(r, h);
+    q->insecure = h->insecure;
+    q->ca_pem = h->ca_pem;
+    q->ca_pem_len = h->ca_len;
+    q->client_cert = h->client_cert;
+    q->client_key = h->client_key;
+}
+
+/* The credentials for a host, looked up once. A failing lookup (missing
+ * helper) makes the host fail with that one message. */
+static const al_cred *host_cred(al_registry *r, host_state *h)
+{
+    if (!h->cred_loaded) {
+        h->cred_loaded = true;
+        if (r->opts.creds != NULL && al_creds_get(r->opts.creds, h->host, &h->cred, &h->fatal) < 0)
+            h->cred = NULL;
+    }
+    return h->cred;
+}
+
+/* "host[:port]" of a URL, or NULL. */
+static char *hostport_of(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL, *out = NULL;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        curl_url_get(u, CURLUPART_PORT, &port, 0);
+        out = port ? al_xasprintf("%s:%s", host, port) : al_xstrdup(host);
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return out;
 }
 
 al_call *al_call_new(al_call_op op, const char *host, const char *repo, const char *reference)
@@ -266,28 +404,34 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
             h->fatal = e;
             continue;
         }
-        al_request *q = al_request_new(url);
+        const al_cred *cred = host_cred(r, h);
+        al_request *q;
+        if (cred != NULL && cred->identity_token != NULL) {
+            /* An identity token (docker login via SSO) is an OAuth2
+             * refresh token: POST it, as docker does. */
+            q = al_request_new(h->realm);
+            char *rt = curl_easy_escape(NULL, cred->identity_token, 0);
+            char *sv = curl_easy_escape(NULL, h->service ? h->service : "", 0);
+            char *sc = curl_easy_escape(NULL, scope, 0);
+            q->post_fields = al_xasprintf("grant_type=refresh_token&client_id=airlock&service=%s"
+                                          "&scope=%s&refresh_token=%s",
+                                          sv, sc, rt);
+            memset(rt, 0, strlen(rt));
+            curl_free(rt);
+            curl_free(sv);
+            curl_free(sc);
+        } else {
+            q = al_request_new(url);
+            /* The realm is named by the registry itself; docker sends the
+             * registry's credentials there, and so do we. */
+            if (cred != NULL && cred->user != NULL)
+                q->authorization = al_creds_basic_header(cred->user, cred->password);
+        }
         curl_free(url);
         q->mem_cap = TOKEN_MAX;
-        /* The realm is named by the registry itself; docker sends the
-         * registry's credentials there, and so do we. */
-        const char *user, *pass;
-        if (r->opts.creds != NULL && al_creds_lookup(r->opts.creds, h->host, &user, &pass))
-            q->authorization = al_creds_basic_header(user, pass);
-        _cleanup_free_ char *realm_host = NULL;
-        {
-            CURLU *ru = curl_url();
-            char *rh = NULL, *rp = NULL;
-            if (curl_url_set(ru, CURLUPART_URL, h->realm, 0) == CURLUE_OK &&
-                curl_url_get(ru, CURLUPART_HOST, &rh, 0) == CURLUE_OK) {
-                curl_url_get(ru, CURLUPART_PORT, &rp, 0);
-                realm_host = rp ? al_xasprintf("%s:%s", rh, rp) : al_xstrdup(rh);
-            }
-            curl_free(rh);
-            curl_free(rp);
-            curl_url_cleanup(ru);
-        }
-        q->insecure = realm_host != NULL && al_registry_is_insecure(r, realm_host);
+        _cleanup_free_ char *realm_host = hostport_of(h->realm);
+        if (realm_host != NULL)
+            apply_tls(r, get_host(r, realm_host), q);
         reqs[nr] = q;
         hs[nr] = h;
         scopes[nr] = al_xstrdup(scope);
@@ -334,12 +478,11 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
                     finish(c, copy);
                 }
             }
-            if (e->code == AL_E_AUTH && h->fatal == NULL && r->opts.creds != NULL) {
-                const char *u, *p;
-                if (al_creds_lookup(r->opts.creds, h->host, &u, &p)) {
-                    h->fatal = e; /* wrong credentials: say it once per registry */
-                    e = NULL;
-                }
+            if (e->code == AL_E_AUTH && h->fatal == NULL && host_cred(r, h) != NULL) {
+                /* Wrong credentials: say it once per registry. */
+                al_error_wrap(&e, "credentials from %s rejected", host_cred(r, h)->origin);
+                h->fatal = e;
+                e = NULL;
             }
             al_error_free(e);
         }
@@ -401,7 +544,14 @@ static al_request *build_request(al_registry *r, host_state *h, al_call *c)
         q = al_request_new(url);
     }
     q->head = c->op == AL_CALL_MANIFEST_HEAD;
-    q->insecure = h->insecure;
+    if (c->off_host) {
+        /* TLS settings follow the host actually contacted. */
+        _cleanup_free_ char *hp = hostport_of(q->url);
+        if (hp != NULL)
+            apply_tls(r, get_host(r, hp), q);
+    } else {
+        apply_tls(r, h, q);
+    }
     if (c->op == AL_CALL_MANIFEST_HEAD || c->op == AL_CALL_MANIFEST_GET) {
         q->accept = al_xstrdup(AL_MANIFEST_ACCEPT);
         q->mem_cap = AL_MANIFEST_MAX;
@@ -426,9 +576,9 @@ static al_request *build_request(al_registry *r, host_state *h, al_call *c)
             c->sent_auth = true;
         }
     } else if (h->auth == AUTH_BASIC) {
-        const char *user, *pass;
-        if (r->opts.creds != NULL && al_creds_lookup(r->opts.creds, h->host, &user, &pass)) {
-            q->authorization = al_creds_basic_header(user, pass);
+        const al_cred *cred = host_cred(r, h);
+        if (cred != NULL && cred->user != NULL) {
+            q->authorization = al_creds_basic_header(cred->user, cred->password);
             c->sent_auth = true;
         }
     }
@@ -494,10 +644,16 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
             finish(c, e);
             return false;
         }
-        const char *user, *pass;
-        bool have_creds =
-            r->opts.creds != NULL && al_creds_lookup(r->opts.creds, h->host, &user, &pass);
-        if (ch.scheme == AL_AUTH_SCHEME_BEARER) {
+        const al_cred *cred = host_cred(r, h);
+        if (h->fatal != NULL) { /* the credential lookup itself failed */
+            al_challenge_dispose(&ch);
+            al_error_set(&e, h->fatal->code, 0, "%s", h->fatal->msg);
+            finish(c, e);
+            return false;
+        }
+        bool have_creds = cred != NULL && cred->user != NULL;
+        bool bearer = ch.scheme == AL_AUTH_SCHEME_BEARER;
+        if (bearer) {
             bool changed = h->auth != AUTH_BEARER || h->realm == NULL ||
                            strcmp(h->realm, ch.realm) != 0;
             h->auth = AUTH_BEARER;
@@ -536,14 +692,24 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
             }
         }
         http_error(&e, q, method_of(c));
-        if (have_creds) {
-            al_error_wrap(&e, "%s: authentication failed for user \"%s\"", h->host, user);
+        if (bearer) {
+            /* The token server gave a token, the registry refuses it for
+             * this repository: a permission matter, per repository. */
+            if (cred != NULL)
+                al_error_wrap(&e, "%s: credentials from %s give no pull access to %s", h->host,
+                              cred->origin, c->repo);
+            else
+                al_error_wrap(&e, "%s: %s needs credentials (anonymous pull refused)", h->host,
+                              c->repo);
+        } else {
+            al_error_wrap(&e, "%s: authentication failed for user \"%s\" (credentials from %s)",
+                          h->host, cred->user, cred->origin);
             /* Later calls to this registry fail with a message that
              * names the registry, not this call's URL. */
             if (h->fatal == NULL)
                 al_error_set(&h->fatal, AL_E_AUTH, 0,
-                             "%s: authentication failed for user \"%s\" (HTTP 401 Unauthorized)",
-                             h->host, user);
+                             "%s: authentication failed for user \"%s\" (credentials from %s)",
+                             h->host, cred->user, cred->origin);
         }
         finish(c, e);
         return false;

@@ -19,9 +19,16 @@
 typedef struct al_registry al_registry;
 
 typedef struct al_registry_opts {
-    const al_creds *creds;     /* borrowed */
+    al_creds *creds;           /* borrowed; may be NULL */
     char **insecure_hosts;     /* borrowed: HOST[:PORT] entries */
     size_t n_insecure;
+    const char *ca_cert;       /* --ca-cert: extra CAs for every host, or NULL */
+    const char *client_cert;   /* --client-cert/--client-key for every host, or NULL */
+    const char *client_key;
+    /* Directories searched for docker's per-host TLS files
+     * (DIR/HOST[:PORT]/{*.crt,client.cert,client.key}); NULL-terminated.
+     * NULL means /etc/docker/certs.d and /etc/containers/certs.d. */
+    const char *const *certs_dirs;
 } al_registry_opts;
 
 int al_registry_new(al_registry **out, al_engine *engine, const al_registry_opts *opts,
