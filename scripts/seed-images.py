@@ -561,6 +561,9 @@ def main():
                                                       os.path.join(here, "..", "build", "cache")))
     ap.add_argument("--out", help="write the JSON description here")
     ap.add_argument("--only", action="append", help="push only this ref (repeatable)")
+    ap.add_argument("--as", dest="push_as", action="append", metavar="SRC=DST",
+                    help="push image SRC under the name DST (repo:tag) instead; only these "
+                         "are pushed (repeatable). Tests use it to move a tag.")
     args = ap.parse_args()
 
     password = None
@@ -579,6 +582,14 @@ def main():
             if unknown:
                 die(f"unknown refs: {sorted(unknown)}")
             imgs = {k: v for k, v in imgs.items() if k in args.only}
+        if args.push_as:
+            renamed = {}
+            for spec in args.push_as:
+                src, _, dst = spec.partition("=")
+                if src not in imgs or ":" not in dst:
+                    die(f"--as {spec}: want SRC=REPO:TAG with SRC one of {sorted(imgs)}")
+                renamed[dst] = imgs[src]
+            imgs = renamed
         reg = Registry(args.registry, args.tls, args.ca, args.user, password)
         for ref, img in imgs.items():
             repo, tag = ref.rsplit(":", 1)
