@@ -20,7 +20,6 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
 rig_dir=${AL_RIG_DIR:-/tmp/airlock-rig-$(id -u)}
 env_file=$rig_dir/rig.env
 
@@ -119,9 +118,9 @@ start_one() {
 wait_up() {
     local name=$1 url=$2 want=$3
     shift 3
-    local code i pid
+    local code _ pid
     pid=$(cat "$rig_dir/$name/pid")
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 20 "$rig_dir/$name/registry.log" >&2 || true
             die "registry $name (pid $pid) exited during start"
@@ -189,7 +188,7 @@ cmd_start() {
         echo "export AL_RIG_DIR=$rig_dir"
         local n up
         for n in plain tls auth; do
-            up=$(echo "$n" | tr a-z A-Z)
+            up=$(echo "$n" | tr '[:lower:]' '[:upper:]')
             local port_var=p_$n
             echo "export AL_REG_${up}=127.0.0.1:${!port_var}"
             echo "export AL_REG_${up}_LOG=$rig_dir/$n/access.log"
@@ -224,11 +223,11 @@ cmd_stop_pids() {
 # stop_pid PID CONFIG: kill PID only if it is the registry serving CONFIG
 # (guards against a recycled PID), then wait for it to go.
 stop_pid() {
-    local pid=$1 cfg=$2 i
+    local pid=$1 cfg=$2 _
     [ -n "$pid" ] || return 0
     if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$cfg"; then
         kill "$pid" 2>/dev/null || true
-        for i in $(seq 1 50); do
+        for _ in $(seq 1 50); do
             kill -0 "$pid" 2>/dev/null || return 0
             sleep 0.1
         done

@@ -159,7 +159,21 @@ store_blobs() { # STORE: digests of the files in blobs/sha256
     return 0
 }
 store_has_blob() { [ -f "$1/blobs/sha256/${2#sha256:}" ]; }
-db() { sqlite3 -batch -noheader "$1/airlock.db" "$2"; } # STORE SQL
+# db STORE SQL: query airlock.db. An SQL error is printed to stdout too, so
+# that a comparison against it fails instead of seeing an empty result.
+db() {
+    local out
+    if [ ! -f "$1/airlock.db" ]; then
+        echo "SQLITE ERROR: no $1/airlock.db"
+        return 1
+    fi
+    out=$(sqlite3 -batch -noheader "$1/airlock.db" "$2" 2>&1) || {
+        echo "SQLITE ERROR: $out"
+        echo "sqlite3 $1/airlock.db \"$2\": $out" >&2
+        return 1
+    }
+    [ -z "$out" ] || printf '%s\n' "$out"
+}
 
 # assert_blobs_match_registry STORE STORAGE: every blob of the store is
 # byte-identical to the registry's copy and named by its own hash.
