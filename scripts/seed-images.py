@@ -395,6 +395,13 @@ def build_all(b, big):
         b.busybox_layer("amd64"),
         b.text_layer("amd-only", {"etc/amd-only": "amd64 only\n"})], False, ["sh"], "amd-only")
 
+    # library/victim:1: its own text layer is used by no other image, so a
+    # test may corrupt that blob in the registry without disturbing others.
+    imgs["library/victim:1"] = single(b, "amd64", [
+        b.busybox_layer("amd64"),
+        b.text_layer("victim", {"etc/victim": "this layer gets corrupted by tests\n" * 64})],
+        False, ["sh"], "victim")
+
     if big:
         imgs["library/big:1"] = single(b, "amd64", [b.busybox_layer("amd64"), b.big_layer()],
                                        False, ["sh"], "big")

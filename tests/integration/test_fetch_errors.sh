@@ -79,9 +79,9 @@ cat "$work/nolist.out" "$work/nolist.err" >"$work/nolist.all"
 assert_grep "no-such-list\.txt" "$work/nolist.all" "message for a missing list file"
 
 # 3. A corrupt blob -----------------------------------------------------------
-# amd-only's own text layer: no other seeded image uses it. One byte is
-# flipped in the registry's copy (same size), and put back on exit.
-victim_ref=library/amd-only:1
+# library/victim:1 has a text layer that no other seeded image uses. One
+# byte is flipped in the registry's copy (same size), and put back on exit.
+victim_ref=library/victim:1
 victim=$(seed '[.images[].blobs[]] | group_by(.digest)[] | select(length == 1) | .[0]
     | select(.kind == "layer") | .digest' | while read -r d; do
     if seed_blobs "$victim_ref" 'true' | grep -qx "$d"; then echo "$d"; fi
