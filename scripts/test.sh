@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The project's test command (README; CI runs it through .ci/run):
+#   1. install the Debian packages (scripts/install-deps.sh),
+#   2. configure and build with ASan+UBSan into build-test/,
+#   3. start the registry rig and seed it (scripts/rig.sh start --seed),
+#   4. run ctest (unit + integration) with AL_RIG_ENV pointing at the rig,
+#   5. stop the rig, whatever happened, and exit with ctest's status.
+#
+#   scripts/test.sh [ctest args...]      e.g. scripts/test.sh -R integration
+#   AL_BUILD_DIR=DIR   build directory (default: build-test)
+#   AL_SEED_BIG=1      also push library/big:1 (~120 MB) for the long tests
+#   AL_NO_DEPS=1       skip install-deps.sh
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+build=${AL_BUILD_DIR:-build-test}
+
+if [ -z "${AL_NO_DEPS:-}" ]; then
+    bash scripts/install-deps.sh
+fi
+
+echo "== configure + build ($build, sanitizers on)" >&2
+cmake -S . -B "$build" -DAIRLOCK_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$build" -j2
+
+# A private rig for this run: its own directory, its own free ports.
+rig_parent=$(mktemp -d /tmp/airlock-test-rig.XXXXXX)
+export AL_RIG_DIR=$rig_parent/rig
+stop_rig() {
+    bash "$repo/scripts/rig.sh" stop >/dev/null 2>&1 || true
+    rm -rf "$rig_parent"
+}
+trap stop_rig EXIT
+trap 'exit 130' INT TERM
+
+echo "== rig" >&2
+seed_args=(--seed)
+if [ -n "${AL_SEED_BIG:-}" ]; then
+    seed_args+=(--big)
+fi
+bash scripts/rig.sh start "${seed_args[@]}"
+export AL_RIG_ENV=$AL_RIG_DIR/rig.env
+
+echo "== ctest" >&2
+rc=0
+(cd "$build" && ctest --output-on-failure "$@") || rc=$?
+exit "$rc"

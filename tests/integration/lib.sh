@@ -1,0 +1,203 @@
+# Helpers for the integration test scripts (tests/integration/test_*.sh).
+# Source it:   . "$(dirname "$0")/lib.sh"
+#
+# Environment (ctest sets the first two; scripts/test.sh sets AL_RIG_ENV):
+#   AL_BIN      build directory holding airlock-fetch (default: $AL_SRC/build)
+#   AL_SRC      source directory (default: two levels above this file)
+#   AL_RIG_ENV  env file of a running, seeded rig (scripts/rig.sh); when
+#               unset, rig_up starts a private rig and stops it on exit.
+# shellcheck shell=bash
+
+set -euo pipefail
+
+AL_SRC=${AL_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+AL_BIN=${AL_BIN:-$AL_SRC/build}
+FETCH=$AL_BIN/airlock-fetch
+TEST_NAME=$(basename "${0%.sh}")
+
+# Cleanup: actions run in reverse order on exit, whatever the exit path.
+_al_cleanups=()
+on_exit() { _al_cleanups+=("$*"); }
+_al_run_cleanups() {
+    local rc=$? i
+    set +e
+    for ((i = ${#_al_cleanups[@]} - 1; i >= 0; i--)); do
+        eval "${_al_cleanups[i]}"
+    done
+    exit "$rc"
+}
+trap _al_run_cleanups EXIT
+trap 'exit 130' INT TERM
+
+# Every tmpdir lives below one per-test directory, removed on exit (also
+# for tmpdirs made in a subshell, e.g. d=$(tmpdir)). Paths hold no ':' so
+# that skopeo's oci:DIR:REF syntax can use them.
+AL_TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/airlock-${TEST_NAME}.XXXXXX")
+if [ -n "${AL_KEEP_TMP:-}" ]; then
+    on_exit "echo \"kept $AL_TEST_TMP\" >&2"
+else
+    on_exit "rm -rf '$AL_TEST_TMP'"
+fi
+tmpdir() { mktemp -d "$AL_TEST_TMP/${1:-d}.XXXXXX"; }
+
+note() { echo "--- $TEST_NAME: $*" >&2; }
+fail() {
+    echo "FAIL: $TEST_NAME: $*" >&2
+    exit 1
+}
+assert_eq() { # EXPECTED ACTUAL WHAT
+    [ "$1" = "$2" ] || fail "${3:-value}: expected '$1', got '$2'"
+}
+assert_le() { # LIMIT ACTUAL WHAT
+    [ "$2" -le "$1" ] || fail "${3:-value}: expected at most $1, got $2"
+}
+assert_file() { [ -f "$1" ] || fail "${2:-file} $1 is missing"; }
+# assert_grep PATTERN FILE WHAT: extended regex, case-insensitive.
+assert_grep() {
+    grep -qiE -- "$1" "$2" || { show "$2"; fail "${3:-output} does not match /$1/"; }
+}
+assert_no_grep() {
+    if grep -qiE -- "$1" "$2"; then show "$2"; fail "${3:-output} matches /$1/"; fi
+}
+show() { # print a file to stderr, for context before a failure
+    echo "----- $1" >&2
+    head -c 20000 "$1" >&2 || true
+    echo "-----" >&2
+}
+
+need() { command -v "$1" >/dev/null || fail "$1 is not installed (scripts/install-deps.sh)"; }
+
+# rig_up: make the rig's variables (AL_REG_PLAIN, AL_SEED_JSON, ...) available.
+rig_up() {
+    need jq
+    need sqlite3
+    if [ -n "${AL_RIG_ENV:-}" ] && [ -f "$AL_RIG_ENV" ]; then
+        # shellcheck disable=SC1090
+        . "$AL_RIG_ENV"
+        if [ -z "${AL_SEED_JSON:-}" ]; then
+            AL_RIG_DIR=$AL_RIG_DIR bash "$AL_SRC/scripts/rig.sh" seed >&2
+            # shellcheck disable=SC1090
+            . "$AL_RIG_ENV"
+        fi
+    else
+        local dir
+        dir=$(mktemp -d "${TMPDIR:-/tmp}/airlock-rig-${TEST_NAME}.XXXXXX")
+        on_exit "AL_RIG_DIR='$dir/rig' bash '$AL_SRC/scripts/rig.sh' stop >/dev/null 2>&1; rm -rf '$dir'"
+        AL_RIG_DIR=$dir/rig bash "$AL_SRC/scripts/rig.sh" start --seed >&2 ||
+            fail "could not start the rig"
+        # shellcheck disable=SC1090
+        . "$dir/rig/rig.env"
+    fi
+    [ -f "${AL_SEED_JSON:-}" ] || fail "no seed description (AL_SEED_JSON)"
+    [ -x "$FETCH" ] || fail "airlock-fetch is not built: $FETCH"
+}
+
+# run_fetch OUT [args...]: run airlock-fetch; stdout to OUT.out, stderr to
+# OUT.err, exit status in $RC. Never fails by itself. Stdin is inherited
+# (for --password-stdin) unless the caller redirects it.
+RC=0
+run_fetch() {
+    local out=$1
+    shift
+    RC=0
+    "$FETCH" "$@" >"$out.out" 2>"$out.err" || RC=$?
+    echo "\$ airlock-fetch $* -> exit $RC" >"$out.cmd"
+}
+# expect_rc WANT OUT WHAT: check $RC from run_fetch, show its output if not.
+expect_rc() {
+    if [ "$RC" != "$1" ]; then
+        show "$2.out"
+        show "$2.err"
+        fail "${3:-airlock-fetch}: exit $RC, expected $1"
+    fi
+}
+
+# line_for OUT.out NAME: the result line of one image (second word = name).
+line_for() { awk -v n="$2" '$2 == n' "$1"; }
+# word_for OUT.out NAME: its first word (ok, unchanged, moved, FAILED).
+word_for() { awk -v n="$2" '$2 == n { print $1 }' "$1"; }
+
+# Registry logs --------------------------------------------------------
+# The access log (Apache combined format) has one line per HTTP request:
+#   127.0.0.1 - - [date] "GET /v2/library/busybox/manifests/1.36 HTTP/1.1" 200 ...
+_req_re='"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) [^ ]+ HTTP/[0-9.]+"'
+count_requests() { grep -cE "$_req_re" "$1" || true; }
+# log_mark LOG: a position to pass to log_since later.
+log_mark() { wc -l <"$1" | tr -d ' '; }
+# log_since LOG MARK: the request lines written after the mark, as
+# "METHOD URI" (waits a moment: the registry writes a line after replying).
+log_since() {
+    sleep 0.3
+    tail -n +"$(($2 + 1))" "$1" | grep -oE "$_req_re" | sed -E 's/^"([A-Z]+) ([^ ]+) .*/\1 \2/' || true
+}
+
+# blob_in_registry STORAGE DIGEST: the registry's data file of a blob.
+blob_in_registry() {
+    local hex=${2#sha256:}
+    echo "$1/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data"
+}
+
+# Seed description ----------------------------------------------------
+seed() { jq -r "$@" "$AL_SEED_JSON"; }
+# seed_name REF: full docker.io name of a seeded ref ("library/busybox:1.36").
+seed_name() { seed --arg r "$1" '.images[$r].name'; }
+seed_digest() { seed --arg r "$1" '.images[$r].digest'; }
+seed_media_type() { seed --arg r "$1" '.images[$r].media_type'; }
+# seed_blobs REF [JQ-FILTER]: blob digests of a ref, filtered on the blob
+# object (default: all but attestation blobs).
+seed_blobs() {
+    seed --arg r "$1" ".images[\$r].blobs[] | select(${2:-.attestation | not}) | .digest"
+}
+
+# Store ----------------------------------------------------------------
+store_blobs() { # STORE: digests of the files in blobs/sha256
+    local f
+    [ -d "$1/blobs/sha256" ] || return 0
+    for f in "$1"/blobs/sha256/*; do
+        if [ -e "$f" ]; then echo "sha256:$(basename "$f")"; fi
+    done
+    return 0
+}
+store_has_blob() { [ -f "$1/blobs/sha256/${2#sha256:}" ]; }
+# db STORE SQL: query airlock.db. An SQL error is printed to stdout too, so
+# that a comparison against it fails instead of seeing an empty result.
+db() {
+    local out
+    if [ ! -f "$1/airlock.db" ]; then
+        echo "SQLITE ERROR: no $1/airlock.db"
+        return 1
+    fi
+    out=$(sqlite3 -batch -noheader "$1/airlock.db" "$2" 2>&1) || {
+        echo "SQLITE ERROR: $out"
+        echo "sqlite3 $1/airlock.db \"$2\": $out" >&2
+        return 1
+    }
+    [ -z "$out" ] || printf '%s\n' "$out"
+}
+
+# assert_blobs_match_registry STORE STORAGE: every blob of the store is
+# byte-identical to the registry's copy and named by its own hash.
+assert_blobs_match_registry() {
+    local store=$1 storage=$2 d n=0 reg
+    for d in $(store_blobs "$store"); do
+        reg=$(blob_in_registry "$storage" "$d")
+        [ -f "$reg" ] || fail "store blob $d is not a blob of the registry"
+        cmp -s "$store/blobs/sha256/${d#sha256:}" "$reg" || fail "store blob $d differs from the registry's"
+        n=$((n + 1))
+    done
+    [ "$n" -gt 0 ] || fail "the store $store holds no blobs"
+    note "$n blobs byte-identical to the registry's"
+}
+
+# assert_no_canary PATH...: the auth password is in no file (recursively),
+# neither in clear nor inside a Basic auth header (base64 of user:pass).
+assert_no_canary() {
+    local b64 p
+    b64=$(printf '%s:%s' "$AL_AUTH_USER" "$AL_AUTH_PASS" | base64 -w0)
+    for p in "$@"; do
+        [ -e "$p" ] || continue
+        if grep -rlaF -e "$AL_AUTH_PASS" -e "$b64" "$p" >/dev/null 2>&1; then
+            fail "the password appears in: $(grep -rlaF -e "$AL_AUTH_PASS" -e "$b64" "$p" | head -3 | tr '\n' ' ')"
+        fi
+    done
+}

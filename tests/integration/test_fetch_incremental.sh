@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Incremental fetches:
+#   - the first run downloads each blob once, even when images share it;
+#   - a second run of the same list exits 0, says "unchanged" for every
+#     image, downloads no blob (no new file, no GET on /blobs/) and sends at
+#     most one request per tag (plus one /v2/ ping);
+#   - a tag that moved is reported "moved", only the missing blobs are
+#     downloaded, and tags / tag_history / index.json follow.
+. "$(dirname "$0")/lib.sh"
+rig_up
+
+keys=(library/busybox:1.36 rancher/mirrored-pause:3.6 library/alpine-ish:3.19
+    rancher/local-path-provisioner:v0.0.26 rancher/mirrored-coredns-coredns:1.10.1
+    calico/node:v3.28.0 library/nested:1 rancher/zstd-image:1 library/arm-only:1
+    library/amd-only:1)
+n=${#keys[@]}
+work=$(tmpdir incr)
+list=$work/images.txt
+for k in "${keys[@]}"; do echo "$k"; done >"$list"
+store=$work/store
+reg_args=(--registry "$AL_REG_PLAIN" --insecure-registry "$AL_REG_PLAIN")
+
+# blob_gets: the digests fetched with GET .../blobs/<digest> in a log slice.
+blob_gets() { grep -E '^GET /v2/.+/blobs/sha256:' | sed -E 's#.*/blobs/##' || true; }
+# blob_files STORE: "<digest> <inode> <mtime>" of every blob file.
+blob_files() {
+    if [ -d "$1/blobs/sha256" ]; then
+        (cd "$1/blobs/sha256" && find . -type f -printf '%f %i %T@\n' | sort)
+    fi
+}
+
+# 1. First run ----------------------------------------------------------------
+mark=$(log_mark "$AL_REG_PLAIN_LOG")
+run_fetch "$work/run1" --store "$store" -f "$list" "${reg_args[@]}"
+expect_rc 0 "$work/run1" "first fetch"
+log_since "$AL_REG_PLAIN_LOG" "$mark" >"$work/log1"
+for k in "${keys[@]}"; do
+    assert_eq ok "$(word_for "$work/run1.out" "$(seed_name "$k")")" "first run: $k"
+done
+# Shared layers (the busybox base is in 7 images) are downloaded once.
+dups=$(blob_gets <"$work/log1" | sort | uniq -d)
+[ -z "$dups" ] || fail "first run fetched these blobs more than once: $dups"
+got=$(blob_gets <"$work/log1" | sort -u | wc -l)
+[ "$got" -gt 0 ] || fail "first run: no blob GET in the registry log"
+note "first run: $got blob GETs, $(wc -l <"$work/log1") requests"
+before=$(blob_files "$store")
+[ -n "$before" ] || fail "first run stored no blob"
+
+# 2. Same list again: nothing to download ------------------------------------
+mark=$(log_mark "$AL_REG_PLAIN_LOG")
+run_fetch "$work/run2" --store "$store" -f "$list" "${reg_args[@]}"
+expect_rc 0 "$work/run2" "second fetch"
+log_since "$AL_REG_PLAIN_LOG" "$mark" >"$work/log2"
+for k in "${keys[@]}"; do
+    assert_eq unchanged "$(word_for "$work/run2.out" "$(seed_name "$k")")" "second run: $k"
+done
+assert_eq "$before" "$(blob_files "$store")" "blob files (name, inode, mtime) after the second run"
+if grep -E '/blobs/' "$work/log2" >/dev/null; then
+    show "$work/log2"
+    fail "second run sent blob requests"
+fi
+for k in "${keys[@]}"; do
+    repo=${k%:*} tag=${k##*:}
+    c=$(grep -cE "^[A-Z]+ /v2/$repo/manifests/$tag\$" "$work/log2" || true)
+    assert_le 1 "$c" "second run: requests for $k"
+done
+pings=$(grep -cE '^[A-Z]+ /v2/?$' "$work/log2" || true)
+assert_le 1 "$pings" "second run: /v2/ pings"
+total=$(wc -l <"$work/log2" | tr -d ' ')
+if [ "$total" -gt $((n + 1)) ]; then
+    show "$work/log2"
+    fail "second run sent $total requests for $n tags"
+fi
+note "second run: $total requests for $n tags"
+assert_eq 2 "$(db "$store" 'SELECT count(*) FROM runs')" "runs rows after two runs"
+assert_eq "$n" "$(db "$store" 'SELECT count(*) FROM tags')" "tags after two runs"
+assert_eq 0 "$(db "$store" 'SELECT count(*) FROM tag_history')" "tag_history after two unchanged runs"
+
+# 3. A tag that moves --------------------------------------------------------
+# A private repository (its name differs per run, so a reused rig works):
+# first it holds amd-only's image, then arm-only's.
+mv_repo=library/moving-$$-$RANDOM
+mv_name=docker.io/$mv_repo:1
+python3 "$AL_SRC/scripts/seed-images.py" --registry "$AL_REG_PLAIN" \
+    --as "library/amd-only:1=$mv_repo:1" --out "$work/mv1.json" 2>/dev/null
+old=$(jq -r '.images[].digest' "$work/mv1.json")
+assert_eq "$(seed_digest library/amd-only:1)" "$old" "digest pushed as $mv_repo:1"
+printf '%s\n%s\n' "$mv_repo:1" "busybox:1.36" >"$work/moving.txt"
+store2=$work/store-moving
+run_fetch "$work/mv-a" --store "$store2" -f "$work/moving.txt" "${reg_args[@]}"
+expect_rc 0 "$work/mv-a" "fetch of the moving tag"
+assert_eq ok "$(word_for "$work/mv-a.out" "$mv_name")" "first fetch of $mv_name"
+
+python3 "$AL_SRC/scripts/seed-images.py" --registry "$AL_REG_PLAIN" \
+    --as "library/arm-only:1=$mv_repo:1" --out "$work/mv2.json" 2>/dev/null
+new=$(jq -r '.images[].digest' "$work/mv2.json")
+[ "$new" != "$old" ] || fail "the tag did not move in the registry"
+# Blobs the store lacks: arm-only's, minus those busybox:1.36 brought along.
+missing=$(jq -r '.images[].blobs[] | select(.kind != "manifest") | .digest' "$work/mv2.json" |
+    while read -r d; do store_has_blob "$store2" "$d" || echo "${d}"; done | sort)
+[ -n "$missing" ] || fail "test setup: the moved image needs no new blob"
+
+mark=$(log_mark "$AL_REG_PLAIN_LOG")
+run_fetch "$work/mv-b" --store "$store2" -f "$work/moving.txt" "${reg_args[@]}"
+expect_rc 0 "$work/mv-b" "fetch after the move"
+log_since "$AL_REG_PLAIN_LOG" "$mark" >"$work/log-mv"
+assert_eq moved "$(word_for "$work/mv-b.out" "$mv_name")" "result word of the moved tag"
+assert_eq unchanged "$(word_for "$work/mv-b.out" docker.io/library/busybox:1.36)" "busybox next to it"
+line_for "$work/mv-b.out" "$mv_name" | grep -qF "$new" || fail "the moved line does not show the new digest"
+assert_eq "$missing" "$(blob_gets <"$work/log-mv" | sort)" "blobs downloaded after the move"
+assert_eq "$new" "$(db "$store2" "SELECT digest FROM tags WHERE full_name = '$mv_name'")" "tag row after the move"
+assert_eq "1" "$(db "$store2" "SELECT count(*) FROM tag_history WHERE full_name = '$mv_name'
+    AND old_digest = '$old' AND new_digest = '$new'")" "tag_history row of the move"
+assert_eq "$new" "$(jq -r --arg n "$mv_name" '.manifests[] | select(.annotations["io.containerd.image.name"] == $n) | .digest' "$store2/index.json")" \
+    "index.json entry after the move"
+assert_eq 2 "$(jq '.manifests | length' "$store2/index.json")" "index.json entries after the move"
+for d in $(jq -r '.images[].blobs[].digest' "$work/mv2.json"); do
+    store_has_blob "$store2" "$d" || fail "moved image: blob $d missing"
+done
+assert_blobs_match_registry "$store2" "$AL_REG_PLAIN_STORAGE"
+
+note "ok"
