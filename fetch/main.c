@@ -193,19 +193,39 @@ static const char *status_word(al_image_status s)
     return "?";
 }
 
-int main(int argc, char **argv)
-{
-    al_log_set_prog("airlock-fetch");
-    const char *store_dir = getenv("AIRLOCK_STORE");
-    if (store_dir == NULL || *store_dir == '\0')
-        store_dir = "./airlock-store";
-    const char *registry = NULL, *platform_arg = NULL, *username = NULL, *ca_cert = NULL;
-    const char *client_cert = NULL, *client_key = NULL, *certs_dir = NULL;
-    bool password_stdin = false, attest = false, stdin_list = false;
-    char **files = NULL, **insecure = NULL;
-    size_t n_files = 0, n_insecure = 0;
+/* Everything the command line asks for. Owned pointers are freed by
+ * cli_dispose, so parse_cli can return from anywhere. */
+typedef struct cli {
+    const char *store_dir, *registry, *username, *ca_cert;
+    const char *client_cert, *client_key, *certs_dir;
+    bool password_stdin, attest;
+    char **insecure; /* strings borrowed from argv */
+    size_t n_insecure;
     al_engine_opts eopts;
-    al_engine_opts_default(&eopts);
+    al_platform *plats;
+    size_t n_plats;
+    al_reflist list;
+} cli;
+
+static void cli_dispose(cli *o)
+{
+    free(o->insecure);
+    free(o->plats);
+    al_reflist_dispose(&o->list);
+}
+
+/* Returns -1 to go on, or the exit code. */
+static int parse_cli(cli *o, int argc, char **argv)
+{
+    o->store_dir = getenv("AIRLOCK_STORE");
+    if (o->store_dir == NULL || *o->store_dir == '\0')
+        o->store_dir = "./airlock-store";
+    const char *platform_arg = NULL;
+    bool stdin_list = false;
+    _cleanup_free_ char **files = NULL;
+    size_t n_files = 0;
+    al_engine_opts_default(&o->eopts);
+    al_reflist_init(&o->list);
     int verbosity = AL_LOG_INFO;
 
     int c;
@@ -219,60 +239,60 @@ int main(int argc, char **argv)
             break;
         case OPT_REGISTRY:
             if (!valid_host(optarg))
-                return usage_error("--registry: invalid registry host \"%s\" (want HOST[:PORT])",
+                return usage_error("--registry: invalid o->registry host \"%s\" (want HOST[:PORT])",
                                    optarg);
-            registry = optarg;
+            o->registry = optarg;
             break;
         case OPT_PLATFORM: platform_arg = optarg; break;
-        case OPT_ATTEST: attest = true; break;
-        case OPT_STORE: store_dir = optarg; break;
+        case OPT_ATTEST: o->attest = true; break;
+        case OPT_STORE: o->store_dir = optarg; break;
         case 'j':
             if (!parse_int(optarg, 1, 256, &v))
                 return usage_error("--jobs: expected a number from 1 to 256, got \"%s\"", optarg);
-            eopts.jobs = (int)v;
+            o->eopts.jobs = (int)v;
             break;
         case OPT_RETRIES:
             if (!parse_int(optarg, 0, 100, &v))
                 return usage_error("--retries: expected a number from 0 to 100, got \"%s\"",
                                    optarg);
-            eopts.max_retries = (int)v;
+            o->eopts.max_retries = (int)v;
             break;
         case OPT_CONNECT_TIMEOUT:
             if (!parse_int(optarg, 1, 3600, &v))
                 return usage_error("--connect-timeout: expected seconds (1-3600), got \"%s\"",
                                    optarg);
-            eopts.connect_timeout = v;
+            o->eopts.connect_timeout = v;
             break;
         case OPT_STALL_TIMEOUT:
             if (!parse_int(optarg, 1, 3600, &v))
                 return usage_error("--stall-timeout: expected seconds (1-3600), got \"%s\"",
                                    optarg);
-            eopts.low_speed_time = v;
+            o->eopts.low_speed_time = v;
             break;
-        case OPT_USERNAME: username = optarg; break;
-        case OPT_PASSWORD_STDIN: password_stdin = true; break;
+        case OPT_USERNAME: o->username = optarg; break;
+        case OPT_PASSWORD_STDIN: o->password_stdin = true; break;
         case OPT_CA_CERT:
             if (access(optarg, R_OK) != 0)
                 return usage_error("--ca-cert: cannot read \"%s\"", optarg);
-            ca_cert = optarg;
+            o->ca_cert = optarg;
             break;
         case OPT_CLIENT_CERT:
             if (access(optarg, R_OK) != 0)
                 return usage_error("--client-cert: cannot read \"%s\"", optarg);
-            client_cert = optarg;
+            o->client_cert = optarg;
             break;
         case OPT_CLIENT_KEY:
             if (access(optarg, R_OK) != 0)
                 return usage_error("--client-key: cannot read \"%s\"", optarg);
-            client_key = optarg;
+            o->client_key = optarg;
             break;
-        case OPT_CERTS_DIR: certs_dir = optarg; break;
+        case OPT_CERTS_DIR: o->certs_dir = optarg; break;
         case OPT_INSECURE:
             if (!valid_host(optarg))
-                return usage_error("--insecure-registry: invalid host \"%s\" (want HOST[:PORT])",
+                return usage_error("--insecure-o->registry: invalid host \"%s\" (want HOST[:PORT])",
                                    optarg);
-            insecure = al_xrealloc(insecure, (n_insecure + 1) * sizeof(char *));
-            insecure[n_insecure++] = optarg;
+            o->insecure = al_xrealloc(o->insecure, (o->n_insecure + 1) * sizeof(char *));
+            o->insecure[o->n_insecure++] = optarg;
             break;
         case 'q': verbosity = AL_LOG_ERROR; break;
         case 'v': verbosity = AL_LOG_DEBUG; break;
@@ -283,23 +303,21 @@ int main(int argc, char **argv)
     }
     al_log_set_level((al_log_level)verbosity);
     const char *dbg = getenv("AL_DEBUG_HTTP");
-    eopts.debug_http = dbg != NULL && strcmp(dbg, "1") == 0;
+    o->eopts.debug_http = dbg != NULL && strcmp(dbg, "1") == 0;
 
-    if (password_stdin && username == NULL)
-        return usage_error("--password-stdin needs --username");
-    if (username != NULL && !password_stdin)
+    if (o->password_stdin && o->username == NULL)
+        return usage_error("--password-stdin needs --o->username");
+    if (o->username != NULL && !o->password_stdin)
         return usage_error("--username needs --password-stdin (passwords are never taken from "
                            "the command line)");
-    if (client_key != NULL && client_cert == NULL)
+    if (o->client_key != NULL && o->client_cert == NULL)
         return usage_error("--client-key needs --client-cert");
-    if (password_stdin && stdin_list)
+    if (o->password_stdin && stdin_list)
         return usage_error("--password-stdin and -f - both want stdin");
 
-    al_platform *plats = NULL;
-    size_t n_plats = 0;
     if (platform_arg != NULL) {
         al_error *e = NULL;
-        if (al_platform_parse_list(&plats, &n_plats, platform_arg, &e) < 0) {
+        if (al_platform_parse_list(&o->plats, &o->n_plats, platform_arg, &e) < 0) {
             int rc = usage_error("--platform: %s", e->msg);
             al_error_free(e);
             return rc;
@@ -307,29 +325,34 @@ int main(int argc, char **argv)
     }
 
     /* Every ref and every list line is validated before any traffic. */
-    al_reflist list;
-    al_reflist_init(&list);
+    al_reflist *list = &o->list;
     for (int i = optind; i < argc; i++)
-        al_reflist_add_arg(&list, argv[i], i - optind + 1);
+        al_reflist_add_arg(list, argv[i], i - optind + 1);
     for (size_t i = 0; i < n_files; i++) {
         al_error *e = NULL;
-        if (al_reflist_add_file(&list, files[i], &e) < 0) {
+        if (al_reflist_add_file(list, files[i], &e) < 0) {
             al_error_log("%s", e->msg);
             al_error_free(e);
             return EXIT_USAGE;
         }
     }
-    if (list.n_problems > 0) {
-        for (size_t i = 0; i < list.n_problems; i++)
-            al_error_log("%s", list.problems[i]);
-        al_error_log("%zu bad reference%s: nothing fetched", list.n_problems,
-                     list.n_problems == 1 ? "" : "s");
+    if (list->n_problems > 0) {
+        for (size_t i = 0; i < list->n_problems; i++)
+            al_error_log("%s", list->problems[i]);
+        al_error_log("%zu bad reference%s: nothing fetched", list->n_problems,
+                     list->n_problems == 1 ? "" : "s");
         return EXIT_USAGE;
     }
-    if (list.n == 0)
+    if (list->n == 0)
         return usage_error("no images given (REF arguments or -f FILE)");
+    return -1;
+}
 
-    _cleanup_free_ char *password = password_stdin ? read_password() : NULL;
+static int run(cli *o, int argc, char **argv)
+{
+    /* Declared before the first goto: cleanup must never see garbage. */
+    _cleanup_free_ char *password = o->password_stdin ? read_password() : NULL;
+    _cleanup_free_ char *args = NULL;
     int exit_code = 0;
     al_error *err = NULL;
     al_store *store = NULL;
@@ -340,54 +363,54 @@ int main(int argc, char **argv)
     al_image_result *results = NULL;
     int64_t run_id = 0;
 
-    if (al_creds_new(&creds, username, password, NULL, &err) < 0) {
+    if (al_creds_new(&creds, o->username, password, NULL, &err) < 0) {
         exit_code = EXIT_USAGE;
         goto out;
     }
-    if (al_store_open(&store, store_dir, AL_STORE_WRITE, &err) < 0 ||
+    if (al_store_open(&store, o->store_dir, AL_STORE_WRITE, &err) < 0 ||
         al_db_open(&db, al_store_db_path(store), false, &err) < 0) {
         exit_code = EXIT_STORE;
         goto out;
     }
-    _cleanup_free_ char *args = argv_text(argc, argv);
+    args = argv_text(argc, argv);
     if (al_db_run_begin(db, args, &run_id, &err) < 0) {
         exit_code = EXIT_STORE;
         goto out;
     }
-    if (al_engine_new(&engine, &eopts, &err) < 0) {
+    if (al_engine_new(&engine, &o->eopts, &err) < 0) {
         exit_code = EXIT_PARTIAL;
         goto out;
     }
-    const char *certs_dirs[] = {certs_dir, NULL};
+    const char *certs_dirs[] = {o->certs_dir, NULL};
     al_registry_opts ropts = {.creds = creds,
-                              .insecure_hosts = insecure,
-                              .n_insecure = n_insecure,
-                              .ca_cert = ca_cert,
-                              .client_cert = client_cert,
-                              .client_key = client_key,
-                              .certs_dirs = certs_dir ? certs_dirs : NULL};
+                              .insecure_hosts = o->insecure,
+                              .n_insecure = o->n_insecure,
+                              .ca_cert = o->ca_cert,
+                              .client_cert = o->client_cert,
+                              .client_key = o->client_key,
+                              .certs_dirs = o->certs_dir ? certs_dirs : NULL};
     al_registry_new(&reg, engine, &ropts, &err);
     al_fetch_ctx ctx = {
         .store = store,
         .db = db,
         .registry = reg,
-        .opts = {.registry_override = registry,
-                 .platforms = plats,
-                 .n_platforms = n_plats,
-                 .include_attestations = attest},
+        .opts = {.registry_override = o->registry,
+                 .platforms = o->plats,
+                 .n_platforms = o->n_plats,
+                 .include_attestations = o->attest},
         .run_id = run_id,
     };
     double t0 = al_mono();
-    int rc = al_fetch_run(&ctx, &list, &results, &err);
+    int rc = al_fetch_run(&ctx, &o->list, &results, &err);
     double elapsed = al_mono() - t0;
 
     int ok = 0, failed = 0, new_blobs = 0;
     uint64_t bytes = 0;
-    for (size_t i = 0; i < list.n; i++) {
+    for (size_t i = 0; i < o->list.n; i++) {
         al_image_result *r = &results[i];
         if (r->status == AL_IMG_FAILED) {
             failed++;
-            printf("%-9s %s: %s\n", status_word(r->status), r->full_name,
+            printf("%-9s %s  %s\n", status_word(r->status), r->full_name,
                    r->err ? r->err->msg : "unknown error");
             continue;
         }
@@ -408,7 +431,7 @@ int main(int argc, char **argv)
     const al_engine_stats *st = al_engine_get_stats(engine);
     printf("%zu image%s: %d ok, %d failed; %d new blob%s, %s downloaded in %.1fs (%llu "
            "requests)\n",
-           list.n, list.n == 1 ? "" : "s", ok, failed, new_blobs, new_blobs == 1 ? "" : "s",
+           o->list.n, o->list.n == 1 ? "" : "s", ok, failed, new_blobs, new_blobs == 1 ? "" : "s",
            al_format_bytes(b, sizeof(b), bytes), elapsed,
            (unsigned long long)st->requests);
     fflush(stdout);
@@ -428,17 +451,24 @@ out:
     if (err != NULL)
         al_error_log("%s", err->msg);
     al_error_free(err);
-    al_image_results_free(results, list.n);
+    al_image_results_free(results, o->list.n);
     al_registry_free(reg);
     al_engine_free(engine);
     al_db_free(db);
     al_store_free(store);
     al_creds_free(creds);
-    al_reflist_dispose(&list);
-    free(plats);
-    free(files);
-    free(insecure);
-    if (password != NULL)
+        if (password != NULL)
         memset(password, 0, strlen(password));
+    return exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    al_log_set_prog("airlock-fetch");
+    cli o = {0};
+    int exit_code = parse_cli(&o, argc, argv);
+    if (exit_code < 0)
+        exit_code = run(&o, argc, argv);
+    cli_dispose(&o);
     return exit_code;
 }

@@ -74,7 +74,9 @@ fi
 note "second run: $total requests for $n tags"
 assert_eq 2 "$(db "$store" 'SELECT count(*) FROM runs')" "runs rows after two runs"
 assert_eq "$n" "$(db "$store" 'SELECT count(*) FROM tags')" "tags after two runs"
-assert_eq 0 "$(db "$store" 'SELECT count(*) FROM tag_history')" "tag_history after two unchanged runs"
+# History holds each tag's first digest (old_digest NULL) and then only moves.
+assert_eq 0 "$(db "$store" 'SELECT count(*) FROM tag_history WHERE old_digest IS NOT NULL')" "moves in tag_history after two unchanged runs"
+assert_eq "$(db "$store" 'SELECT count(*) FROM tags')" "$(db "$store" 'SELECT count(*) FROM tag_history WHERE old_digest IS NULL')" "first-seen rows in tag_history"
 
 # 3. A tag that moves --------------------------------------------------------
 # A private repository (its name differs per run, so a reused rig works):
