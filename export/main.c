@@ -482,9 +482,13 @@ static int run_main(run *R, int argc, char **argv)
                      R->sel.n_problems == 1 ? "" : "s");
         return EXIT_FAILED;
     }
-    if (R->sel.sets[0].n_images == 0) {
-        al_error_log("the store %s holds no images", store_dir);
-        return EXIT_FAILED;
+    for (size_t p = 0; p < R->sel.n_sets; p++) {
+        if (R->sel.sets[p].n_images == 0) {
+            char buf[96];
+            al_error_log("the store %s holds no images for %s", store_dir,
+                         al_platform_format(&R->sel.sets[p].platform, buf, sizeof(buf)));
+            return EXIT_FAILED;
+        }
     }
 
     struct sigaction sa;

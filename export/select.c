@@ -14,6 +14,7 @@ typedef struct root {
     char *full;
     char digest[AL_DIGEST_BUF];
     char *media_type; /* from the tag row; NULL for digest refs */
+    bool from_all;    /* came from --all, not named */
     al_manifest *m;   /* parsed root; NULL when it could not be read */
 } root;
 
@@ -281,6 +282,18 @@ static int resolve(root *rt, al_store *store, al_db *db, al_error **err)
     return 0;
 }
 
+/* A named ref without the platform is an error; an image that only --all
+ * brought in is skipped for that platform: "everything there is". */
+static void lack_platform(al_selection *out, const root *rt, char *msg)
+{
+    if (rt->from_all) {
+        al_warn("skipping: %s", msg);
+        free(msg);
+        return;
+    }
+    add_problem(out, msg);
+}
+
 static bool full_seen(const root *roots, size_t n, const char *full)
 {
     for (size_t i = 0; i < n; i++)
@@ -339,6 +352,7 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
             }
             memset(&roots[n_roots], 0, sizeof(*roots));
             roots[n_roots].ref = ref;
+            roots[n_roots].from_all = true;
             roots[n_roots++].full = full;
         }
     }
@@ -376,11 +390,11 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
                 w.want = want;
                 lr = walk_index(&w, store, rt->m, 1, &perr);
                 if (lr == 0 && w.found.digest[0] == '\0') {
-                    add_problem(out, al_xasprintf(
-                                         "%s has no %s manifest%s (it has %s)%s", rt->full, pbuf,
-                                         w.listed_absent ? " in the store" : "",
-                                         w.have[0] ? w.have : "none",
-                                         w.listed_absent ? "; fetch it with that --platform" : ""));
+                    char *msg = al_xasprintf(
+                        "%s has no %s manifest%s (it has %s)%s", rt->full, pbuf,
+                        w.listed_absent ? " in the store" : "", w.have[0] ? w.have : "none",
+                        w.listed_absent ? "; fetch it with that --platform" : "");
+                    lack_platform(out, rt, msg);
                     continue;
                 }
                 if (lr == 0) {
@@ -394,8 +408,9 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
                 if (lr == 0 && im.platform.os[0] && !al_platform_equal(&im.platform, want)) {
                     char have[96];
                     al_platform_format(&im.platform, have, sizeof(have));
-                    add_problem(out, al_xasprintf("%s has no %s manifest (it has %s)", rt->full,
-                                                  pbuf, have));
+                    lack_platform(out, rt,
+                                  al_xasprintf("%s has no %s manifest (it has %s)", rt->full,
+                                               pbuf, have));
                     image_dispose(&im);
                     continue;
                 }
