@@ -81,8 +81,7 @@ static int gzip_feed(al_sink *s, const void *buf, size_t len, int flush, al_erro
             if (r < 0)
                 return r;
         }
-        if (flush == Z_FINISH ? zr == Z_STREAM_END
-                              : (s->gz.avail_in == 0 && s->gz.avail_out != 0))
+        if (flush == Z_FINISH ? zr == Z_STREAM_END : (s->gz.avail_in == 0 && s->gz.avail_out != 0))
             return 0;
     }
 }
@@ -109,8 +108,7 @@ static int sink_feed(al_sink *s, const void *buf, size_t len, al_error **err)
     return al_error_set(err, AL_E_USAGE, 0, "bad sink kind");
 }
 
-int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads,
-                al_error **err)
+int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads, al_error **err)
 {
     al_sink *s = al_xcalloc(1, sizeof(*s));
     s->fd = fd;
@@ -137,8 +135,8 @@ int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads
         if (!ZSTD_isError(zr))
             zr = ZSTD_CCtx_setParameter(s->zc, ZSTD_c_checksumFlag, 1);
         if (ZSTD_isError(zr)) {
-            int rc = al_error_set(err, AL_E_USAGE, 0, "zstd level %d: %s", level,
-                                  ZSTD_getErrorName(zr));
+            int rc =
+                al_error_set(err, AL_E_USAGE, 0, "zstd level %d: %s", level, ZSTD_getErrorName(zr));
             al_sink_free(s);
             return rc;
         }
@@ -230,8 +228,14 @@ void al_sink_free(al_sink *s)
     free(s);
 }
 
-uint64_t al_sink_bytes_in(const al_sink *s) { return s->bytes_in; }
-uint64_t al_sink_bytes_out(const al_sink *s) { return s->bytes_out; }
+uint64_t al_sink_bytes_in(const al_sink *s)
+{
+    return s->bytes_in;
+}
+uint64_t al_sink_bytes_out(const al_sink *s)
+{
+    return s->bytes_out;
+}
 
 const char *al_sink_kind_name(al_sink_kind k)
 {

@@ -30,8 +30,7 @@ typedef struct al_sink al_sink;
 /* A sink over fd (borrowed: never closed by the sink). level 0 picks the
  * default of the kind; it is ignored for AL_SINK_PLAIN. threads: zstd
  * worker threads, 0 = one per online CPU, 1 = no worker (single thread). */
-int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads,
-                al_error **err);
+int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads, al_error **err);
 
 /* Append len bytes. Fails with AL_E_IO when the descriptor does. */
 int al_sink_write(al_sink *s, const void *buf, size_t len, al_error **err);

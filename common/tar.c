@@ -7,19 +7,29 @@
 
 /* ustar field offsets and lengths (POSIX.1-1988). */
 enum {
-    F_NAME = 0, L_NAME = 100,
-    F_MODE = 100, L_MODE = 8,
-    F_UID = 108, L_UID = 8,
-    F_GID = 116, L_GID = 8,
-    F_SIZE = 124, L_SIZE = 12,
-    F_MTIME = 136, L_MTIME = 12,
-    F_CHKSUM = 148, L_CHKSUM = 8,
+    F_NAME = 0,
+    L_NAME = 100,
+    F_MODE = 100,
+    L_MODE = 8,
+    F_UID = 108,
+    L_UID = 8,
+    F_GID = 116,
+    L_GID = 8,
+    F_SIZE = 124,
+    L_SIZE = 12,
+    F_MTIME = 136,
+    L_MTIME = 12,
+    F_CHKSUM = 148,
+    L_CHKSUM = 8,
     F_TYPE = 156,
     F_MAGIC = 257,
     F_VERSION = 263,
-    F_DEVMAJOR = 329, L_DEVMAJOR = 8,
-    F_DEVMINOR = 337, L_DEVMINOR = 8,
-    F_PREFIX = 345, L_PREFIX = 155,
+    F_DEVMAJOR = 329,
+    L_DEVMAJOR = 8,
+    F_DEVMINOR = 337,
+    L_DEVMINOR = 8,
+    F_PREFIX = 345,
+    L_PREFIX = 155,
 };
 
 /* Largest value an 11-digit octal field holds: 8 GiB - 1. */
@@ -136,8 +146,8 @@ static void put_base256(unsigned char *hdr, size_t off, size_t len, uint64_t v)
     hdr[off] |= 0x80;
 }
 
-static void fill_header(unsigned char hdr[AL_TAR_BLOCK], const char *name, uint64_t size,
-                        char type, unsigned mode, int64_t mtime)
+static void fill_header(unsigned char hdr[AL_TAR_BLOCK], const char *name, uint64_t size, char type,
+                        unsigned mode, int64_t mtime)
 {
     memset(hdr, 0, AL_TAR_BLOCK);
     size_t len = strlen(name);
@@ -290,8 +300,7 @@ int al_tar_file_end(al_tar *t, al_error **err)
         return al_error_set(err, AL_E_USAGE, 0, "tar: end with no open file");
     if (t->written != t->size)
         return al_error_set(err, AL_E_SIZE, 0, "tar: %s: %llu bytes written, %llu announced",
-                            t->name, (unsigned long long)t->written,
-                            (unsigned long long)t->size);
+                            t->name, (unsigned long long)t->written, (unsigned long long)t->size);
     t->in_file = false;
     return pad(t, t->size, err);
 }
@@ -313,4 +322,7 @@ int al_tar_finish(al_tar *t, al_error **err)
     return emit(t, zeros, AL_TAR_TRAILER_SIZE, err);
 }
 
-uint64_t al_tar_bytes(const al_tar *t) { return t->bytes; }
+uint64_t al_tar_bytes(const al_tar *t)
+{
+    return t->bytes;
+}

@@ -20,15 +20,15 @@
 typedef struct blob {
     char digest[AL_DIGEST_BUF]; /* its name, and what its content must hash to */
     uint64_t size;
-    const char *owner;   /* ref of the first image that uses it, for messages (borrowed) */
-    bool from_zstd;      /* the content is the zstd blob `src` decompressed */
+    const char *owner; /* ref of the first image that uses it, for messages (borrowed) */
+    bool from_zstd;    /* the content is the zstd blob `src` decompressed */
     char src[AL_DIGEST_BUF];
     uint64_t src_size;
 } blob;
 
 struct al_archive {
-    al_store *store;           /* borrowed */
-    const al_export_set *set;  /* borrowed */
+    al_store *store;          /* borrowed */
+    const al_export_set *set; /* borrowed */
     al_archive_opts opts;
     blob *blobs;
     size_t n_blobs, cap_blobs;
@@ -156,10 +156,9 @@ static int open_blob(al_archive *a, const char *digest, uint64_t want_size, cons
     }
     if ((uint64_t)st.st_size != want_size) {
         close(fd);
-        return al_error_set(err, AL_E_SIZE, 0,
-                            "blob %s of %s is corrupt: %llu bytes in the store, expected %llu",
-                            digest, owner, (unsigned long long)st.st_size,
-                            (unsigned long long)want_size);
+        return al_error_set(
+            err, AL_E_SIZE, 0, "blob %s of %s is corrupt: %llu bytes in the store, expected %llu",
+            digest, owner, (unsigned long long)st.st_size, (unsigned long long)want_size);
     }
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     *fd_out = fd;
@@ -192,8 +191,8 @@ static int check_digest(al_hasher *h, const char *want, const char *what, const 
  * *out_size gets the decompressed size. */
 typedef int (*emit_fn)(void *ud, const void *buf, size_t len, al_error **err);
 
-static int decompress_blob(al_archive *a, const blob *b, emit_fn emit, void *ud,
-                           uint64_t *out_size, al_error **err)
+static int decompress_blob(al_archive *a, const blob *b, emit_fn emit, void *ud, uint64_t *out_size,
+                           al_error **err)
 {
     int fd = -1;
     int r = open_blob(a, b->src, b->src_size, b->owner, &fd, err);
@@ -220,8 +219,8 @@ static int decompress_blob(al_archive *a, const blob *b, emit_fn emit, void *ud,
             ZSTD_outBuffer o = {a->zbuf, CHUNK, 0};
             last = ZSTD_decompressStream(dctx, &o, &in);
             if (ZSTD_isError(last)) {
-                r = al_error_set(err, AL_E_DIGEST, 0, "blob %s of %s is corrupt: zstd: %s",
-                                 b->src, b->owner, ZSTD_getErrorName(last));
+                r = al_error_set(err, AL_E_DIGEST, 0, "blob %s of %s is corrupt: zstd: %s", b->src,
+                                 b->owner, ZSTD_getErrorName(last));
                 break;
             }
             out_total += o.pos;
@@ -239,9 +238,9 @@ static int decompress_blob(al_archive *a, const blob *b, emit_fn emit, void *ud,
         ZSTD_outBuffer o = {a->zbuf, CHUNK, 0};
         last = ZSTD_decompressStream(dctx, &o, &in);
         if (ZSTD_isError(last) || o.pos == 0) {
-            r = al_error_set(err, AL_E_DIGEST, 0, "blob %s of %s is corrupt: %s", b->src,
-                             b->owner,
-                             ZSTD_isError(last) ? ZSTD_getErrorName(last) : "truncated zstd stream");
+            r = al_error_set(err, AL_E_DIGEST, 0, "blob %s of %s is corrupt: %s", b->src, b->owner,
+                             ZSTD_isError(last) ? ZSTD_getErrorName(last)
+                                                : "truncated zstd stream");
             break;
         }
         out_total += o.pos;
@@ -251,18 +250,19 @@ static int decompress_blob(al_archive *a, const blob *b, emit_fn emit, void *ud,
             al_error_wrap(err, "blob %s of %s", b->src, b->owner);
     }
     if (r == 0 && in_total != b->src_size)
-        r = al_error_set(err, AL_E_SIZE, 0, "blob %s of %s is corrupt: read %llu bytes, expected %llu",
-                         b->src, b->owner, (unsigned long long)in_total,
-                         (unsigned long long)b->src_size);
+        r = al_error_set(err, AL_E_SIZE, 0,
+                         "blob %s of %s is corrupt: read %llu bytes, expected %llu", b->src,
+                         b->owner, (unsigned long long)in_total, (unsigned long long)b->src_size);
     if (r == 0 && hs)
         r = check_digest(hs, b->src, "blob", b->owner, err);
     if (r == 0 && hd) {
         char got[AL_DIGEST_BUF];
         al_hasher_final(hd, got);
         if (strcmp(got, b->digest) != 0)
-            r = al_error_set(err, AL_E_DIGEST, 0,
-                             "blob %s of %s decompresses to %s, but its config says the layer is %s",
-                             b->src, b->owner, got, b->digest);
+            r = al_error_set(
+                err, AL_E_DIGEST, 0,
+                "blob %s of %s decompresses to %s, but its config says the layer is %s", b->src,
+                b->owner, got, b->digest);
     }
     al_hasher_free(hs);
     al_hasher_free(hd);
@@ -505,10 +505,22 @@ void al_archive_free(al_archive *a)
     free(a);
 }
 
-uint64_t al_archive_tar_size(const al_archive *a) { return a->tar_size; }
-size_t al_archive_n_blobs(const al_archive *a) { return a->n_blobs; }
-uint64_t al_archive_blob_bytes(const al_archive *a) { return a->blob_bytes; }
-size_t al_archive_n_zstd_docker(const al_archive *a) { return a->n_zstd_docker; }
+uint64_t al_archive_tar_size(const al_archive *a)
+{
+    return a->tar_size;
+}
+size_t al_archive_n_blobs(const al_archive *a)
+{
+    return a->n_blobs;
+}
+uint64_t al_archive_blob_bytes(const al_archive *a)
+{
+    return a->blob_bytes;
+}
+size_t al_archive_n_zstd_docker(const al_archive *a)
+{
+    return a->n_zstd_docker;
+}
 
 /* Writing ---------------------------------------------------------------- */
 
@@ -610,8 +622,7 @@ int al_archive_write(al_archive *a, al_sink *sink, al_error **err)
         r = al_tar_finish(w.tar, err);
     if (r == 0 && al_tar_bytes(w.tar) != a->tar_size)
         r = al_error_set(err, AL_E_IO, 0, "internal: wrote %llu tar bytes, planned %llu",
-                         (unsigned long long)al_tar_bytes(w.tar),
-                         (unsigned long long)a->tar_size);
+                         (unsigned long long)al_tar_bytes(w.tar), (unsigned long long)a->tar_size);
     if (r == 0)
         progress(&w);
     al_tar_free(w.tar);

@@ -61,38 +61,37 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: " PROG " [OPTIONS] [REF]... -o OUT\n"
-            "Write the images REF (and those of -f lists, or --all) from the store as a\n"
-            "tarball that docker load, ctr/k3s import and podman load read. Offline.\n"
-            "\n"
-            "  -o, --output OUT        tarball to write (required); '-' = stdout. With several\n"
-            "                          platforms OUT must contain {arch} (images-{arch}.tar.zst).\n"
-            "                          Written as OUT.partial, then renamed.\n"
-            "  -f, --file LIST         read refs from LIST, one per line, '#' comments; '-' =\n"
-            "                          stdin. Repeatable. Same format as airlock-fetch.\n"
-            "      --all               export every tag in the store\n"
-            "  -p, --platform LIST     os/arch[/variant][,...] (default: this host's platform)\n"
-            "      --store DIR         the store (default: $AIRLOCK_STORE, else " DEFAULT_STORE
-            ")\n"
-            "      --format FMT        hybrid (default): docker manifest.json + OCI index.json;\n"
-            "                          docker: manifest.json and repositories only;\n"
-            "                          oci: OCI image layout only\n"
-            "      --compress KIND     none, zstd or gzip (default: from OUT's suffix: .tar none,\n"
-            "                          .tar.zst/.tzst zstd, .tar.gz/.tgz gzip; stdout: none)\n"
-            "      --level N           compression level (default: zstd 3, gzip 6)\n"
-            "      --decompress-zstd-layers\n"
-            "                          write zstd layers decompressed too, and point\n"
-            "                          manifest.json at them, for docker 20.10 (default: off)\n"
-            "      --no-verify         skip the sha256 of each blob (sizes are still checked;\n"
-            "                          default: verify)\n"
-            "  -q, --quiet             only errors and warnings\n"
-            "  -v, --verbose           more detail\n"
-            "  -h, --help              this help\n"
-            "  -V, --version           print the version\n"
-            "\n"
-            "Exit status: 0 ok; 1 export failed (refs or platforms not in the store, corrupt\n"
-            "blob, write error); 2 usage or bad input; 3 store unusable.\n");
+    fprintf(
+        f, "Usage: " PROG " [OPTIONS] [REF]... -o OUT\n"
+           "Write the images REF (and those of -f lists, or --all) from the store as a\n"
+           "tarball that docker load, ctr/k3s import and podman load read. Offline.\n"
+           "\n"
+           "  -o, --output OUT        tarball to write (required); '-' = stdout. With several\n"
+           "                          platforms OUT must contain {arch} (images-{arch}.tar.zst).\n"
+           "                          Written as OUT.partial, then renamed.\n"
+           "  -f, --file LIST         read refs from LIST, one per line, '#' comments; '-' =\n"
+           "                          stdin. Repeatable. Same format as airlock-fetch.\n"
+           "      --all               export every tag in the store\n"
+           "  -p, --platform LIST     os/arch[/variant][,...] (default: this host's platform)\n"
+           "      --store DIR         the store (default: $AIRLOCK_STORE, else " DEFAULT_STORE ")\n"
+           "      --format FMT        hybrid (default): docker manifest.json + OCI index.json;\n"
+           "                          docker: manifest.json and repositories only;\n"
+           "                          oci: OCI image layout only\n"
+           "      --compress KIND     none, zstd or gzip (default: from OUT's suffix: .tar none,\n"
+           "                          .tar.zst/.tzst zstd, .tar.gz/.tgz gzip; stdout: none)\n"
+           "      --level N           compression level (default: zstd 3, gzip 6)\n"
+           "      --decompress-zstd-layers\n"
+           "                          write zstd layers decompressed too, and point\n"
+           "                          manifest.json at them, for docker 20.10 (default: off)\n"
+           "      --no-verify         skip the sha256 of each blob (sizes are still checked;\n"
+           "                          default: verify)\n"
+           "  -q, --quiet             only errors and warnings\n"
+           "  -v, --verbose           more detail\n"
+           "  -h, --help              this help\n"
+           "  -V, --version           print the version\n"
+           "\n"
+           "Exit status: 0 ok; 1 export failed (refs or platforms not in the store, corrupt\n"
+           "blob, write error); 2 usage or bad input; 3 store unusable.\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -157,12 +156,13 @@ static void draw_progress(void *ud, uint64_t done, uint64_t total)
     p->last = now;
     double el = now - p->start;
     double rate = el > 0.2 ? (double)done / el : 0;
-    char a[32], b[32], c[32], eta[32] = "";
-    if (rate > 0 && done < total)
-        snprintf(eta, sizeof(eta), ", %.0f s left", (double)(total - done) / rate);
-    fprintf(stderr, "\r\033[K%s: %3.0f%% %s / %s, %s/s%s", p->label,
-            total ? 100.0 * (double)done / (double)total : 100.0, al_format_bytes(a, sizeof(a), done),
-            al_format_bytes(b, sizeof(b), total), al_format_bytes(c, sizeof(c), (uint64_t)rate), eta);
+    char a[32], b[32], c[32], speed[64] = "";
+    if (rate > 0)
+        snprintf(speed, sizeof(speed), ", %s/s, %.0f s left",
+                 al_format_bytes(c, sizeof(c), (uint64_t)rate), (double)(total - done) / rate);
+    fprintf(stderr, "\r\033[K%s: %3.0f%% %s / %s%s", p->label,
+            total ? 100.0 * (double)done / (double)total : 100.0,
+            al_format_bytes(a, sizeof(a), done), al_format_bytes(b, sizeof(b), total), speed);
     if (done >= total)
         fputs("\r\033[K", stderr);
 }

@@ -24,7 +24,10 @@ static void add_problem(al_selection *s, char *msg)
     s->problems[s->n_problems++] = msg;
 }
 
-void al_selection_init(al_selection *s) { memset(s, 0, sizeof(*s)); }
+void al_selection_init(al_selection *s)
+{
+    memset(s, 0, sizeof(*s));
+}
 
 static void image_dispose(al_export_image *im)
 {
@@ -101,9 +104,8 @@ static bool child_platform(al_store *store, const al_descriptor *d, al_platform 
 
 static bool is_index_descriptor(const al_descriptor *d)
 {
-    return d->media_type != NULL &&
-           (strcmp(d->media_type, AL_MT_OCI_INDEX) == 0 ||
-            strcmp(d->media_type, AL_MT_DOCKER_LIST) == 0);
+    return d->media_type != NULL && (strcmp(d->media_type, AL_MT_OCI_INDEX) == 0 ||
+                                     strcmp(d->media_type, AL_MT_DOCKER_LIST) == 0);
 }
 
 /* What the walk found. */
@@ -111,8 +113,8 @@ typedef struct walk {
     const al_platform *want;
     al_descriptor found; /* valid when found.digest[0]; media_type points at found_mt */
     char found_mt[128];
-    bool listed_absent;  /* the index lists the platform but the store lacks it */
-    char have[512];      /* platforms present, "linux/amd64, linux/arm64" */
+    bool listed_absent; /* the index lists the platform but the store lacks it */
+    char have[512];     /* platforms present, "linux/amd64, linux/arm64" */
 } walk;
 
 static void note_have(walk *w, const al_platform *p)
@@ -128,8 +130,7 @@ static void note_have(walk *w, const al_platform *p)
     snprintf(w->have + used, sizeof(w->have) - used, "%s%s", used ? ", " : "", buf);
 }
 
-static int walk_index(walk *w, al_store *store, const al_manifest *idx, int depth,
-                      al_error **err)
+static int walk_index(walk *w, al_store *store, const al_manifest *idx, int depth, al_error **err)
 {
     if (depth > MAX_INDEX_DEPTH)
         return al_error_set(err, AL_E_UNSUPPORTED, 0, "indexes nested more than %d deep",
@@ -186,8 +187,8 @@ static int load_image(al_export_image *im, al_store *store, const char *digest,
         return r;
     if (al_manifest_is_index(m)) {
         al_manifest_free(m);
-        return al_error_set(err, AL_E_PARSE, 0, "manifest %s is an index where an image was expected",
-                            digest);
+        return al_error_set(err, AL_E_PARSE, 0,
+                            "manifest %s is an index where an image was expected", digest);
     }
     snprintf(im->manifest_digest, sizeof(im->manifest_digest), "%s", digest);
     im->manifest_media_type = m->media_type;
@@ -399,8 +400,8 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
                 }
                 if (lr == 0) {
                     im.platform = w.found.platform;
-                    lr = load_image(&im, store, w.found.digest, w.found.media_type,
-                                    w.found.size, &perr);
+                    lr = load_image(&im, store, w.found.digest, w.found.media_type, w.found.size,
+                                    &perr);
                 }
             } else {
                 lr = load_image(&im, store, rt->digest, rt->media_type, -1, &perr);
@@ -408,9 +409,9 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
                 if (lr == 0 && im.platform.os[0] && !al_platform_equal(&im.platform, want)) {
                     char have[96];
                     al_platform_format(&im.platform, have, sizeof(have));
-                    lack_platform(out, rt,
-                                  al_xasprintf("%s has no %s manifest (it has %s)", rt->full,
-                                               pbuf, have));
+                    lack_platform(
+                        out, rt,
+                        al_xasprintf("%s has no %s manifest (it has %s)", rt->full, pbuf, have));
                     image_dispose(&im);
                     continue;
                 }

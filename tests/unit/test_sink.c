@@ -140,16 +140,11 @@ static void test_roundtrip_libs(void **state)
         const size_t *pieces;
         size_t n_pieces;
     } cases[] = {
-        {AL_SINK_PLAIN, 0, 0, PIECES_SMALL, 6},
-        {AL_SINK_PLAIN, 0, 5000000, PIECES_SMALL, 6},
-        {AL_SINK_PLAIN, 0, 9000000, PIECES_BIG, 3},
-        {AL_SINK_ZSTD, 0, 0, PIECES_SMALL, 6},
-        {AL_SINK_ZSTD, 0, 5000000, PIECES_SMALL, 6},
-        {AL_SINK_ZSTD, 1, 9000000, PIECES_BIG, 3},
-        {AL_SINK_ZSTD, 19, 300000, PIECES_SMALL, 6},
-        {AL_SINK_GZIP, 0, 0, PIECES_SMALL, 6},
-        {AL_SINK_GZIP, 0, 5000000, PIECES_SMALL, 6},
-        {AL_SINK_GZIP, 1, 9000000, PIECES_BIG, 3},
+        {AL_SINK_PLAIN, 0, 0, PIECES_SMALL, 6},      {AL_SINK_PLAIN, 0, 5000000, PIECES_SMALL, 6},
+        {AL_SINK_PLAIN, 0, 9000000, PIECES_BIG, 3},  {AL_SINK_ZSTD, 0, 0, PIECES_SMALL, 6},
+        {AL_SINK_ZSTD, 0, 5000000, PIECES_SMALL, 6}, {AL_SINK_ZSTD, 1, 9000000, PIECES_BIG, 3},
+        {AL_SINK_ZSTD, 19, 300000, PIECES_SMALL, 6}, {AL_SINK_GZIP, 0, 0, PIECES_SMALL, 6},
+        {AL_SINK_GZIP, 0, 5000000, PIECES_SMALL, 6}, {AL_SINK_GZIP, 1, 9000000, PIECES_BIG, 3},
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
         unsigned char *data = make_data(cases[i].n);
@@ -159,7 +154,11 @@ static void test_roundtrip_libs(void **state)
                                             cases[i].pieces, cases[i].n_pieces, &len, path);
         unsigned char *dec = NULL;
         switch (cases[i].kind) {
-        case AL_SINK_PLAIN: dec = buf; dlen = len; buf = NULL; break;
+        case AL_SINK_PLAIN:
+            dec = buf;
+            dlen = len;
+            buf = NULL;
+            break;
         case AL_SINK_ZSTD: dec = zstd_decode(buf, len, &dlen); break;
         case AL_SINK_GZIP: dec = gzip_decode(buf, len, &dlen); break;
         }
@@ -216,8 +215,8 @@ static void test_zstd_window(void **state)
     for (size_t i = 0; i < AL_ARRAY_SIZE(levels); i++) {
         char path[64];
         size_t len;
-        unsigned char *buf = sink_roundtrip(AL_SINK_ZSTD, levels[i], data, n, PIECES_BIG, 3,
-                                            &len, path);
+        unsigned char *buf =
+            sink_roundtrip(AL_SINK_ZSTD, levels[i], data, n, PIECES_BIG, 3, &len, path);
         ZSTD_frameHeader fh;
         assert_int_equal(ZSTD_getFrameHeader(&fh, buf, len), 0);
         assert_int_equal(fh.frameType, ZSTD_frame);
@@ -299,11 +298,16 @@ static void test_kind_names(void **state)
         const char *path;
         al_sink_kind want;
     } paths[] = {
-        {"images.tar", AL_SINK_PLAIN},      {"images.tar.zst", AL_SINK_ZSTD},
-        {"x/images.tzst", AL_SINK_ZSTD},    {"images.tar.gz", AL_SINK_GZIP},
-        {"images.tgz", AL_SINK_GZIP},       {"images", AL_SINK_PLAIN},
-        {"images.zst", AL_SINK_PLAIN},      {"images-{arch}.tar.zst", AL_SINK_ZSTD},
-        {"-", AL_SINK_PLAIN},               {"", AL_SINK_PLAIN},
+        {"images.tar", AL_SINK_PLAIN},
+        {"images.tar.zst", AL_SINK_ZSTD},
+        {"x/images.tzst", AL_SINK_ZSTD},
+        {"images.tar.gz", AL_SINK_GZIP},
+        {"images.tgz", AL_SINK_GZIP},
+        {"images", AL_SINK_PLAIN},
+        {"images.zst", AL_SINK_PLAIN},
+        {"images-{arch}.tar.zst", AL_SINK_ZSTD},
+        {"-", AL_SINK_PLAIN},
+        {"", AL_SINK_PLAIN},
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(paths); i++)
         assert_int_equal(al_sink_kind_from_path(paths[i].path), paths[i].want);
@@ -333,8 +337,8 @@ static void test_kind_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_libs), cmocka_unit_test(test_roundtrip_cli),
-        cmocka_unit_test(test_zstd_window),    cmocka_unit_test(test_write_error),
+        cmocka_unit_test(test_roundtrip_libs),     cmocka_unit_test(test_roundtrip_cli),
+        cmocka_unit_test(test_zstd_window),        cmocka_unit_test(test_write_error),
         cmocka_unit_test(test_write_after_finish), cmocka_unit_test(test_bad_level),
         cmocka_unit_test(test_kind_names),
     };

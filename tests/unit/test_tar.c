@@ -59,7 +59,10 @@ static uint64_t octal(const unsigned char *p, size_t len)
 
 static void check_header(const unsigned char *h)
 {
-    assert_memory_equal(h + 257, "ustar\0" "00", 8);
+    assert_memory_equal(h + 257,
+                        "ustar\0"
+                        "00",
+                        8);
     unsigned sum = 0;
     for (size_t i = 0; i < 512; i++)
         sum += (i >= 148 && i < 156) ? ' ' : h[i];
@@ -85,7 +88,7 @@ static void test_header_fields(void **state)
     char *n100 = repeat('a', 100);
     char *n101 = repeat('b', 101);
     char *p150 = repeat('p', 150);
-    char *long_split = al_xasprintf("%s/%s", p150, n100);       /* 251: prefix 150 + name 100 */
+    char *long_split = al_xasprintf("%s/%s", p150, n100); /* 251: prefix 150 + name 100 */
     char *c200 = repeat('c', 200);
     char *long_component = al_xasprintf("d/%s", c200); /* no split possible: PAX */
     static const char *blob =
@@ -256,9 +259,8 @@ static void test_gnu_tar_roundtrip(void **state)
     /* Streamed in odd pieces. */
     assert_int_equal(al_tar_file_begin(fx.tar, "big.bin", big, &err), 0);
     for (size_t off = 0; off < big; off += 100)
-        assert_int_equal(al_tar_file_write(fx.tar, bigdata + off, big - off < 100 ? big - off : 100,
-                                           &err),
-                         0);
+        assert_int_equal(
+            al_tar_file_write(fx.tar, bigdata + off, big - off < 100 ? big - off : 100, &err), 0);
     assert_int_equal(al_tar_file_end(fx.tar, &err), 0);
     plan += al_tar_entry_size("big.bin", big);
     assert_int_equal(al_tar_add_file(fx.tar, split, "{}", 2, &err), 0);
