@@ -1,0 +1,277 @@
+#include "sink.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+struct al_sink {
+    int fd; /* borrowed */
+    al_sink_kind kind;
+    bool finished;
+    /* Gathers small writes (tar headers, JSON) so the compressor and the
+     * descriptor see big chunks. */
+    unsigned char *in;
+    size_t in_fill;
+    /* Compressed bytes waiting for the descriptor (zstd, gzip). */
+    unsigned char *out;
+    size_t out_fill;
+    ZSTD_CCtx *zc;
+    z_stream gz;
+    bool gz_init;
+    uint64_t bytes_in, bytes_out;
+};
+
+static int write_fd(al_sink *s, const void *buf, size_t len, al_error **err)
+{
+    int r = al_write_all(s->fd, buf, len);
+    if (r < 0)
+        return al_error_set(err, AL_E_IO, -r, "write output");
+    s->bytes_out += len;
+    return 0;
+}
+
+static int flush_out(al_sink *s, al_error **err)
+{
+    if (s->out_fill == 0)
+        return 0;
+    int r = write_fd(s, s->out, s->out_fill, err);
+    s->out_fill = 0;
+    return r;
+}
+
+/* Run the zstd compressor over buf with `mode`; for ZSTD_e_end, until the
+ * frame is complete. Output goes out in AL_SINK_BUF pieces. */
+static int zstd_feed(al_sink *s, const void *buf, size_t len, ZSTD_EndDirective mode,
+                     al_error **err)
+{
+    ZSTD_inBuffer in = {buf, len, 0};
+    for (;;) {
+        ZSTD_outBuffer o = {s->out, AL_SINK_BUF, s->out_fill};
+        size_t rem = ZSTD_compressStream2(s->zc, &o, &in, mode);
+        s->out_fill = o.pos;
+        if (ZSTD_isError(rem))
+            return al_error_set(err, AL_E_IO, 0, "zstd compression: %s", ZSTD_getErrorName(rem));
+        if (s->out_fill == AL_SINK_BUF) {
+            int r = flush_out(s, err);
+            if (r < 0)
+                return r;
+        }
+        if (mode == ZSTD_e_end ? rem == 0 : in.pos == in.size)
+            return 0;
+    }
+}
+
+static int gzip_feed(al_sink *s, const void *buf, size_t len, int flush, al_error **err)
+{
+    s->gz.next_in = (Bytef *)buf;
+    s->gz.avail_in = (uInt)len; /* len <= AL_SINK_BUF, see sink_feed */
+    for (;;) {
+        s->gz.next_out = s->out + s->out_fill;
+        s->gz.avail_out = (uInt)(AL_SINK_BUF - s->out_fill);
+        int zr = deflate(&s->gz, flush);
+        s->out_fill = AL_SINK_BUF - s->gz.avail_out;
+        if (zr == Z_STREAM_ERROR)
+            return al_error_set(err, AL_E_IO, 0, "gzip compression failed");
+        if (s->out_fill == AL_SINK_BUF) {
+            int r = flush_out(s, err);
+            if (r < 0)
+                return r;
+        }
+        if (flush == Z_FINISH ? zr == Z_STREAM_END : (s->gz.avail_in == 0 && s->gz.avail_out != 0))
+            return 0;
+    }
+}
+
+static int sink_feed(al_sink *s, const void *buf, size_t len, al_error **err)
+{
+    switch (s->kind) {
+    case AL_SINK_PLAIN: return write_fd(s, buf, len, err);
+    case AL_SINK_ZSTD: return zstd_feed(s, buf, len, ZSTD_e_continue, err);
+    case AL_SINK_GZIP: {
+        /* zlib counts in uInt: feed in buffer-sized slices. */
+        const unsigned char *p = buf;
+        while (len > 0) {
+            size_t n = len < AL_SINK_BUF ? len : AL_SINK_BUF;
+            int r = gzip_feed(s, p, n, Z_NO_FLUSH, err);
+            if (r < 0)
+                return r;
+            p += n;
+            len -= n;
+        }
+        return 0;
+    }
+    }
+    return al_error_set(err, AL_E_USAGE, 0, "bad sink kind");
+}
+
+int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads, al_error **err)
+{
+    al_sink *s = al_xcalloc(1, sizeof(*s));
+    s->fd = fd;
+    s->kind = kind;
+    s->in = al_xmalloc(AL_SINK_BUF);
+    if (kind == AL_SINK_ZSTD) {
+        s->out = al_xmalloc(AL_SINK_BUF);
+        s->zc = ZSTD_createCCtx();
+        if (s->zc == NULL)
+            abort(); /* only fails on allocation */
+        if (level == 0)
+            level = AL_SINK_ZSTD_DEFAULT_LEVEL;
+        if (threads <= 0) {
+            long n = sysconf(_SC_NPROCESSORS_ONLN);
+            threads = n > 0 ? (int)n : 1;
+        }
+        /* Levels up to 19 use windows of at most 8 MiB; 20-22 go up to
+         * 128 MiB, more than a decoder capped at 32 MiB accepts, so those
+         * are capped. (ZSTD_getCParams would tell, but it is not in the
+         * stable API.) test_sink checks every level's frame header. */
+        size_t zr = ZSTD_CCtx_setParameter(s->zc, ZSTD_c_compressionLevel, level);
+        if (!ZSTD_isError(zr) && level > 19)
+            zr = ZSTD_CCtx_setParameter(s->zc, ZSTD_c_windowLog, AL_SINK_ZSTD_MAX_WLOG);
+        if (!ZSTD_isError(zr))
+            zr = ZSTD_CCtx_setParameter(s->zc, ZSTD_c_checksumFlag, 1);
+        if (ZSTD_isError(zr)) {
+            int rc =
+                al_error_set(err, AL_E_USAGE, 0, "zstd level %d: %s", level, ZSTD_getErrorName(zr));
+            al_sink_free(s);
+            return rc;
+        }
+        /* A libzstd built without threads refuses workers: then it is
+         * single-threaded, which is still correct. */
+        if (threads > 1)
+            (void)ZSTD_CCtx_setParameter(s->zc, ZSTD_c_nbWorkers, threads);
+    } else if (kind == AL_SINK_GZIP) {
+        s->out = al_xmalloc(AL_SINK_BUF);
+        if (level == 0)
+            level = AL_SINK_GZIP_DEFAULT_LEVEL;
+        /* windowBits 15 + 16: write a gzip header and trailer. */
+        int zr = deflateInit2(&s->gz, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+        if (zr != Z_OK) {
+            int rc = al_error_set(err, AL_E_USAGE, 0, "gzip level %d: %s", level,
+                                  zr == Z_STREAM_ERROR ? "invalid" : "init failed");
+            al_sink_free(s);
+            return rc;
+        }
+        s->gz_init = true;
+    } else if (kind != AL_SINK_PLAIN) {
+        al_sink_free(s);
+        return al_error_set(err, AL_E_USAGE, 0, "bad sink kind %d", (int)kind);
+    }
+    *out = s;
+    return 0;
+}
+
+int al_sink_write(al_sink *s, const void *buf, size_t len, al_error **err)
+{
+    if (s->finished)
+        return al_error_set(err, AL_E_USAGE, 0, "write after finish");
+    const unsigned char *p = buf;
+    s->bytes_in += len;
+    while (len > 0) {
+        /* A big write with nothing pending skips the copy. */
+        if (s->in_fill == 0 && len >= AL_SINK_BUF) {
+            size_t n = len - len % AL_SINK_BUF;
+            int r = sink_feed(s, p, n, err);
+            if (r < 0)
+                return r;
+            p += n;
+            len -= n;
+            continue;
+        }
+        size_t n = AL_SINK_BUF - s->in_fill;
+        if (n > len)
+            n = len;
+        memcpy(s->in + s->in_fill, p, n);
+        s->in_fill += n;
+        p += n;
+        len -= n;
+        if (s->in_fill == AL_SINK_BUF) {
+            int r = sink_feed(s, s->in, s->in_fill, err);
+            s->in_fill = 0;
+            if (r < 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+int al_sink_finish(al_sink *s, al_error **err)
+{
+    if (s->finished)
+        return 0;
+    s->finished = true;
+    int r = 0;
+    switch (s->kind) {
+    case AL_SINK_PLAIN: r = s->in_fill ? write_fd(s, s->in, s->in_fill, err) : 0; break;
+    case AL_SINK_ZSTD: r = zstd_feed(s, s->in, s->in_fill, ZSTD_e_end, err); break;
+    case AL_SINK_GZIP: r = gzip_feed(s, s->in, s->in_fill, Z_FINISH, err); break;
+    }
+    s->in_fill = 0;
+    if (r == 0)
+        r = flush_out(s, err);
+    return r;
+}
+
+void al_sink_free(al_sink *s)
+{
+    if (s == NULL)
+        return;
+    ZSTD_freeCCtx(s->zc);
+    if (s->gz_init)
+        deflateEnd(&s->gz);
+    free(s->in);
+    free(s->out);
+    free(s);
+}
+
+uint64_t al_sink_bytes_in(const al_sink *s)
+{
+    return s->bytes_in;
+}
+uint64_t al_sink_bytes_out(const al_sink *s)
+{
+    return s->bytes_out;
+}
+
+const char *al_sink_kind_name(al_sink_kind k)
+{
+    switch (k) {
+    case AL_SINK_PLAIN: return "none";
+    case AL_SINK_ZSTD: return "zstd";
+    case AL_SINK_GZIP: return "gzip";
+    }
+    return "?";
+}
+
+int al_sink_kind_parse(al_sink_kind *out, const char *s, al_error **err)
+{
+    if (strcmp(s, "none") == 0)
+        *out = AL_SINK_PLAIN;
+    else if (strcmp(s, "zstd") == 0)
+        *out = AL_SINK_ZSTD;
+    else if (strcmp(s, "gzip") == 0)
+        *out = AL_SINK_GZIP;
+    else
+        return al_error_set(err, AL_E_USAGE, 0,
+                            "invalid compression \"%s\": expected none, zstd or gzip", s);
+    return 0;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+al_sink_kind al_sink_kind_from_path(const char *path)
+{
+    if (ends_with(path, ".tar.zst") || ends_with(path, ".tzst"))
+        return AL_SINK_ZSTD;
+    if (ends_with(path, ".tar.gz") || ends_with(path, ".tgz"))
+        return AL_SINK_GZIP;
+    return AL_SINK_PLAIN;
+}

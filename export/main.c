@@ -1,0 +1,520 @@
+/* airlock-export: write docker-save style tarballs from the store, offline.
+ * Flags and files only; the work is in select.c and archive.c. */
+#include "archive.h"
+#include "select.h"
+#include "../common/log.h"
+#include "../common/platform.h"
+#include "../common/reflist.h"
+#include "../common/sink.h"
+#include "../common/store.h"
+#include "../common/util.h"
+#include "../db/db.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef AL_VERSION
+#define AL_VERSION "0.1.0"
+#endif
+
+#define PROG "airlock-export"
+#define DEFAULT_STORE "./airlock-store"
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+#define EXIT_STORE 3
+
+typedef struct options {
+    const char *store;
+    const char **lists;
+    size_t n_lists;
+    bool all;
+    const char *platforms;
+    const char *output;
+    al_export_format format;
+    bool compress_set;
+    al_sink_kind compress;
+    int level;
+    bool decompress_zstd;
+    bool verify;
+    bool quiet, verbose;
+} options;
+
+/* The .partial file being written, removed if a signal ends us. */
+static char *volatile g_partial;
+
+static void on_signal(int sig)
+{
+    char *p = g_partial;
+    if (p != NULL)
+        unlink(p);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f, "Usage: " PROG " [OPTIONS] [REF]... -o OUT\n"
+           "Write the images REF (and those of -f lists, or --all) from the store as a\n"
+           "tarball that docker load, ctr/k3s import and podman load read. Offline.\n"
+           "\n"
+           "  -o, --output OUT        tarball to write (required); '-' = stdout. With several\n"
+           "                          platforms OUT must contain {arch} (images-{arch}.tar.zst).\n"
+           "                          Written as OUT.partial, then renamed.\n"
+           "  -f, --file LIST         read refs from LIST, one per line, '#' comments; '-' =\n"
+           "                          stdin. Repeatable. Same format as airlock-fetch.\n"
+           "      --all               export every tag in the store\n"
+           "  -p, --platform LIST     os/arch[/variant][,...] (default: this host's platform)\n"
+           "      --store DIR         the store (default: $AIRLOCK_STORE, else " DEFAULT_STORE ")\n"
+           "      --format FMT        hybrid (default): docker manifest.json + OCI index.json;\n"
+           "                          docker: manifest.json and repositories only;\n"
+           "                          oci: OCI image layout only\n"
+           "      --compress KIND     none, zstd or gzip (default: from OUT's suffix: .tar none,\n"
+           "                          .tar.zst/.tzst zstd, .tar.gz/.tgz gzip; stdout: none)\n"
+           "      --level N           compression level (default: zstd 3, gzip 6)\n"
+           "      --decompress-zstd-layers\n"
+           "                          write zstd layers decompressed too, and point\n"
+           "                          manifest.json at them, for docker 20.10 (default: off)\n"
+           "      --no-verify         skip the sha256 of each blob (sizes are still checked;\n"
+           "                          default: verify)\n"
+           "  -q, --quiet             only errors and warnings\n"
+           "  -v, --verbose           more detail\n"
+           "  -h, --help              this help\n"
+           "  -V, --version           print the version\n"
+           "\n"
+           "Exit status: 0 ok; 1 export failed (refs or platforms not in the store, corrupt\n"
+           "blob, write error); 2 usage or bad input; 3 store unusable.\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *msg = al_xvasprintf(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, PROG ": error: %s\nTry '" PROG " --help'.\n", msg);
+    return EXIT_USAGE;
+}
+
+static int report(al_error *err, int exit_code)
+{
+    al_error_log("%s", err ? err->msg : "unknown error");
+    al_error_free(err);
+    return exit_code;
+}
+
+enum {
+    OPT_STORE = 256,
+    OPT_ALL,
+    OPT_FORMAT,
+    OPT_COMPRESS,
+    OPT_LEVEL,
+    OPT_DECOMPRESS_ZSTD,
+    OPT_NO_VERIFY,
+};
+
+static const struct option long_opts[] = {
+    {"output", required_argument, NULL, 'o'},
+    {"file", required_argument, NULL, 'f'},
+    {"all", no_argument, NULL, OPT_ALL},
+    {"platform", required_argument, NULL, 'p'},
+    {"store", required_argument, NULL, OPT_STORE},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"compress", required_argument, NULL, OPT_COMPRESS},
+    {"level", required_argument, NULL, OPT_LEVEL},
+    {"decompress-zstd-layers", no_argument, NULL, OPT_DECOMPRESS_ZSTD},
+    {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Progress on a terminal: at most ten redraws a second. */
+typedef struct progress {
+    bool on;
+    double start, last;
+    const char *label;
+} progress;
+
+static void draw_progress(void *ud, uint64_t done, uint64_t total)
+{
+    progress *p = ud;
+    double now = al_mono();
+    if (done < total && now - p->last < 0.1)
+        return;
+    p->last = now;
+    double el = now - p->start;
+    double rate = el > 0.2 ? (double)done / el : 0;
+    char a[32], b[32], c[32], speed[64] = "";
+    if (rate > 0)
+        snprintf(speed, sizeof(speed), ", %s/s, %.0f s left",
+                 al_format_bytes(c, sizeof(c), (uint64_t)rate), (double)(total - done) / rate);
+    fprintf(stderr, "\r\033[K%s: %3.0f%% %s / %s%s", p->label,
+            total ? 100.0 * (double)done / (double)total : 100.0,
+            al_format_bytes(a, sizeof(a), done), al_format_bytes(b, sizeof(b), total), speed);
+    if (done >= total)
+        fputs("\r\033[K", stderr);
+}
+
+/* OUT with {arch} replaced. */
+static char *output_path(const char *tmpl, const al_platform *p)
+{
+    char arch[96];
+    al_platform_arch_tag(p, arch, sizeof(arch));
+    const char *at = strstr(tmpl, "{arch}");
+    if (at == NULL)
+        return al_xstrdup(tmpl);
+    /* Every occurrence. */
+    char *out = al_xstrndup(tmpl, (size_t)(at - tmpl));
+    const char *rest = at + 6;
+    for (;;) {
+        const char *next = strstr(rest, "{arch}");
+        size_t n = next ? (size_t)(next - rest) : strlen(rest);
+        char *o = al_xasprintf("%s%s%.*s", out, arch, (int)n, rest);
+        free(out);
+        out = o;
+        if (next == NULL)
+            break;
+        rest = next + 6;
+    }
+    return out;
+}
+
+static int fsync_dir_of(const char *path, al_error **err)
+{
+    _cleanup_free_ char *copy = al_xstrdup(path);
+    const char *dir = dirname(copy);
+    _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return al_error_set(err, AL_E_IO, errno, "open %s", dir);
+    if (fsync(fd) < 0)
+        return al_error_set(err, AL_E_IO, errno, "fsync %s", dir);
+    return 0;
+}
+
+/* Write one tarball to path ("-" = stdout): OUT.partial, fsync, rename,
+ * fsync the directory; on failure the .partial goes away. */
+static int write_tarball(al_archive *a, const char *path, const options *o, progress *pg,
+                         uint64_t *bytes_out, al_error **err)
+{
+    bool to_stdout = strcmp(path, "-") == 0;
+    al_sink_kind kind = o->compress_set ? o->compress
+                        : to_stdout     ? AL_SINK_PLAIN
+                                        : al_sink_kind_from_path(path);
+    _cleanup_free_ char *partial = to_stdout ? NULL : al_xasprintf("%s.partial", path);
+    int fd = 1;
+    if (!to_stdout) {
+        fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return al_error_set(err, AL_E_IO, errno, "create %s", partial);
+        g_partial = partial;
+    }
+    al_sink *sink = NULL;
+    int r = al_sink_new(&sink, fd, kind, o->level, 0, err);
+    if (r == 0)
+        r = al_archive_write(a, sink, err);
+    if (r == 0)
+        r = al_sink_finish(sink, err);
+    if (sink)
+        *bytes_out = al_sink_bytes_out(sink);
+    al_sink_free(sink);
+    if (!to_stdout) {
+        if (r == 0 && fsync(fd) < 0)
+            r = al_error_set(err, AL_E_IO, errno, "fsync %s", partial);
+        if (close(fd) < 0 && r == 0)
+            r = al_error_set(err, AL_E_IO, errno, "close %s", partial);
+        if (r == 0 && rename(partial, path) < 0)
+            r = al_error_set(err, AL_E_IO, errno, "rename %s to %s", partial, path);
+        if (r < 0)
+            unlink(partial);
+        g_partial = NULL;
+        if (r == 0)
+            r = fsync_dir_of(path, err);
+    }
+    if (pg->on)
+        fputs("\r\033[K", stderr);
+    if (r < 0)
+        al_error_wrap(err, "write %s", to_stdout ? "stdout" : path);
+    return r;
+}
+
+/* 0 to go on, -1 when --help/--version answered, else an exit code. */
+static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
+{
+    memset(o, 0, sizeof(*o));
+    o->verify = true;
+    o->lists = al_xcalloc((size_t)argc + 1, sizeof(*o->lists));
+    al_error *err = NULL;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":o:f:p:qvhV", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o->output = optarg; break;
+        case 'f': o->lists[o->n_lists++] = optarg; break;
+        case OPT_ALL: o->all = true; break;
+        case 'p': o->platforms = optarg; break;
+        case OPT_STORE: o->store = optarg; break;
+        case OPT_FORMAT:
+            if (al_export_format_parse(&o->format, optarg, &err) < 0) {
+                int rc = usage_error("%s", err->msg);
+                al_error_free(err);
+                return rc;
+            }
+            break;
+        case OPT_COMPRESS:
+            if (al_sink_kind_parse(&o->compress, optarg, &err) < 0) {
+                int rc = usage_error("%s", err->msg);
+                al_error_free(err);
+                return rc;
+            }
+            o->compress_set = true;
+            break;
+        case OPT_LEVEL: {
+            char *end = NULL;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || v < 1 || v > 22)
+                return usage_error("invalid --level \"%s\": expected 1..22 (gzip: 1..9)", optarg);
+            o->level = (int)v;
+            break;
+        }
+        case OPT_DECOMPRESS_ZSTD: o->decompress_zstd = true; break;
+        case OPT_NO_VERIFY: o->verify = false; break;
+        case 'q': o->quiet = true; break;
+        case 'v': o->verbose = true; break;
+        case 'h': usage(stdout); return -1;
+        case 'V': printf(PROG " " AL_VERSION "\n"); return -1;
+        case ':': {
+            const char *name = optopt ? (const char[]){'-', (char)optopt, 0} : argv[optind - 1];
+            return usage_error("option %s needs a value", name);
+        }
+        default: {
+            const char *name = optopt ? (const char[]){'-', (char)optopt, 0} : argv[optind - 1];
+            return usage_error("unknown option %s", name);
+        }
+        }
+    }
+    for (size_t i = 0; i < o->n_lists; i++) {
+        if (al_reflist_add_file(refs, o->lists[i], &err) < 0) {
+            al_error_log("%s", err->msg);
+            al_error_free(err);
+            return EXIT_USAGE;
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        al_reflist_add_arg(refs, argv[i], i - optind + 1);
+    return 0;
+}
+
+/* Everything main owns, released in one place. */
+typedef struct run {
+    options o;
+    al_reflist refs;
+    al_platform *plats;
+    size_t n_plats;
+    al_store *store;
+    al_db *db;
+    al_ref **ref_arr;
+    al_selection sel;
+} run;
+
+static void run_dispose(run *R)
+{
+    al_selection_dispose(&R->sel);
+    free(R->ref_arr);
+    if (R->db)
+        al_db_free(R->db);
+    if (R->store)
+        al_store_free(R->store);
+    free(R->plats);
+    free(R->o.lists);
+    al_reflist_dispose(&R->refs);
+}
+
+/* Write the tarball of one platform. Returns an exit code. */
+static int export_one(run *R, const al_export_set *set)
+{
+    const options *o = &R->o;
+    bool to_stdout = strcmp(o->output, "-") == 0;
+    char pbuf[96];
+    al_platform_format(&set->platform, pbuf, sizeof(pbuf));
+    _cleanup_free_ char *path = output_path(o->output, &set->platform);
+    const char *shown = to_stdout ? "stdout" : path;
+    progress pg = {.on = !o->quiet && isatty(STDERR_FILENO), .label = shown};
+    al_archive_opts ao = {
+        .format = o->format,
+        .decompress_zstd = o->decompress_zstd,
+        .verify = o->verify,
+        .mtime = 0,
+        .progress = pg.on ? draw_progress : NULL,
+        .progress_ud = &pg,
+    };
+    double t0 = al_mono();
+    al_archive *a = NULL;
+    al_error *err = NULL;
+    if (al_archive_plan(&a, R->store, set, &ao, &err) < 0) {
+        int rc = al_errc_exit(err->code);
+        return report(err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
+    }
+    if (o->format != AL_FORMAT_OCI && !o->decompress_zstd) {
+        for (size_t i = 0; i < set->n_images; i++) {
+            const al_export_image *im = &set->images[i];
+            if (im->n_zstd_layers > 0)
+                al_warn("%s (%s) has %zu zstd layer%s: docker 20.10 cannot load %s from "
+                        "manifest.json (containerd and podman can); --decompress-zstd-layers "
+                        "adds decompressed copies for it",
+                        im->ref, pbuf, im->n_zstd_layers, im->n_zstd_layers == 1 ? "" : "s",
+                        im->n_zstd_layers == 1 ? "it" : "them");
+        }
+    }
+    char b1[32], b2[32], b3[32];
+    al_debug("%s: %zu images, %zu blobs (%s), tar stream %s", shown, set->n_images,
+             al_archive_n_blobs(a), al_format_bytes(b1, sizeof(b1), al_archive_blob_bytes(a)),
+             al_format_bytes(b2, sizeof(b2), al_archive_tar_size(a)));
+    pg.start = pg.last = al_mono();
+    uint64_t out_bytes = 0;
+    if (write_tarball(a, path, o, &pg, &out_bytes, &err) < 0) {
+        int rc = al_errc_exit(err->code);
+        al_archive_free(a);
+        return report(err, rc == EXIT_USAGE || rc == 0 ? EXIT_FAILED : rc);
+    }
+    for (size_t i = 0; i < set->n_images; i++) {
+        const al_export_image *im = &set->images[i];
+        uint64_t sz = (uint64_t)im->config_size;
+        for (size_t k = 0; k < im->n_layers; k++)
+            sz += (uint64_t)im->layers[k].size;
+        al_info("exported %s (%s, %.19s, %zu layer%s, %s)", im->ref, pbuf, im->manifest_digest,
+                im->n_layers, im->n_layers == 1 ? "" : "s", al_format_bytes(b1, sizeof(b1), sz));
+    }
+    double el = al_mono() - t0;
+    al_sink_kind kind = o->compress_set ? o->compress
+                        : to_stdout     ? AL_SINK_PLAIN
+                                        : al_sink_kind_from_path(path);
+    al_info("wrote %s: %zu image%s (%s), %zu blobs, %s in %.1f s (%s/s); output %s (%s)", shown,
+            set->n_images, set->n_images == 1 ? "" : "s", pbuf, al_archive_n_blobs(a),
+            al_format_bytes(b1, sizeof(b1), al_archive_blob_bytes(a)), el,
+            al_format_bytes(b2, sizeof(b2),
+                            el > 0 ? (uint64_t)((double)al_archive_tar_size(a) / el) : 0),
+            al_format_bytes(b3, sizeof(b3), out_bytes), al_sink_kind_name(kind));
+    al_archive_free(a);
+    return 0;
+}
+
+static int run_main(run *R, int argc, char **argv)
+{
+    options *o = &R->o;
+    int rc = parse_args(o, &R->refs, argc, argv);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc; /* -1: --help or --version done */
+    if (o->quiet)
+        al_log_set_level(AL_LOG_WARN);
+    else if (o->verbose)
+        al_log_set_level(AL_LOG_DEBUG);
+
+    if (R->refs.n_problems > 0) {
+        for (size_t i = 0; i < R->refs.n_problems; i++)
+            al_error_log("%s", R->refs.problems[i]);
+        return EXIT_USAGE;
+    }
+    if (R->refs.n == 0 && !o->all)
+        return usage_error("no images: give refs, -f LIST or --all");
+    if (o->output == NULL)
+        return usage_error("-o OUT is required ('-' for stdout)");
+    if (o->level > 9 && o->compress_set && o->compress == AL_SINK_GZIP)
+        return usage_error("gzip levels are 1..9");
+
+    al_error *err = NULL;
+    if (o->platforms != NULL) {
+        if (al_platform_parse_list(&R->plats, &R->n_plats, o->platforms, &err) < 0) {
+            usage_error("%s", err->msg);
+            al_error_free(err);
+            return EXIT_USAGE;
+        }
+        if (R->n_plats == 0)
+            return usage_error("empty --platform");
+    } else {
+        R->plats = al_xcalloc(1, sizeof(*R->plats));
+        al_platform_host(&R->plats[0]);
+        R->n_plats = 1;
+        char buf[96];
+        al_info("platform %s (host)", al_platform_format(&R->plats[0], buf, sizeof(buf)));
+    }
+    bool to_stdout = strcmp(o->output, "-") == 0;
+    if (R->n_plats > 1 && to_stdout)
+        return usage_error("several platforms need a file name with {arch}, not stdout");
+    if (R->n_plats > 1 && strstr(o->output, "{arch}") == NULL)
+        return usage_error("several platforms: -o needs {arch} in the file name (\"%s\")",
+                           o->output);
+    if (to_stdout && isatty(STDOUT_FILENO))
+        return usage_error("refusing to write a tarball to a terminal");
+
+    const char *store_dir = o->store ? o->store : getenv("AIRLOCK_STORE");
+    if (store_dir == NULL || store_dir[0] == '\0')
+        store_dir = DEFAULT_STORE;
+    if (al_store_open(&R->store, store_dir, AL_STORE_READONLY, &err) < 0)
+        return report(err, EXIT_STORE);
+    if (al_db_open(&R->db, al_store_db_path(R->store), true, &err) < 0)
+        return report(err, EXIT_STORE);
+
+    /* Everything that concerns the refs is checked before any output. */
+    R->ref_arr = al_xcalloc(R->refs.n + 1, sizeof(*R->ref_arr));
+    for (size_t i = 0; i < R->refs.n; i++)
+        R->ref_arr[i] = R->refs.items[i].ref;
+    if (al_export_select(&R->sel, R->store, R->db, R->ref_arr, R->refs.n, o->all, R->plats,
+                         R->n_plats, &err) < 0) {
+        rc = al_errc_exit(err->code);
+        return report(err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
+    }
+    if (R->sel.n_problems > 0) {
+        for (size_t i = 0; i < R->sel.n_problems; i++)
+            al_error_log("%s", R->sel.problems[i]);
+        al_error_log("nothing written: %zu problem%s", R->sel.n_problems,
+                     R->sel.n_problems == 1 ? "" : "s");
+        return EXIT_FAILED;
+    }
+    for (size_t p = 0; p < R->sel.n_sets; p++) {
+        if (R->sel.sets[p].n_images == 0) {
+            char buf[96];
+            al_error_log("the store %s holds no images for %s", store_dir,
+                         al_platform_format(&R->sel.sets[p].platform, buf, sizeof(buf)));
+            return EXIT_FAILED;
+        }
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    for (size_t p = 0; p < R->sel.n_sets; p++) {
+        rc = export_one(R, &R->sel.sets[p]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    al_log_set_prog(PROG);
+    signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE error, not a silent death */
+    run R;
+    memset(&R, 0, sizeof(R));
+    al_reflist_init(&R.refs);
+    al_selection_init(&R.sel);
+    int rc = run_main(&R, argc, argv);
+    run_dispose(&R);
+    return rc;
+}
