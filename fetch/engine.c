@@ -280,8 +280,11 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
         if (len > 0 && p[len - 1] == '\r')
             len--;
-        if (len >= 14 && strncasecmp(p, "authorization:", 14) == 0)
-            fprintf(stderr, "%sAuthorization: <redacted>\n", prefix);
+        /* Redact wherever the header name shows up: curl's HTTP/2 text
+         * lines ("h2h3 [authorization: ...]") carry it too. */
+        const char *a = memmem(p, len, "uthorization", 12);
+        if (a != NULL && a > p && (a[-1] == 'a' || a[-1] == 'A'))
+            fprintf(stderr, "%s%.*s: <redacted>\n", prefix, (int)(a + 12 - p), p);
         else if (len > 0)
             fprintf(stderr, "%s%.*s\n", prefix, (int)len, p);
         p = nl ? nl + 1 : end;

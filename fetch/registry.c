@@ -678,8 +678,8 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
                 return true;
             if (!have_creds) {
                 al_error_set(&e, AL_E_AUTH, 0,
-                             "%s requires credentials (--username with --password-stdin, or "
-                             "docker login)",
+                             "%s requires authentication (HTTP 401 Unauthorized): give "
+                             "--username with --password-stdin, or docker login",
                              h->host);
                 if (h->fatal == NULL) {
                     h->fatal = e;
