@@ -32,6 +32,11 @@ static const char usage_text[] =
     "  -f, --file FILE            read refs from FILE, one per line ('-' = stdin; repeatable)\n"
     "      --registry HOST[:PORT] fetch docker.io images from HOST instead of Docker Hub,\n"
     "                             keeping their docker.io names (default: Docker Hub)\n"
+    "      --mirror UPSTREAM=HOST[:PORT][/PREFIX]\n"
+    "                             fetch UPSTREAM's images (e.g. docker.io) from HOST, under\n"
+    "                             PREFIX/ when given, keeping their names; repeatable, tried\n"
+    "                             in order, then UPSTREAM itself\n"
+    "      --mirror-only          never fall back to the upstream registry\n"
     "      --platform LIST        only these platforms, e.g. linux/amd64,linux/arm64\n"
     "                             (default: every platform of the image)\n"
     "      --include-attestations also mirror attestation manifests (unknown/unknown)\n"
@@ -85,11 +90,15 @@ enum {
     OPT_CLIENT_CERT,
     OPT_CLIENT_KEY,
     OPT_CERTS_DIR,
+    OPT_MIRROR,
+    OPT_MIRROR_ONLY,
 };
 
 static const struct option long_opts[] = {
     {"file", required_argument, NULL, 'f'},
     {"registry", required_argument, NULL, OPT_REGISTRY},
+    {"mirror", required_argument, NULL, OPT_MIRROR},
+    {"mirror-only", no_argument, NULL, OPT_MIRROR_ONLY},
     {"platform", required_argument, NULL, OPT_PLATFORM},
     {"include-attestations", no_argument, NULL, OPT_ATTEST},
     {"store", required_argument, NULL, OPT_STORE},
@@ -151,6 +160,39 @@ static bool valid_host(const char *s)
     return ok;
 }
 
+/* UPSTREAM=HOST[:PORT][/PREFIX] into m (pointing into the copy *text). */
+static bool parse_mirror(const char *arg, al_mirror *m, char **text)
+{
+    char *t = al_xstrdup(arg);
+    *text = t;
+    char *eq = strchr(t, '=');
+    if (eq == NULL)
+        return false;
+    *eq = '\0';
+    char *host = eq + 1;
+    char *slash = strchr(host, '/');
+    char *prefix = NULL;
+    if (slash != NULL) {
+        *slash = '\0';
+        prefix = slash + 1;
+    }
+    if (!valid_host(t) || !valid_host(host))
+        return false;
+    if (prefix != NULL) {
+        /* The prefix must be repository path components. */
+        _cleanup_free_ char *probe = al_xasprintf("%s/%s/x", host, prefix);
+        al_ref *r = NULL;
+        bool ok = al_ref_parse(&r, probe, NULL) == 0;
+        al_ref_free(r);
+        if (!ok)
+            return false;
+    }
+    m->upstream = strcmp(t, "index.docker.io") == 0 ? "docker.io" : t;
+    m->host = host;
+    m->prefix = prefix;
+    return true;
+}
+
 static char *read_password(void)
 {
     size_t cap = 4096, len = 0;
@@ -205,10 +247,18 @@ typedef struct cli {
     al_platform *plats;
     size_t n_plats;
     al_reflist list;
+    al_mirror *mirrors; /* strings point into mirror_text */
+    char **mirror_text;
+    size_t n_mirrors;
+    bool mirror_only;
 } cli;
 
 static void cli_dispose(cli *o)
 {
+    for (size_t i = 0; i < o->n_mirrors; i++)
+        free(o->mirror_text[i]);
+    free(o->mirror_text);
+    free(o->mirrors);
     free(o->insecure);
     free(o->plats);
     al_reflist_dispose(&o->list);
@@ -243,6 +293,18 @@ static int parse_cli(cli *o, int argc, char **argv)
                                    optarg);
             o->registry = optarg;
             break;
+        case OPT_MIRROR:
+            o->mirrors = al_xrealloc(o->mirrors, (o->n_mirrors + 1) * sizeof(al_mirror));
+            o->mirror_text = al_xrealloc(o->mirror_text, (o->n_mirrors + 1) * sizeof(char *));
+            if (!parse_mirror(optarg, &o->mirrors[o->n_mirrors], &o->mirror_text[o->n_mirrors])) {
+                free(o->mirror_text[o->n_mirrors]);
+                return usage_error("--mirror: expected UPSTREAM=HOST[:PORT][/PREFIX] such as "
+                                   "docker.io=mirror.local:5000, got \"%s\"",
+                                   optarg);
+            }
+            o->n_mirrors++;
+            break;
+        case OPT_MIRROR_ONLY: o->mirror_only = true; break;
         case OPT_PLATFORM: platform_arg = optarg; break;
         case OPT_ATTEST: o->attest = true; break;
         case OPT_STORE: o->store_dir = optarg; break;
@@ -310,6 +372,12 @@ static int parse_cli(cli *o, int argc, char **argv)
     if (o->username != NULL && !o->password_stdin)
         return usage_error("--username needs --password-stdin (passwords are never taken from "
                            "the command line)");
+    for (size_t i = 0; i < o->n_mirrors; i++)
+        if (o->registry != NULL && strcmp(o->mirrors[i].upstream, "docker.io") == 0)
+            return usage_error("--registry and --mirror docker.io=... both say where docker.io "
+                               "images come from: use one");
+    if (o->mirror_only && o->n_mirrors == 0)
+        return usage_error("--mirror-only needs --mirror");
     if (o->client_key != NULL && o->client_cert == NULL)
         return usage_error("--client-key needs --client-cert");
     if (o->password_stdin && stdin_list)
@@ -395,6 +463,9 @@ static int run(cli *o, int argc, char **argv)
         .db = db,
         .registry = reg,
         .opts = {.registry_override = o->registry,
+                 .mirrors = o->mirrors,
+                 .n_mirrors = o->n_mirrors,
+                 .no_fallback = o->mirror_only,
                  .platforms = o->plats,
                  .n_platforms = o->n_plats,
                  .include_attestations = o->attest},

@@ -35,8 +35,10 @@ typedef struct image {
     const al_reflist_entry *entry; /* borrowed */
     al_image_result *res;          /* borrowed */
     char *tag_key;
-    char *host; /* endpoint */
-    char *source;
+    char *host;   /* endpoint of the current attempt */
+    char *repo;   /* repository path at that endpoint */
+    char *source; /* host/repo, recorded in the tags row */
+    size_t endpoint; /* index into the image's endpoint list */
     bool failed;
     bool had_tag;
     char stored_digest[AL_DIGEST_BUF];
@@ -201,13 +203,13 @@ static const char *call_host(const image *im)
 
 /* --- phase 1: roots ------------------------------------------------------ */
 
-static void resolve_roots(al_fetch_ctx *ctx, image *ims, size_t n)
+static void resolve_roots(al_fetch_ctx *ctx, image **ims, size_t n)
 {
     al_call **calls = al_xcalloc(n ? n : 1, sizeof(*calls));
     size_t nc = 0;
     /* HEAD known tags; digest refs first look in the store. */
     for (size_t i = 0; i < n; i++) {
-        image *im = &ims[i];
+        image *im = ims[i];
         const al_ref *ref = im->entry->ref;
         mnode *root = add_node(im);
         (void)root;
@@ -216,7 +218,7 @@ static void resolve_roots(al_fetch_ctx *ctx, image *ims, size_t n)
             continue;
         }
         if (im->had_tag) {
-            al_call *c = al_call_new(AL_CALL_MANIFEST_HEAD, call_host(im), ref->path, ref->tag);
+            al_call *c = al_call_new(AL_CALL_MANIFEST_HEAD, call_host(im), im->repo, ref->tag);
             c->user = im;
             calls[nc++] = c;
         } else {
@@ -241,7 +243,7 @@ static void resolve_roots(al_fetch_ctx *ctx, image *ims, size_t n)
     /* GET roots that the store lacks. */
     nc = 0;
     for (size_t i = 0; i < n; i++) {
-        image *im = &ims[i];
+        image *im = ims[i];
         if (im->failed)
             continue;
         const char *r = im->root_reference;
@@ -259,7 +261,7 @@ static void resolve_roots(al_fetch_ctx *ctx, image *ims, size_t n)
                 continue;
             }
         }
-        al_call *c = al_call_new(AL_CALL_MANIFEST_GET, call_host(im), im->entry->ref->path, r);
+        al_call *c = al_call_new(AL_CALL_MANIFEST_GET, call_host(im), im->repo, r);
         c->user = im;
         calls[nc++] = c;
     }
@@ -295,18 +297,18 @@ static void resolve_roots(al_fetch_ctx *ctx, image *ims, size_t n)
 
 /* --- phase 2: child manifests, level by level ---------------------------- */
 
-static void resolve_children(al_fetch_ctx *ctx, image *ims, size_t n)
+static void resolve_children(al_fetch_ctx *ctx, image **ims, size_t n)
 {
     for (int level = 0; level < 8; level++) {
         size_t cap = 0;
         for (size_t i = 0; i < n; i++)
-            cap += ims[i].n_nodes;
+            cap += ims[i]->n_nodes;
         al_call **calls = al_xcalloc(cap ? cap : 1, sizeof(*calls));
         size_t *idx = al_xcalloc(cap ? cap : 1, sizeof(*idx));
         size_t nc = 0;
         bool any = false;
         for (size_t i = 0; i < n; i++) {
-            image *im = &ims[i];
+            image *im = ims[i];
             if (im->failed)
                 continue;
             size_t count = im->n_nodes; /* nodes added below belong to the next level */
@@ -330,7 +332,7 @@ static void resolve_children(al_fetch_ctx *ctx, image *ims, size_t n)
                     break;
                 }
                 al_call *c = al_call_new(AL_CALL_MANIFEST_GET, call_host(im),
-                                         im->entry->ref->path, nd->digest);
+                                         im->repo, nd->digest);
                 c->user = im;
                 idx[nc] = j;
                 calls[nc++] = c;
@@ -359,10 +361,10 @@ static void resolve_children(al_fetch_ctx *ctx, image *ims, size_t n)
             return;
     }
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < ims[i].n_nodes; j++)
-            if (!ims[i].nodes[j].resolved && !ims[i].failed)
-                failf(&ims[i], AL_E_UNSUPPORTED, "index nesting deeper than 8 levels at %s",
-                      ims[i].nodes[j].digest);
+        for (size_t j = 0; j < ims[i]->n_nodes; j++)
+            if (!ims[i]->nodes[j].resolved && !ims[i]->failed)
+                failf(ims[i], AL_E_UNSUPPORTED, "index nesting deeper than 8 levels at %s",
+                      ims[i]->nodes[j].digest);
 }
 
 /* --- phase 3: configs and platform selection ----------------------------- */
@@ -400,16 +402,16 @@ static void accept_config(al_fetch_ctx *ctx, image *im, mnode *nd, char *body, s
     }
 }
 
-static void resolve_configs(al_fetch_ctx *ctx, image *ims, size_t n)
+static void resolve_configs(al_fetch_ctx *ctx, image **ims, size_t n)
 {
     size_t cap = 0;
     for (size_t i = 0; i < n; i++)
-        cap += ims[i].n_nodes;
+        cap += ims[i]->n_nodes;
     al_call **calls = al_xcalloc(cap ? cap : 1, sizeof(*calls));
     mnode **owners = al_xcalloc(cap ? cap : 1, sizeof(*owners));
     size_t nc = 0;
     for (size_t i = 0; i < n; i++) {
-        image *im = &ims[i];
+        image *im = ims[i];
         for (size_t j = 0; j < im->n_nodes && !im->failed; j++) {
             mnode *nd = &im->nodes[j];
             if (al_manifest_is_index(nd->m))
@@ -431,7 +433,7 @@ static void resolve_configs(al_fetch_ctx *ctx, image *ims, size_t n)
                 fail(im, e);
                 break;
             }
-            al_call *c = al_call_new(AL_CALL_BLOB_MEM, call_host(im), im->entry->ref->path,
+            al_call *c = al_call_new(AL_CALL_BLOB_MEM, call_host(im), im->repo,
                                      cd->digest);
             c->mem_cap = AL_CONFIG_MAX;
             c->user = im;
@@ -459,7 +461,7 @@ static void resolve_configs(al_fetch_ctx *ctx, image *ims, size_t n)
 
     /* Every image must keep at least one image manifest. */
     for (size_t i = 0; i < n; i++) {
-        image *im = &ims[i];
+        image *im = ims[i];
         if (im->failed)
             continue;
         size_t kept = 0;
@@ -528,13 +530,13 @@ static bool node_kept(const image *im, const mnode *nd)
     return false;
 }
 
-static void fetch_layers(al_fetch_ctx *ctx, image *ims, size_t n, blob_need **needs_out,
+static void fetch_layers(al_fetch_ctx *ctx, image **ims, size_t n, blob_need **needs_out,
                          size_t *n_needs_out)
 {
     size_t cap = 0, nn = 0;
     blob_need *needs = NULL;
     for (size_t i = 0; i < n; i++) {
-        image *im = &ims[i];
+        image *im = ims[i];
         if (im->failed)
             continue;
         for (size_t j = 0; j < im->n_nodes; j++) {
@@ -587,7 +589,7 @@ static void fetch_layers(al_fetch_ctx *ctx, image *ims, size_t n, blob_need **ne
                          b->digest, (long long)have, (long long)b->size);
             continue;
         }
-        al_call *c = al_call_new(AL_CALL_BLOB_STORE, b->first->host, b->first->entry->ref->path,
+        al_call *c = al_call_new(AL_CALL_BLOB_STORE, b->first->host, b->first->repo,
                                  b->digest);
         c->store = ctx->store;
         c->size = b->size;
@@ -752,36 +754,59 @@ static void commit_image(al_fetch_ctx *ctx, image *im, blob_need *needs, size_t 
 
 /* --- the run ------------------------------------------------------------- */
 
-int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **results_out,
-                 al_error **err)
+/* The endpoints to try for a ref, in order: --registry alone; or the
+ * mirrors of its registry, then the registry itself unless told not to. */
+static size_t endpoint_count(const al_fetch_ctx *ctx, const al_ref *ref)
 {
-    size_t n = list->n;
-    al_image_result *res = al_xcalloc(n ? n : 1, sizeof(*res));
-    image *ims = al_xcalloc(n ? n : 1, sizeof(*ims));
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        image *im = &ims[i];
-        const al_ref *ref = list->items[i].ref;
-        im->entry = &list->items[i];
-        im->res = &res[i];
-        im->tag_key = al_ref_full(ref);
-        res[i].full_name = al_xstrdup(im->tag_key);
-        bool hub = strcmp(ref->domain, "docker.io") == 0;
-        im->host = al_xstrdup(hub && ctx->opts.registry_override ? ctx->opts.registry_override
-                                                                 : al_ref_endpoint_host(ref));
-        im->source = al_xasprintf("%s/%s", im->host, ref->path);
-        al_tag t;
-        bool found = false;
-        if (al_db_tag_get(ctx->db, im->tag_key, &t, &found, err) < 0) {
-            rc = al_error_wrap(err, "tag %s", im->tag_key);
-            goto out;
-        }
-        if (found) {
-            im->had_tag = true;
-            memcpy(im->stored_digest, t.digest, sizeof(im->stored_digest));
-            al_tag_dispose(&t);
-        }
+    bool hub = strcmp(ref->domain, "docker.io") == 0;
+    if (hub && ctx->opts.registry_override != NULL)
+        return 1;
+    size_t n = 0;
+    for (size_t i = 0; i < ctx->opts.n_mirrors; i++)
+        n += strcmp(ctx->opts.mirrors[i].upstream, ref->domain) == 0;
+    return n + (n == 0 || !ctx->opts.no_fallback ? 1 : 0);
+}
+
+static void set_endpoint(const al_fetch_ctx *ctx, image *im, size_t k)
+{
+    const al_ref *ref = im->entry->ref;
+    free(im->host);
+    free(im->repo);
+    free(im->source);
+    im->endpoint = k;
+    bool hub = strcmp(ref->domain, "docker.io") == 0;
+    const al_mirror *m = NULL;
+    if (hub && ctx->opts.registry_override != NULL) {
+        im->host = al_xstrdup(ctx->opts.registry_override);
+    } else {
+        for (size_t i = 0, seen = 0; i < ctx->opts.n_mirrors && m == NULL; i++)
+            if (strcmp(ctx->opts.mirrors[i].upstream, ref->domain) == 0 && seen++ == k)
+                m = &ctx->opts.mirrors[i];
+        im->host = al_xstrdup(m ? m->host : al_ref_endpoint_host(ref));
     }
+    if (m != NULL && m->prefix != NULL && *m->prefix != '\0')
+        im->repo = al_xasprintf("%s/%s", m->prefix, ref->path);
+    else
+        im->repo = al_xstrdup(ref->path);
+    im->source = al_xasprintf("%s/%s", im->host, im->repo);
+}
+
+/* Forget an attempt's work so the image can start again elsewhere. */
+static void reset_attempt(image *im)
+{
+    free_nodes(im);
+    im->nodes = NULL;
+    im->n_nodes = 0;
+    free(im->root_reference);
+    im->root_reference = NULL;
+    im->failed = false;
+    al_error_free(im->res->err);
+    im->res->err = NULL;
+    im->res->status = AL_IMG_OK;
+}
+
+static void run_pass(al_fetch_ctx *ctx, image **ims, size_t n)
+{
     resolve_roots(ctx, ims, n);
     resolve_children(ctx, ims, n);
     resolve_configs(ctx, ims, n);
@@ -795,21 +820,72 @@ int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **re
         }
     }
     for (size_t i = 0; i < n; i++)
-        if (!ims[i].failed)
-            commit_image(ctx, &ims[i], needs, nn);
+        if (!ims[i]->failed)
+            commit_image(ctx, ims[i], needs, nn);
     for (size_t i = 0; i < nn; i++)
         al_error_free(needs[i].err);
     free(needs);
+}
+
+int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **results_out,
+                 al_error **err)
+{
+    size_t n = list->n;
+    al_image_result *res = al_xcalloc(n ? n : 1, sizeof(*res));
+    image *ims = al_xcalloc(n ? n : 1, sizeof(*ims));
+    image **active = al_xcalloc(n ? n : 1, sizeof(*active));
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        image *im = &ims[i];
+        const al_ref *ref = list->items[i].ref;
+        im->entry = &list->items[i];
+        im->res = &res[i];
+        im->tag_key = al_ref_full(ref);
+        res[i].full_name = al_xstrdup(im->tag_key);
+        set_endpoint(ctx, im, 0);
+        al_tag t;
+        bool found = false;
+        if (al_db_tag_get(ctx->db, im->tag_key, &t, &found, err) < 0) {
+            rc = al_error_wrap(err, "tag %s", im->tag_key);
+            goto out;
+        }
+        if (found) {
+            im->had_tag = true;
+            memcpy(im->stored_digest, t.digest, sizeof(im->stored_digest));
+            al_tag_dispose(&t);
+        }
+        active[i] = im;
+    }
+    /* Each pass runs the images still to do; one that failed on a mirror
+     * goes to its next endpoint, as k3s' registries.yaml mirrors do. */
+    size_t na = n;
+    while (na > 0) {
+        run_pass(ctx, active, na);
+        size_t next = 0;
+        for (size_t i = 0; i < na; i++) {
+            image *im = active[i];
+            if (!im->failed || im->endpoint + 1 >= endpoint_count(ctx, im->entry->ref))
+                continue;
+            al_warn("%s: %s failed (%s); trying the next endpoint", im->tag_key, im->host,
+                    im->res->err ? im->res->err->msg : "error");
+            reset_attempt(im);
+            set_endpoint(ctx, im, im->endpoint + 1);
+            active[next++] = im;
+        }
+        na = next;
+    }
     rc = al_fetch_write_index(ctx->store, ctx->db, err);
 out:
     for (size_t i = 0; i < n; i++) {
         free_nodes(&ims[i]);
         free(ims[i].tag_key);
         free(ims[i].host);
+        free(ims[i].repo);
         free(ims[i].source);
         free(ims[i].root_reference);
     }
     free(ims);
+    free(active);
     *results_out = res;
     return rc;
 }

@@ -21,8 +21,19 @@
 #include "registry.h"
 #include "store.h"
 
+/* --mirror UPSTREAM=HOST[/PREFIX]: fetch UPSTREAM's images from HOST,
+ * under PREFIX/ when given, keeping the upstream name. */
+typedef struct al_mirror {
+    const char *upstream; /* "docker.io", "quay.io" */
+    const char *host;     /* "mirror.local:5000" */
+    const char *prefix;   /* "dockerhub" or NULL */
+} al_mirror;
+
 typedef struct al_fetch_opts {
-    const char *registry_override;    /* --registry: endpoint for docker.io refs */
+    const char *registry_override;    /* --registry: the only endpoint for docker.io refs */
+    const al_mirror *mirrors;         /* tried in order before the upstream */
+    size_t n_mirrors;
+    bool no_fallback;                 /* never fall back to the upstream itself */
     const al_platform *platforms;     /* --platform; n_platforms == 0: all */
     size_t n_platforms;
     bool include_attestations;
