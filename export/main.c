@@ -44,6 +44,7 @@ typedef struct options {
     int level;
     bool decompress_zstd;
     bool verify;
+    bool force;
     bool quiet, verbose;
 } options;
 
@@ -85,6 +86,7 @@ static void usage(FILE *f)
            "                          manifest.json at them, for docker 20.10 (default: off)\n"
            "      --no-verify         skip the sha256 of each blob (sizes are still checked;\n"
            "                          default: verify)\n"
+           "      --force             replace OUT if it exists (default: refuse)\n"
            "  -q, --quiet             only errors and warnings\n"
            "  -v, --verbose           more detail\n"
            "  -h, --help              this help\n"
@@ -120,6 +122,7 @@ enum {
     OPT_LEVEL,
     OPT_DECOMPRESS_ZSTD,
     OPT_NO_VERIFY,
+    OPT_FORCE,
 };
 
 static const struct option long_opts[] = {
@@ -133,6 +136,7 @@ static const struct option long_opts[] = {
     {"level", required_argument, NULL, OPT_LEVEL},
     {"decompress-zstd-layers", no_argument, NULL, OPT_DECOMPRESS_ZSTD},
     {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+    {"force", no_argument, NULL, OPT_FORCE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -290,6 +294,7 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
         }
         case OPT_DECOMPRESS_ZSTD: o->decompress_zstd = true; break;
         case OPT_NO_VERIFY: o->verify = false; break;
+        case OPT_FORCE: o->force = true; break;
         case 'q': o->quiet = true; break;
         case 'v': o->verbose = true; break;
         case 'h': usage(stdout); return -1;
@@ -488,6 +493,20 @@ static int run_main(run *R, int argc, char **argv)
             al_error_log("the store %s holds no images for %s", store_dir,
                          al_platform_format(&R->sel.sets[p].platform, buf, sizeof(buf)));
             return EXIT_FAILED;
+        }
+    }
+
+    /* Like skopeo's docker-archive: an existing tarball is not silently
+     * replaced; --force says it may be (the nightly job into k3s' images
+     * directory). Checked for every output before writing any. */
+    if (!to_stdout && !o->force) {
+        for (size_t p = 0; p < R->sel.n_sets; p++) {
+            _cleanup_free_ char *path = output_path(o->output, &R->sel.sets[p].platform);
+            struct stat st;
+            if (stat(path, &st) == 0) {
+                al_error_log("%s exists: nothing written (--force replaces it)", path);
+                return EXIT_FAILED;
+            }
         }
     }
 
