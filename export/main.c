@@ -271,14 +271,14 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
         case OPT_STORE: o->store = optarg; break;
         case OPT_FORMAT:
             if (al_export_format_parse(&o->format, optarg, &err) < 0) {
-                int rc = usage_error("%s", err->msg);
+                int rc = usage_error("--format: %s", err->msg);
                 al_error_free(err);
                 return rc;
             }
             break;
         case OPT_COMPRESS:
             if (al_sink_kind_parse(&o->compress, optarg, &err) < 0) {
-                int rc = usage_error("%s", err->msg);
+                int rc = usage_error("--compress: %s", err->msg);
                 al_error_free(err);
                 return rc;
             }
@@ -441,7 +441,7 @@ static int run_main(run *R, int argc, char **argv)
     al_error *err = NULL;
     if (o->platforms != NULL) {
         if (al_platform_parse_list(&R->plats, &R->n_plats, o->platforms, &err) < 0) {
-            usage_error("%s", err->msg);
+            usage_error("--platform: %s", err->msg);
             al_error_free(err);
             return EXIT_USAGE;
         }
