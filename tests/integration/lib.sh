@@ -37,7 +37,8 @@ AL_TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/airlock-${TEST_NAME}.XXXXXX")
 if [ -n "${AL_KEEP_TMP:-}" ]; then
     on_exit "echo \"kept $AL_TEST_TMP\" >&2"
 else
-    on_exit "rm -rf '$AL_TEST_TMP'"
+    # --one-file-system: never into a bind mount a failed cleanup left behind.
+    on_exit "rm -rf --one-file-system '$AL_TEST_TMP'"
 fi
 tmpdir() { mktemp -d "$AL_TEST_TMP/${1:-d}.XXXXXX"; }
 
