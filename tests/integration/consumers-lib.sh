@@ -46,7 +46,7 @@ consumers_up() {
 		local -a prev_trap=()
 		eval "prev_trap=($(trap -p EXIT))" # trap -- 'CMD' EXIT
 		local prev=${prev_trap[2]:-}
-		# shellcheck disable=SC2064
+		# shellcheck disable=SC2064,SC2154 # assigned inside the trap
 		trap "_al_consumers_rc=\$?; set +e; consumers_down; (exit \$_al_consumers_rc)${prev:+; $prev}" EXIT
 		AL_CONSUMERS_ENV=$dir/consumers.env
 	fi
