@@ -11,7 +11,7 @@
 # fault_rules JSON: replace the rules (atomically: a rename, so the proxy
 # never reads half a file); the per-rule counters restart from zero.
 fault_rules() {
-    : "${AL_FAULT_RULES:?fault_rules: source the proxy's fault.env first}"
+    : "${AL_FAULT_RULES:?fault_rules: source fault.env of the proxy first}"
     printf '%s\n' "$1" | jq -e . >/dev/null || { echo "fault_rules: not JSON: $1" >&2; return 1; }
     printf '%s\n' "$1" >"$AL_FAULT_RULES.tmp"
     mv -f "$AL_FAULT_RULES.tmp" "$AL_FAULT_RULES"
