@@ -41,7 +41,8 @@ Actions:
   status    answer "status" (default 503) with "headers" and "body" (default
             a registry-style JSON error) without asking the upstream
   html      answer "status" (default 200) with a text/html page
-  close     close the connection without answering
+  close     close the connection without answering (FIN: "empty reply";
+            with "rst": true, a reset)
   reset     forward, send headers and "bytes" body bytes, then reset (RST)
   truncate  forward with the full Content-Length but only "bytes" bytes, then
             close cleanly (FIN)
@@ -64,7 +65,7 @@ Authorization header present), auth_scheme, range, headers (request headers;
 credential values redacted), bytes (body bytes sent), fault (rule id and
 action, or null), error, ms. Authorization values are never written anywhere.
 
-Control (main listener only; never forwarded): GET/POST /__fault/rules,
+Control (main listener only; never forwarded nor logged): GET/POST /__fault/rules,
 GET /__fault/stats (per-rule counters), POST /__fault/reset (counters to 0).
 """
 
@@ -146,6 +147,7 @@ class Rules:
     def __init__(self, path):
         self.path = path
         self.lock = threading.Lock()
+        self.reload_lock = threading.Lock()
         self.rules = []
         self.counts = []
         self.fired = []
@@ -169,6 +171,10 @@ class Rules:
     def maybe_reload(self, force=False):
         if not self.path:
             return
+        with self.reload_lock:
+            self._maybe_reload(force)
+
+    def _maybe_reload(self, force):
         stamp = self._stamp()
         if stamp == self.stamp and not force:
             return
@@ -345,6 +351,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         }
         try:
             if self.listener == "main" and self.path.startswith("/__fault/"):
+                self.entry["control"] = True  # stays out of the log
                 self.control()
                 return
             rule = self.proxy.rules.pick(self.listener, self.command, self.path,
@@ -365,13 +372,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 except OSError:
                     pass
         finally:
-            self.entry["ms"] = int((time.monotonic() - t0) * 1000)
-            self.proxy.write_log(self.entry)
+            if not self.entry.get("control"):
+                self.entry["ms"] = int((time.monotonic() - t0) * 1000)
+                self.proxy.write_log(self.entry)
 
     # -- control endpoint ----------------------------------------------------
     def control(self):
         body = self.read_body_small()
         p = self.path.split("?", 1)[0]
+        if not (p == "/__fault/rules" and self.command == "POST"):
+            self.proxy.rules.maybe_reload()
         if p == "/__fault/rules" and self.command == "POST":
             try:
                 rules = compile_rules(json.loads(body or b"{}"))
@@ -464,7 +474,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.read_body_small()
         if action == "close":
             self.close_connection = True
-            hard_reset(self)
+            if r.get("rst"):
+                hard_reset(self)
             return
         if action == "status":
             status = int(r.get("status", 503))
