@@ -40,6 +40,7 @@ typedef struct host_state {
     size_t n_tokens;
     al_error *fatal; /* e.g. wrong credentials: every later call fails with it */
     long rl_limit, rl_remaining, rl_window; /* -1 until the registry tells */
+    bool creds_ok; /* a token was granted with our credentials */
 } host_state;
 
 struct al_registry {
@@ -430,7 +431,10 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
             continue;
         bool dup = false;
         for (size_t j = 0; j < nr && !dup; j++)
-            dup = hs[j] == h && strcmp(scopes[j], scope) == 0;
+            dup = hs[j] == h && (strcmp(scopes[j], scope) == 0 ||
+                                 /* Untried credentials: one token request
+                                  * first, so wrong ones fail once. */
+                                 (!h->creds_ok && host_cred(r, h) != NULL));
         if (dup)
             continue;
         CURLU *u = curl_url();
@@ -507,11 +511,16 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
             if (tok == NULL || *tok == '\0')
                 al_error_set(&e, AL_E_AUTH, 0, "%s: token server %s returned no token", h->host,
                              url);
-            else
+            else {
                 put_token(h, scopes[i], al_xasprintf("Bearer %s", tok), ttl > 0 ? (double)ttl : 60);
+                h->creds_ok = true;
+            }
             json_decref(root);
         }
         if (e != NULL) {
+            bool rejected = e->code == AL_E_AUTH && host_cred(r, h) != NULL && !h->creds_ok;
+            if (rejected)
+                al_error_wrap(&e, "credentials from %s rejected", host_cred(r, h)->origin);
             /* A token that cannot be had fails every call of its scope. */
             for (size_t j = 0; j < n; j++) {
                 al_call *c = calls[j];
@@ -524,9 +533,9 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
                     finish(c, copy);
                 }
             }
-            if (e->code == AL_E_AUTH && h->fatal == NULL && host_cred(r, h) != NULL) {
-                /* Wrong credentials: say it once per registry. */
-                al_error_wrap(&e, "credentials from %s rejected", host_cred(r, h)->origin);
+            if (rejected && h->fatal == NULL) {
+                /* Wrong credentials: every other call to this registry
+                 * fails with this one message, and nothing more is sent. */
                 h->fatal = e;
                 e = NULL;
             }
@@ -814,6 +823,12 @@ int al_registry_run(al_registry *r, al_call **calls, size_t n)
                     gets += sent[j]->op == AL_CALL_MANIFEST_GET && get_host(r, sent[j]->host) == h;
                 if ((long)gets >= h->rl_remaining)
                     continue; /* next round, with the updated count */
+            }
+            if (h->auth == AUTH_BEARER && !c->off_host) {
+                /* Wait for the scope's token rather than collect a 401. */
+                _cleanup_free_ char *scope = scope_of(c);
+                if (find_token(h, scope) == NULL)
+                    continue;
             }
             if (h->auth == AUTH_UNKNOWN && c->next_url == NULL) {
                 /* Learn the host's auth scheme from one request before

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Registries as operators meet them:
+#   - a token-auth registry (distribution + the tests' JWT issuer): anonymous
+#     pull of a public repository; a private one with credentials taken from
+#     each source in turn: a credential helper on PATH (credHelpers), docker
+#     config.json auths, containers auth.json, --password-stdin; a missing
+#     helper is a clear error;
+#   - wrong credentials: one AUTH error per registry (one token attempt), not
+#     one per image or blob;
+#   - a token that expires mid-run is refreshed once and the run succeeds;
+#   - TLS with a custom CA from a certs.d directory (--certs-dir);
+#   - mTLS (nginx demanding client certificates): --client-cert/--client-key,
+#     and certs.d's client.cert/client.key; no or a wrong certificate fails
+#     clearly;
+#   - the canary passwords appear in no output and no store file.
+. "$(dirname "$0")/lib.sh"
+rig_up
+need jq
+need skopeo
+need nginx
+
+work=$(tmpdir access)
+tok=$work/tok
+AL_TOKEN_EXPIRY=4 AL_TOKEN_HARD_EXPIRY=1 bash "$AL_SRC/scripts/token-registry.sh" start "$tok" \
+    >"$work/tok.log" 2>&1 || { show "$work/tok.log"; fail "token registry did not start"; }
+on_exit "bash '$AL_SRC/scripts/token-registry.sh' stop '$tok' >/dev/null 2>&1"
+# shellcheck disable=SC1091
+. "$tok/token.env"
+for pair in "library/busybox:1.36 library/busybox:1.36" "library/busybox:1.36 private/app:1" \
+    "rancher/mirrored-pause:3.6 private/pause:3.6" "calico/node:v3.28.0 private/calico:1"; do
+    set -- $pair
+    SRC_ARGS=--src-tls-verify=false bash "$AL_SRC/scripts/token-registry.sh" copy "$tok" \
+        "docker://$AL_REG_PLAIN/$1" "$2" >>"$work/copy.log" 2>&1 || { show "$work/copy.log"; fail "copy $1"; }
+done
+reg=$AL_TOKEN_REG
+common=(--insecure-registry "$reg")
+private=("$reg/private/app:1" "$reg/private/pause:3.6" "$reg/private/calico:1")
+clean_env() { env -u DOCKER_CONFIG -u REGISTRY_AUTH_FILE -u XDG_RUNTIME_DIR HOME="$work/home" "$@"; }
+mkdir -p "$work/home"
+
+# fetch_with NAME RC [env assignments...] -- [args...]
+fetch_with() {
+    local name=$1 want=$2
+    shift 2
+    local envs=()
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    RC=0
+    clean_env "${envs[@]}" "$FETCH" --store "$work/$name.store" "${common[@]}" "$@" \
+        >"$work/$name.out" 2>"$work/$name.err" </dev/null || RC=$?
+    expect_rc "$want" "$work/$name" "fetch '$name'"
+}
+
+# --- anonymous -------------------------------------------------------------------
+fetch_with anon-public 0 -- "$reg/library/busybox:1.36"
+fetch_with anon-private 1 -- "$reg/private/app:1"
+assert_grep "private/app needs credentials" "$work/anon-private.out" "anonymous pull of a private repository"
+
+# --- credentials from each source --------------------------------------------------
+b64=$(printf '%s:%s' "$AL_TOKEN_USER" "$AL_TOKEN_PASS" | base64 -w0)
+# 1. a credential helper on PATH, named by credHelpers
+mkdir -p "$work/bin" "$work/dc-helper"
+cat >"$work/bin/docker-credential-airlocktest" <<SH
+#!/bin/sh
+read server
+echo "\$server" >>"$work/helper-calls"
+if [ "\$server" = "$reg" ]; then
+    printf '{"ServerURL":"%s","Username":"%s","Secret":"%s"}\n' "\$server" "$AL_TOKEN_USER" "\$(cat '$AL_TOKEN_PASS_FILE')"
+else
+    echo "credentials not found in native keychain"; exit 1
+fi
+SH
+chmod 755 "$work/bin/docker-credential-airlocktest"
+echo "{\"credHelpers\":{\"$reg\":\"airlocktest\"}}" >"$work/dc-helper/config.json"
+fetch_with helper 0 PATH="$work/bin:$PATH" DOCKER_CONFIG="$work/dc-helper" -- "${private[@]}"
+assert_eq "$reg" "$(sort -u "$work/helper-calls")" "servers asked of the helper"
+assert_eq 1 "$(wc -l <"$work/helper-calls")" "helper runs (cached per registry)"
+# 2. docker config.json auths
+mkdir -p "$work/dc-auths"
+echo "{\"auths\":{\"$reg\":{\"auth\":\"$b64\"}}}" >"$work/dc-auths/config.json"
+fetch_with auths 0 DOCKER_CONFIG="$work/dc-auths" -- "${private[@]}"
+# 3. containers auth.json, via REGISTRY_AUTH_FILE and via XDG_RUNTIME_DIR
+echo "{\"auths\":{\"$reg\":{\"auth\":\"$b64\"}}}" >"$work/auth.json"
+fetch_with authjson 0 REGISTRY_AUTH_FILE="$work/auth.json" -- "${private[@]}"
+mkdir -p "$work/xdg/containers"
+cp "$work/auth.json" "$work/xdg/containers/auth.json"
+fetch_with xdg 0 XDG_RUNTIME_DIR="$work/xdg" -- "${private[@]}"
+# 4. --password-stdin
+RC=0
+clean_env "$FETCH" --store "$work/stdin.store" "${common[@]}" --username "$AL_TOKEN_USER" --password-stdin \
+    "${private[@]}" <"$AL_TOKEN_PASS_FILE" >"$work/stdin.out" 2>"$work/stdin.err" || RC=$?
+expect_rc 0 "$work/stdin" "fetch with --password-stdin"
+# a user allowed public repositories only: private ones refused per repository
+RC=0
+clean_env "$FETCH" --store "$work/other.store" "${common[@]}" --username "$AL_TOKEN_OTHER_USER" --password-stdin \
+    "$reg/library/busybox:1.36" "$reg/private/app:1" <"$AL_TOKEN_OTHER_PASS_FILE" \
+    >"$work/other.out" 2>"$work/other.err" || RC=$?
+expect_rc 1 "$work/other" "a user without access to one repository"
+assert_eq ok "$(word_for "$work/other.out" "$reg/library/busybox:1.36")" "the public image for that user"
+assert_grep "give no pull access to private/app" "$work/other.out" "message for the refused repository"
+
+# --- a missing helper ----------------------------------------------------------------
+mkdir -p "$work/dc-missing"
+echo '{"credsStore":"nosuchhelper"}' >"$work/dc-missing/config.json"
+fetch_with missing 1 DOCKER_CONFIG="$work/dc-missing" -- "$reg/private/app:1"
+assert_grep "docker-credential-nosuchhelper .*not installed" "$work/missing.out" "missing helper"
+
+# --- wrong credentials: one attempt per registry ------------------------------------
+tmark=$(wc -l <"$AL_TOKEN_LOG")
+RC=0
+clean_env "$FETCH" --store "$work/wrong.store" "${common[@]}" --username "$AL_TOKEN_USER" --password-stdin \
+    "${private[@]}" <<<"not-the-password" >"$work/wrong.out" 2>"$work/wrong.err" || RC=$?
+expect_rc 1 "$work/wrong" "fetch with a wrong password"
+assert_eq 3 "$(grep -c '^FAILED .*credentials from --username rejected' "$work/wrong.out")" "AUTH lines"
+sleep 0.3
+assert_eq 1 "$(tail -n +"$((tmark + 1))" "$AL_TOKEN_LOG" | jq -c 'select(.auth == "bad")' | wc -l)" \
+    "token requests with the wrong password"
+
+# --- a token expiring mid-run ---------------------------------------------------------
+# The first blob request waits 5 s in a proxy: its token (4 s) has expired
+# when the registry sees it. airlock must get a new token and go on.
+d=$work/proxy
+mkdir -p "$d"
+echo '{"rules":[{"id":"slow","path":"/blobs/","method":"GET","nth":1,"action":"delay","seconds":5}]}' >"$d/rules.json"
+python3 "$AL_SRC/scripts/faultproxy.py" --upstream "http://$reg" --rules "$d/rules.json" \
+    --log "$d/log.jsonl" --env-file "$d/fault.env" </dev/null >"$d/proxy.out" 2>&1 &
+on_exit "kill $! 2>/dev/null"
+for _ in $(seq 100); do [ -f "$d/fault.env" ] && break; sleep 0.1; done
+# shellcheck disable=SC1091
+. "$d/fault.env"
+tmark=$(wc -l <"$AL_TOKEN_LOG")
+RC=0
+clean_env "$FETCH" --store "$work/expiry.store" --insecure-registry "$AL_FAULT_PROXY" \
+    --username "$AL_TOKEN_USER" --password-stdin "$AL_FAULT_PROXY/private/app:1" \
+    <"$AL_TOKEN_PASS_FILE" >"$work/expiry.out" 2>"$work/expiry.err" || RC=$?
+expect_rc 0 "$work/expiry" "fetch with a token expiring mid-run"
+sleep 0.3
+[ "$(tail -n +"$((tmark + 1))" "$AL_TOKEN_LOG" | jq -c 'select(.status == 200)' | wc -l)" -ge 2 ] ||
+    fail "the token was not renewed"
+grep -q '"upstream_status": *401\|"status": *401' "$AL_FAULT_LOG" || fail "the registry never refused the expired token"
+
+# --- TLS: a CA from certs.d -------------------------------------------------------
+mkdir -p "$work/certs.d/$AL_REG_TLS"
+cp "$AL_CA_CERT" "$work/certs.d/$AL_REG_TLS/ca.crt"
+fetch_with certsd 0 -- --certs-dir "$work/certs.d" "$AL_REG_TLS/library/busybox:1.36"
+fetch_with no-ca 1 -- --certs-dir "$work/empty-certs.d" "$AL_REG_TLS/library/busybox:1.36"
+assert_grep "TLS verification failed" "$work/no-ca.out" "TLS without the CA"
+
+# --- mTLS ---------------------------------------------------------------------------------
+m=$work/mtls
+bash "$AL_SRC/scripts/mtls-proxy.sh" start "$m" "$AL_REG_PLAIN" >"$work/mtls.log" 2>&1 ||
+    { show "$work/mtls.log"; fail "mTLS proxy did not start"; }
+on_exit "bash '$AL_SRC/scripts/mtls-proxy.sh' stop '$m' >/dev/null 2>&1"
+# shellcheck disable=SC1091
+. "$m/mtls.env"
+mref=$AL_MTLS_REG/library/busybox:1.36
+fetch_with mtls-flags 0 -- --ca-cert "$AL_MTLS_CA" --client-cert "$AL_MTLS_CLIENT_CERT" \
+    --client-key "$AL_MTLS_CLIENT_KEY" "$mref"
+fetch_with mtls-certsd 0 -- --certs-dir "$AL_MTLS_CERTS_D" "$mref"
+fetch_with mtls-none 1 -- --ca-cert "$AL_MTLS_CA" "$mref"
+assert_grep "HTTP 400" "$work/mtls-none.out" "no client certificate"
+fetch_with mtls-bad 1 -- --ca-cert "$AL_MTLS_CA" --client-cert "$AL_MTLS_BAD_CLIENT_CERT" \
+    --client-key "$AL_MTLS_BAD_CLIENT_KEY" "$mref"
+assert_blobs_match_registry "$work/mtls-certsd.store" "$AL_REG_PLAIN_STORAGE"
+
+# --- canaries -----------------------------------------------------------------------------
+for f in "$work"/*.out "$work"/*.err "$work"/*.store; do
+    if grep -rlaF -e "$AL_TOKEN_PASS" -e "$b64" "$f" >/dev/null 2>&1; then
+        fail "a password appears in $f"
+    fi
+done
+for s in "$work"/*.store; do
+    [ -f "$s/airlock.db" ] || continue
+    sqlite3 "$s/airlock.db" .dump | grep -qF -e "$AL_TOKEN_PASS" -e "$b64" && fail "a password is in $s/airlock.db"
+done
+note "token auth, credential sources, refresh, certs.d, mTLS"
