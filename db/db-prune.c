@@ -33,8 +33,7 @@ static void finalizep(sqlite3_stmt **st)
 }
 #define _cleanup_finalize_ _cleanup_(finalizep)
 
-static int prepare(sqlite3 *h, sqlite3_stmt **st, const char *sql, const char *what,
-                   al_error **err)
+static int prepare(sqlite3 *h, sqlite3_stmt **st, const char *sql, const char *what, al_error **err)
 {
     if (sqlite3_prepare_v2(h, sql, -1, st, NULL) != SQLITE_OK)
         return fail_sql(h, err, what);
@@ -43,13 +42,12 @@ static int prepare(sqlite3 *h, sqlite3_stmt **st, const char *sql, const char *w
 
 /* The tables of one prune. Dropped first in case an earlier prune on
  * this connection failed half-way. */
-static const char setup_sql[] =
-    "DROP TABLE IF EXISTS temp.prune_remove;"
-    "DROP TABLE IF EXISTS temp.prune_roots;"
-    "DROP TABLE IF EXISTS temp.prune_keep;"
-    "CREATE TEMP TABLE prune_remove (name TEXT PRIMARY KEY);"
-    "CREATE TEMP TABLE prune_roots (digest TEXT PRIMARY KEY);"
-    "CREATE TEMP TABLE prune_keep (digest TEXT PRIMARY KEY);";
+static const char setup_sql[] = "DROP TABLE IF EXISTS temp.prune_remove;"
+                                "DROP TABLE IF EXISTS temp.prune_roots;"
+                                "DROP TABLE IF EXISTS temp.prune_keep;"
+                                "CREATE TEMP TABLE prune_remove (name TEXT PRIMARY KEY);"
+                                "CREATE TEMP TABLE prune_roots (digest TEXT PRIMARY KEY);"
+                                "CREATE TEMP TABLE prune_keep (digest TEXT PRIMARY KEY);";
 
 static const char teardown_sql[] = "DROP TABLE IF EXISTS temp.prune_remove;"
                                    "DROP TABLE IF EXISTS temp.prune_roots;"
@@ -144,8 +142,7 @@ static int list_removed(sqlite3 *h, al_prune_result *out, al_error **err)
     return r;
 }
 
-static int fill_roots(sqlite3 *h, const al_prune_opts *opts, al_prune_result *out,
-                      al_error **err)
+static int fill_roots(sqlite3 *h, const al_prune_opts *opts, al_prune_result *out, al_error **err)
 {
     int r = exec_sql(h,
                      "INSERT OR IGNORE INTO temp.prune_roots (digest) SELECT digest FROM tags"
@@ -164,8 +161,7 @@ static int fill_roots(sqlite3 *h, const al_prune_opts *opts, al_prune_result *ou
     out->n_history_kept = (size_t)sqlite3_column_int64(cnt, 0);
 
     _cleanup_finalize_ sqlite3_stmt *hist = NULL;
-    if ((r = prepare(h, &hist,
-                     "INSERT OR IGNORE INTO temp.prune_roots (digest) " HISTORY_KEPT_SQL,
+    if ((r = prepare(h, &hist, "INSERT OR IGNORE INTO temp.prune_roots (digest) " HISTORY_KEPT_SQL,
                      "collect history", err)) < 0)
         return r;
     sqlite3_bind_int(hist, 1, opts->keep);
@@ -212,8 +208,7 @@ static int list_doomed(sqlite3 *h, al_prune_result *out, al_error **err)
     return 0;
 }
 
-static int prune_in_tx(sqlite3 *h, const al_prune_opts *opts, al_prune_result *out,
-                       al_error **err)
+static int prune_in_tx(sqlite3 *h, const al_prune_opts *opts, al_prune_result *out, al_error **err)
 {
     int r;
     if ((r = exec_sql(h, setup_sql, "create work tables", err)) < 0 ||

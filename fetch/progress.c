@@ -299,7 +299,9 @@ static void draw(al_progress *p, double t)
                             (int)(100.0 * (double)p->done / (double)p->total),
                             r >= 0 ? al_format_bytes(b3, sizeof(b3), (uint64_t)r) : "--",
                             al_progress_format_eta(eta, sizeof(eta),
-                                                   r > 0 ? (double)left / r : left ? -1 : 0),
+                                                   r > 0  ? (double)left / r
+                                                   : left ? -1
+                                                          : 0),
                             p->n_done_blobs, p->n_blobs);
     }
     add_line(&buf, &len, &n, width, head);
@@ -319,8 +321,7 @@ static void draw(al_progress *p, double t)
         add_line(&buf, &len, &n, width, line);
     }
     if (p->n_act > MAX_ACTIVE_LINES) {
-        _cleanup_free_ char *more =
-            al_xasprintf("  ... and %zu more", p->n_act - MAX_ACTIVE_LINES);
+        _cleanup_free_ char *more = al_xasprintf("  ... and %zu more", p->n_act - MAX_ACTIVE_LINES);
         add_line(&buf, &len, &n, width, more);
     }
     /* Back to the top of the previous block, draw, clear what is left. */
@@ -423,9 +424,7 @@ void al_progress_on_event(void *user, al_xfer_event ev, const al_request *r, uin
         break;
     }
     case AL_XFER_RETRY:
-    case AL_XFER_DONE:
-        on_done(p, r, ev == AL_XFER_RETRY, t);
-        break;
+    case AL_XFER_DONE: on_done(p, r, ev == AL_XFER_RETRY, t); break;
     case AL_XFER_TICK:
         add_sample(p, t);
         if (p->mode == AL_PROGRESS_TTY &&

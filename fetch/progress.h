@@ -44,8 +44,7 @@ void al_progress_free(al_progress *p);
 /* Point the engine options at p (OFF leaves them without a hook). */
 void al_progress_attach(al_progress *p, al_engine_opts *o);
 /* The hook (user is the al_progress). */
-void al_progress_on_event(void *user, al_xfer_event ev, const struct al_request *r,
-                          uint64_t have);
+void al_progress_on_event(void *user, al_xfer_event ev, const struct al_request *r, uint64_t have);
 /* Erase the display now (it is drawn again on the next tick). */
 void al_progress_clear(al_progress *p);
 

@@ -23,11 +23,11 @@
 #include "store.h"
 
 typedef struct al_prune_report {
-    al_prune_result db;    /* rows removed (or that would be) */
-    size_t n_stray;        /* files in blobs/sha256 without a row */
+    al_prune_result db; /* rows removed (or that would be) */
+    size_t n_stray;     /* files in blobs/sha256 without a row */
     int64_t stray_bytes;
-    size_t n_unlinked;     /* files actually removed (0 in a dry run) */
-    size_t n_skipped;      /* entries of blobs/sha256 that are not digests: left alone */
+    size_t n_unlinked; /* files actually removed (0 in a dry run) */
+    size_t n_skipped;  /* entries of blobs/sha256 that are not digests: left alone */
     bool dry_run;
     int keep;
 } al_prune_report;

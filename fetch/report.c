@@ -66,8 +66,7 @@ static json_t *error_json(const al_error *e)
 {
     if (e == NULL)
         return json_null();
-    return json_pack("{s:s, s:s}", "message", e->msg ? e->msg : "",
-                     "code", al_errc_name(e->code));
+    return json_pack("{s:s, s:s}", "message", e->msg ? e->msg : "", "code", al_errc_name(e->code));
 }
 
 static json_t *platforms_json(const char *list)
@@ -92,17 +91,14 @@ static json_t *image_json(const al_report *rep, const al_image_result *r)
     bool failed = r->status == AL_IMG_FAILED;
     int present = failed ? 0 : r->graph_blobs - r->new_blobs;
     double secs = r->done_at > 0 && r->done_at >= rep->t0 ? r->done_at - rep->t0 : 0;
-    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:{s:i, s:i}, s:I, s:f, s:o}",
-                     "ref", r->full_name ? r->full_name : "",
-                     "status", al_report_status_name(r->status),
-                     "digest", failed ? json_null() : str_or_null(r->digest),
-                     "old_digest", r->status == AL_IMG_MOVED ? str_or_null(r->old_digest)
-                                                             : json_null(),
-                     "platforms", platforms_json(failed ? NULL : r->platforms),
-                     "blobs", "new", r->new_blobs, "present", present < 0 ? 0 : present,
-                     "bytes", (json_int_t)r->new_bytes,
-                     "seconds", secs,
-                     "error", error_json(failed ? r->err : NULL));
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:{s:i, s:i}, s:I, s:f, s:o}", "ref",
+                     r->full_name ? r->full_name : "", "status", al_report_status_name(r->status),
+                     "digest", failed ? json_null() : str_or_null(r->digest), "old_digest",
+                     r->status == AL_IMG_MOVED ? str_or_null(r->old_digest) : json_null(),
+                     "platforms", platforms_json(failed ? NULL : r->platforms), "blobs", "new",
+                     r->new_blobs, "present", present < 0 ? 0 : present, "bytes",
+                     (json_int_t)r->new_bytes, "seconds", secs, "error",
+                     error_json(failed ? r->err : NULL));
 }
 
 static json_t *prune_json(const al_prune_report *p)
@@ -114,13 +110,11 @@ static json_t *prune_json(const al_prune_report *p)
     json_t *missing = json_array();
     for (size_t i = 0; i < p->db.n_missing; i++)
         json_array_append_new(missing, json_string(p->db.missing[i]));
-    return json_pack("{s:b, s:i, s:o, s:o, s:I, s:I, s:I, s:I, s:I}",
-                     "dry_run", p->dry_run, "keep", p->keep,
-                     "tags_removed", removed, "tags_not_found", missing,
-                     "earlier_graphs_kept", (json_int_t)p->db.n_history_kept,
-                     "blobs", (json_int_t)p->db.n_blobs, "bytes", (json_int_t)p->db.bytes,
-                     "stray_files", (json_int_t)p->n_stray,
-                     "stray_bytes", (json_int_t)p->stray_bytes);
+    return json_pack("{s:b, s:i, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "dry_run", p->dry_run, "keep",
+                     p->keep, "tags_removed", removed, "tags_not_found", missing,
+                     "earlier_graphs_kept", (json_int_t)p->db.n_history_kept, "blobs",
+                     (json_int_t)p->db.n_blobs, "bytes", (json_int_t)p->db.bytes, "stray_files",
+                     (json_int_t)p->n_stray, "stray_bytes", (json_int_t)p->stray_bytes);
 }
 
 char *al_report_json(const al_report *rep)
@@ -131,20 +125,20 @@ char *al_report_json(const al_report *rep)
     json_t *images = json_array();
     for (size_t i = 0; i < rep->n_results; i++)
         json_array_append_new(images, image_json(rep, &rep->results[i]));
-    json_t *totals = json_pack(
-        "{s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f}", "images", tot.images, "ok", tot.ok,
-        "unchanged", tot.unchanged, "moved", tot.moved, "failed", tot.failed, "new_blobs",
-        tot.new_blobs, "bytes", (json_int_t)tot.bytes, "requests",
-        (json_int_t)(rep->stats ? rep->stats->requests : 0), "retries",
-        (json_int_t)(rep->stats ? rep->stats->retries : 0), "seconds", rep->seconds);
+    json_t *totals =
+        json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f}", "images", tot.images, "ok",
+                  tot.ok, "unchanged", tot.unchanged, "moved", tot.moved, "failed", tot.failed,
+                  "new_blobs", tot.new_blobs, "bytes", (json_int_t)tot.bytes, "requests",
+                  (json_int_t)(rep->stats ? rep->stats->requests : 0), "retries",
+                  (json_int_t)(rep->stats ? rep->stats->retries : 0), "seconds", rep->seconds);
     json_t *root = json_pack(
         "{s:i, s:s, s:s, s:o, s:s, s:s, s:s, s:i, s:o, s:o, s:o}", "report_format",
         AL_REPORT_FORMAT, "tool", "airlock-fetch", "version", rep->version ? rep->version : "",
         "run_id", rep->run_id > 0 ? json_integer(rep->run_id) : json_null(), "store",
         rep->store_dir ? rep->store_dir : "", "started_at",
         al_report_time(t1, sizeof(t1), rep->started_at), "finished_at",
-        al_report_time(t2, sizeof(t2), rep->finished_at), "exit_status", rep->exit_status,
-        "error", error_json(rep->error), "images", images, "totals", totals);
+        al_report_time(t2, sizeof(t2), rep->finished_at), "exit_status", rep->exit_status, "error",
+        error_json(rep->error), "images", images, "totals", totals);
     if (rep->prune != NULL)
         json_object_set_new(root, "prune", prune_json(rep->prune));
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
@@ -172,12 +166,12 @@ static char *one_line(const char *s)
 char *al_report_lock_text(const al_report *rep)
 {
     char when[40];
-    char *text = al_xasprintf(
-        "# airlock-fetch lock file: the images of run %lld pinned by digest\n"
-        "# written %s from store %s\n"
-        "# use it as a list: airlock-export -f FILE, airlock-fetch -f FILE\n",
-        (long long)rep->run_id, al_report_time(when, sizeof(when), rep->finished_at),
-        rep->store_dir ? rep->store_dir : "");
+    char *text =
+        al_xasprintf("# airlock-fetch lock file: the images of run %lld pinned by digest\n"
+                     "# written %s from store %s\n"
+                     "# use it as a list: airlock-export -f FILE, airlock-fetch -f FILE\n",
+                     (long long)rep->run_id, al_report_time(when, sizeof(when), rep->finished_at),
+                     rep->store_dir ? rep->store_dir : "");
     for (size_t i = 0; i < rep->n_results; i++) {
         const al_image_result *r = &rep->results[i];
         char *line;

@@ -27,11 +27,11 @@ typedef struct al_report {
     const char *version;            /* "0.1.0" */
     const al_image_result *results; /* borrowed; n_results entries */
     size_t n_results;
-    const al_engine_stats *stats;   /* NULL when no fetch ran */
-    double seconds;                 /* duration of the fetch */
+    const al_engine_stats *stats; /* NULL when no fetch ran */
+    double seconds;               /* duration of the fetch */
     int exit_status;
-    const al_error *error;          /* what stopped the run, or NULL (borrowed) */
-    const al_prune_report *prune;   /* NULL when no prune was asked for */
+    const al_error *error;        /* what stopped the run, or NULL (borrowed) */
+    const al_prune_report *prune; /* NULL when no prune was asked for */
 } al_report;
 
 /* Totals over the images, as the summary line and the runs table use them:

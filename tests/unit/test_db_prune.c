@@ -138,15 +138,12 @@ static void test_keep(void **state)
 {
     static const struct {
         int keep;
-        const char *kept;   /* images whose blobs stay */
-        const char *gone;   /* images whose blobs go */
-        size_t n_history;   /* earlier graphs kept */
+        const char *kept; /* images whose blobs stay */
+        const char *gone; /* images whose blobs go */
+        size_t n_history; /* earlier graphs kept */
     } cases[] = {
-        {0, "DE", "ABC", 0},
-        {1, "CDE", "AB", 1},
-        {2, "BCDE", "A", 2},
-        {3, "ABCDE", "", 3},
-        {10, "ABCDE", "", 3},
+        {0, "DE", "ABC", 0}, {1, "CDE", "AB", 1},  {2, "BCDE", "A", 2},
+        {3, "ABCDE", "", 3}, {10, "ABCDE", "", 3},
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
         void *st = NULL;

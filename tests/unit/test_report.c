@@ -21,25 +21,39 @@ static al_image_result *results(size_t *n)
 {
     al_image_result *r = al_xcalloc(5, sizeof(*r));
     r[0] = (al_image_result){.full_name = al_xstrdup("docker.io/library/a:1"),
-                             .status = AL_IMG_OK, .platforms = al_xstrdup("linux/amd64,linux/arm64/v8"),
-                             .new_blobs = 5, .new_bytes = 1000, .graph_blobs = 7, .done_at = 12.5};
+                             .status = AL_IMG_OK,
+                             .platforms = al_xstrdup("linux/amd64,linux/arm64/v8"),
+                             .new_blobs = 5,
+                             .new_bytes = 1000,
+                             .graph_blobs = 7,
+                             .done_at = 12.5};
     snprintf(r[0].digest, sizeof(r[0].digest), "%s", D1);
     r[1] = (al_image_result){.full_name = al_xstrdup("docker.io/library/b:1"),
-                             .status = AL_IMG_MOVED, .platforms = al_xstrdup("linux/amd64"),
-                             .new_blobs = 2, .new_bytes = 300, .graph_blobs = 3, .done_at = 12.5};
+                             .status = AL_IMG_MOVED,
+                             .platforms = al_xstrdup("linux/amd64"),
+                             .new_blobs = 2,
+                             .new_bytes = 300,
+                             .graph_blobs = 3,
+                             .done_at = 12.5};
     snprintf(r[1].digest, sizeof(r[1].digest), "%s", D2);
     snprintf(r[1].old_digest, sizeof(r[1].old_digest), "%s", D3);
     r[2] = (al_image_result){.full_name = al_xstrdup("docker.io/library/c:1"),
-                             .status = AL_IMG_FAILED, .new_blobs = 1, .new_bytes = 50,
+                             .status = AL_IMG_FAILED,
+                             .new_blobs = 1,
+                             .new_bytes = 50,
                              .done_at = 11};
     al_error_set(&r[2].err, AL_E_AUTH, 0, "GET http://r/v2/c/manifests/1: HTTP 401\nline two");
     r[3] = (al_image_result){.full_name = al_xstrdup("docker.io/library/d:1"),
-                             .status = AL_IMG_UNCHANGED, .platforms = al_xstrdup(""),
-                             .graph_blobs = 3, .done_at = 12.5};
+                             .status = AL_IMG_UNCHANGED,
+                             .platforms = al_xstrdup(""),
+                             .graph_blobs = 3,
+                             .done_at = 12.5};
     snprintf(r[3].digest, sizeof(r[3].digest), "%s", D3);
     r[4] = (al_image_result){.full_name = al_xstrdup("docker.io/library/e@" D1),
-                             .status = AL_IMG_OK, .platforms = al_xstrdup("linux/amd64"),
-                             .graph_blobs = 3, .done_at = 12.5};
+                             .status = AL_IMG_OK,
+                             .platforms = al_xstrdup("linux/amd64"),
+                             .graph_blobs = 3,
+                             .done_at = 12.5};
     snprintf(r[4].digest, sizeof(r[4].digest), "%s", D1);
     *n = 5;
     return r;
@@ -171,10 +185,9 @@ static void test_json(void **state)
     j = json_loads(text, 0, &je);
     assert_non_null(j);
     assert_true(json_is_null(json_object_get(j, "run_id")));
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(j, "error"), "code")), "BUSY");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "totals"),
-                                                        "requests")),
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                        "BUSY");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "totals"), "requests")),
                      0);
     json_decref(j);
     free(text);
@@ -211,9 +224,8 @@ static void test_json_prune(void **state)
     assert_string_equal(json_string_value(json_object_get(
                             json_array_get(json_object_get(pj, "tags_removed"), 0), "digest")),
                         D2);
-    assert_string_equal(
-        json_string_value(json_array_get(json_object_get(pj, "tags_not_found"), 0)),
-        "docker.io/library/y:1");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(pj, "tags_not_found"), 0)),
+                        "docker.io/library/y:1");
     json_decref(j);
     free(text);
 }
@@ -291,9 +303,9 @@ static void test_write_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_totals),     cmocka_unit_test(test_names_and_time),
-        cmocka_unit_test(test_json),       cmocka_unit_test(test_json_prune),
-        cmocka_unit_test(test_lock_text),  cmocka_unit_test(test_write_file),
+        cmocka_unit_test(test_totals),    cmocka_unit_test(test_names_and_time),
+        cmocka_unit_test(test_json),      cmocka_unit_test(test_json_prune),
+        cmocka_unit_test(test_lock_text), cmocka_unit_test(test_write_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
