@@ -9,4 +9,10 @@
 extern const char *const al_db_migrations[];
 extern const size_t al_db_n_migrations;
 
+/* The SQLite connection of db, for the other files of db/ (db-prune.c),
+ * which prepare their own statements on it. */
+struct sqlite3;
+struct al_db;
+struct sqlite3 *al_db_sqlite(struct al_db *db);
+
 #endif

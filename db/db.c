@@ -764,3 +764,10 @@ int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed
         return al_error_set(err, AL_E_NOT_FOUND, 0, "run %lld not found", (long long)run_id);
     return 0;
 }
+
+/* Other files of db/ ------------------------------------------------- */
+
+sqlite3 *al_db_sqlite(al_db *db)
+{
+    return db->h;
+}

@@ -106,4 +106,50 @@ int al_db_run_begin(al_db *db, const char *argv_text, int64_t *run_id_out, al_er
 int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed,
                      int64_t bytes, al_error **err);
 
+/* Prune with retention (db/db-prune.c) ------------------------------ */
+/* What a prune keeps reachable: every tag row that is not being removed,
+ * and for each of those tags the `keep` digests it pointed at most
+ * recently before its current one (tag_history: a digest counts from the
+ * last move away from it), each with its whole graph (child manifests,
+ * configs, layers through edges and manifests.config_digest). Blob rows
+ * added at or after protect_since stay too, so that the layers a failed
+ * image downloaded in this run are not fetched again tomorrow. Everything
+ * else is unreachable: its blobs, manifests and edges rows go. */
+typedef struct al_prune_opts {
+    const char *const *remove; /* tags.full_name values to drop (borrowed) */
+    size_t n_remove;
+    int keep;                  /* earlier digests kept per tag, >= 0 */
+    double protect_since;      /* epoch seconds; 0: protect nothing */
+    bool dry_run;              /* compute only: the transaction is rolled back */
+} al_prune_opts;
+
+typedef struct al_prune_blob {
+    char digest[AL_DIGEST_BUF];
+    int64_t size;
+} al_prune_blob;
+
+typedef struct al_prune_tag {
+    char *full_name;
+    char digest[AL_DIGEST_BUF];
+} al_prune_tag;
+
+typedef struct al_prune_result {
+    al_prune_blob *blobs; /* rows deleted (or that would be), ordered by digest */
+    size_t n_blobs;
+    int64_t bytes;        /* their sizes, summed */
+    al_prune_tag *removed; /* tags removed, ordered by name */
+    size_t n_removed;
+    char **missing;       /* opts->remove names that are not tags */
+    size_t n_missing;
+    size_t n_history_kept; /* earlier (tag, digest) graphs kept by opts->keep */
+} al_prune_result;
+
+/* In one transaction (BEGIN IMMEDIATE, committed with synchronous=FULL so
+ * the rows are durably gone before the caller unlinks any file): delete
+ * the tags named in opts->remove, then the edges, manifests and blobs rows
+ * of everything unreachable. tag_history rows stay (they are the record).
+ * The caller then unlinks the files of out->blobs. */
+int al_db_prune(al_db *db, const al_prune_opts *opts, al_prune_result *out, al_error **err);
+void al_prune_result_dispose(al_prune_result *r);
+
 #endif

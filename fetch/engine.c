@@ -29,6 +29,7 @@ typedef struct xfer {
     bool fresh_retry;     /* retry once without the partial file */
     bool in_flight;
     bool done;
+    struct al_engine *engine; /* for the progress hook (borrowed) */
 } xfer;
 
 struct al_engine {
@@ -37,6 +38,13 @@ struct al_engine {
     CURLSH *share;
     al_engine_stats stats;
 };
+
+/* The progress hook (al_engine_opts.progress), checked in one place. */
+static void notify(const al_engine *e, al_xfer_event ev, const al_request *r, uint64_t have)
+{
+    if (e->opts.progress != NULL)
+        e->opts.progress(e->opts.progress_user, ev, r, have);
+}
 
 void al_engine_opts_default(al_engine_opts *o)
 {
@@ -194,6 +202,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
         }
         if (al_blob_writer_write(x->writer, p, n, &x->sink_err) < 0)
             return 0;
+        notify(x->engine, AL_XFER_DATA, r, al_blob_writer_written(x->writer));
         return n;
     }
     if (r->body_len + n > r->mem_cap) {
@@ -503,6 +512,7 @@ static void xfer_start(al_engine *e, xfer *x)
     xfer_setup(e, x);
     curl_multi_add_handle(e->multi, x->easy);
     x->in_flight = true;
+    notify(e, AL_XFER_START, x->req, x->resumed_at);
 }
 
 int al_engine_run(al_engine *e, al_request **reqs, size_t n)
@@ -513,6 +523,8 @@ int al_engine_run(al_engine *e, al_request **reqs, size_t n)
     for (size_t i = 0; i < n; i++) {
         xs[i].req = reqs[i];
         reqs[i]->attempts = 0;
+        xs[i].engine = e;
+        notify(e, AL_XFER_QUEUED, reqs[i], 0);
     }
     size_t next = 0, remaining = n;
     int running = 0;
@@ -541,6 +553,10 @@ int al_engine_run(al_engine *e, al_request **reqs, size_t n)
             double ms = (wake - now) * 1000.0;
             timeout_ms = ms < 1 ? 1 : ms > 1000 ? 1000 : (int)ms;
         }
+        /* A progress display redraws on a timer: wake at least every 100 ms. */
+        int max_wait_ms = e->opts.progress != NULL ? 100 : 1000000;
+        if (timeout_ms > max_wait_ms)
+            timeout_ms = max_wait_ms;
         int still = 0;
         curl_multi_perform(e->multi, &still);
         CURLMsg *msg;
@@ -554,7 +570,9 @@ int al_engine_run(al_engine *e, al_request **reqs, size_t n)
             curl_multi_remove_handle(e->multi, x->easy);
             x->in_flight = false;
             running--;
-            if (xfer_finish(e, x, code)) {
+            bool retry = xfer_finish(e, x, code);
+            notify(e, retry ? AL_XFER_RETRY : AL_XFER_DONE, x->req, x->req->bytes);
+            if (retry) {
                 double delay = x->retry_after >= 0 ? x->retry_after : backoff(x->req->attempts);
                 x->not_before = al_mono() + delay;
                 e->stats.retries++;
@@ -567,12 +585,14 @@ int al_engine_run(al_engine *e, al_request **reqs, size_t n)
                 remaining--;
             }
         }
+        notify(e, AL_XFER_TICK, NULL, 0);
         if (remaining > 0 && running > 0)
             curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);
         else if (remaining > 0 && running == 0 && wake >= 0) {
             double ms = (wake - al_mono()) * 1000.0;
+            int wait_ms = ms > max_wait_ms ? max_wait_ms : (int)ms + 1;
             if (ms > 0)
-                curl_multi_poll(e->multi, NULL, 0, (int)ms + 1, NULL);
+                curl_multi_poll(e->multi, NULL, 0, wait_ms, NULL);
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -581,5 +601,6 @@ int al_engine_run(al_engine *e, al_request **reqs, size_t n)
         al_error_free(xs[i].sink_err);
     }
     free(xs);
+    notify(e, AL_XFER_IDLE, NULL, 0);
     return 0;
 }

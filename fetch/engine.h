@@ -18,6 +18,27 @@
 #include "error.h"
 #include "store.h"
 
+struct al_request;
+
+/* Progress hook (see fetch/progress.h). The engine tells it what happens
+ * to each request: QUEUED when al_engine_run receives it, START for each
+ * attempt, DATA as body bytes arrive (`have`: bytes of the resource held so
+ * far, a resumed download counting what was already on disk), RETRY or
+ * DONE when an attempt ends, TICK on every loop iteration (r NULL; the loop
+ * then wakes at least every 100 ms, so a display redraws on a timer
+ * without anyone sleeping) and IDLE when al_engine_run returns. */
+typedef enum {
+    AL_XFER_QUEUED,
+    AL_XFER_START,
+    AL_XFER_DATA,
+    AL_XFER_RETRY,
+    AL_XFER_DONE,
+    AL_XFER_TICK,
+    AL_XFER_IDLE,
+} al_xfer_event;
+typedef void (*al_engine_progress_fn)(void *user, al_xfer_event ev, const struct al_request *r,
+                                      uint64_t have);
+
 typedef struct al_engine_opts {
     int jobs;               /* concurrent transfers (default 8) */
     long connect_timeout;   /* seconds */
@@ -25,6 +46,8 @@ typedef struct al_engine_opts {
     long low_speed_limit;   /* bytes per second */
     int max_retries;        /* per request, for transient failures */
     bool debug_http;        /* AL_DEBUG_HTTP=1: curl's trace on stderr, credentials redacted */
+    al_engine_progress_fn progress; /* NULL: no progress reporting */
+    void *progress_user;            /* borrowed, passed to progress */
 } al_engine_opts;
 
 void al_engine_opts_default(al_engine_opts *o);

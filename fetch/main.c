@@ -13,15 +13,19 @@
 #include "log.h"
 #include "plan.h"
 #include "platform.h"
+#include "progress.h"
+#include "prune.h"
 #include "ref.h"
 #include "reflist.h"
 #include "registry.h"
+#include "report.h"
 #include "store.h"
 #include "util.h"
 
 #define EXIT_PARTIAL 1
 #define EXIT_USAGE 2
 #define EXIT_STORE 3
+#define AL_FETCH_VERSION "0.1.0"
 
 static const char usage_text[] =
     "Usage: airlock-fetch [OPTIONS] [REF]...\n"
@@ -43,6 +47,14 @@ static const char usage_text[] =
     "\n"
     "Store:\n"
     "      --store DIR            the store (default: $AIRLOCK_STORE, else ./airlock-store)\n"
+    "      --prune                after the fetch (or alone, without REF), remove the blobs\n"
+    "                             that no kept tag reaches, and files without a row\n"
+    "      --keep N               with --prune: besides each tag's current digest, keep the\n"
+    "                             graphs of its N previous digests, so that an export of\n"
+    "                             NAME@OLD-DIGEST (a rollback) still works (default: 1)\n"
+    "      --remove REF           remove the tag REF from the store, then prune (repeatable)\n"
+    "      --dry-run              with --prune or --remove: list what would go and how many\n"
+    "                             bytes; change nothing\n"
     "\n"
     "Transfers:\n"
     "  -j, --jobs N               concurrent downloads (default: 8)\n"
@@ -66,10 +78,16 @@ static const char usage_text[] =
     "  else ~/.docker/config.json: credHelpers, credsStore, auths).\n"
     "\n"
     "Output:\n"
+    "      --json FILE            write a machine-readable report of the run to FILE\n"
+    "                             (docs/fetch-report.schema.json)\n"
+    "      --lock FILE            write every ref of the run pinned by the digest fetched\n"
+    "                             (NAME:TAG@DIGEST) to FILE: a list for airlock-export -f\n"
     "  -q, --quiet                errors only on stderr\n"
     "  -v, --verbose              more detail on stderr (AL_DEBUG_HTTP=1 traces HTTP)\n"
     "  -h, --help                 this help\n"
     "      --version              print the version\n"
+    "  Results go to stdout, one line per image, then a summary. Progress goes to stderr:\n"
+    "  a display redrawn ten times a second on a terminal, else one line per blob.\n"
     "\n"
     "Exit status: 0 all images fetched, 1 some failed (the others are stored),\n"
     "2 usage or input error (nothing fetched), 3 store unusable (busy, corrupt, newer).\n";
@@ -92,6 +110,12 @@ enum {
     OPT_CERTS_DIR,
     OPT_MIRROR,
     OPT_MIRROR_ONLY,
+    OPT_JSON,
+    OPT_LOCK,
+    OPT_PRUNE,
+    OPT_KEEP,
+    OPT_REMOVE,
+    OPT_DRY_RUN,
 };
 
 static const struct option long_opts[] = {
@@ -117,6 +141,12 @@ static const struct option long_opts[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"json", required_argument, NULL, OPT_JSON},
+    {"lock", required_argument, NULL, OPT_LOCK},
+    {"prune", no_argument, NULL, OPT_PRUNE},
+    {"keep", required_argument, NULL, OPT_KEEP},
+    {"remove", required_argument, NULL, OPT_REMOVE},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {NULL, 0, NULL, 0},
 };
 
@@ -251,6 +281,13 @@ typedef struct cli {
     char **mirror_text;
     size_t n_mirrors;
     bool mirror_only;
+    /* Report, lock file, prune. */
+    const char *json_path, *lock_path;
+    bool prune, dry_run, keep_set;
+    int keep;
+    char **remove; /* full names, owned */
+    size_t n_remove;
+    int verbosity;
 } cli;
 
 static void cli_dispose(cli *o)
@@ -262,11 +299,15 @@ static void cli_dispose(cli *o)
     free(o->insecure);
     free(o->plats);
     al_reflist_dispose(&o->list);
+    for (size_t i = 0; i < o->n_remove; i++)
+        free(o->remove[i]);
+    free(o->remove);
 }
 
 /* Returns -1 to go on, or the exit code. */
 static int parse_cli(cli *o, int argc, char **argv)
 {
+    o->keep = 1;
     o->store_dir = getenv("AIRLOCK_STORE");
     if (o->store_dir == NULL || *o->store_dir == '\0')
         o->store_dir = "./airlock-store";
@@ -289,7 +330,7 @@ static int parse_cli(cli *o, int argc, char **argv)
             break;
         case OPT_REGISTRY:
             if (!valid_host(optarg))
-                return usage_error("--registry: invalid o->registry host \"%s\" (want HOST[:PORT])",
+                return usage_error("--registry: invalid registry host \"%s\" (want HOST[:PORT])",
                                    optarg);
             o->registry = optarg;
             break;
@@ -351,24 +392,54 @@ static int parse_cli(cli *o, int argc, char **argv)
         case OPT_CERTS_DIR: o->certs_dir = optarg; break;
         case OPT_INSECURE:
             if (!valid_host(optarg))
-                return usage_error("--insecure-o->registry: invalid host \"%s\" (want HOST[:PORT])",
+                return usage_error("--insecure-registry: invalid host \"%s\" (want HOST[:PORT])",
                                    optarg);
             o->insecure = al_xrealloc(o->insecure, (o->n_insecure + 1) * sizeof(char *));
             o->insecure[o->n_insecure++] = optarg;
             break;
+        case OPT_JSON:
+        case OPT_LOCK:
+            if (*optarg == '\0' || strcmp(optarg, "-") == 0)
+                return usage_error("--%s: expected a file name (stdout carries the results)",
+                                   c == OPT_JSON ? "json" : "lock");
+            *(c == OPT_JSON ? &o->json_path : &o->lock_path) = optarg;
+            break;
+        case OPT_PRUNE: o->prune = true; break;
+        case OPT_DRY_RUN: o->dry_run = true; break;
+        case OPT_KEEP:
+            if (!parse_int(optarg, 0, 10000, &v))
+                return usage_error("--keep: expected a number from 0 to 10000, got \"%s\"",
+                                   optarg);
+            o->keep = (int)v;
+            o->keep_set = true;
+            break;
+        case OPT_REMOVE: {
+            al_ref *r = NULL;
+            al_error *e = NULL;
+            if (al_ref_parse(&r, optarg, &e) < 0) {
+                int rc = usage_error("--remove: %s", e->msg);
+                al_error_free(e);
+                return rc;
+            }
+            o->remove = al_xrealloc(o->remove, (o->n_remove + 1) * sizeof(char *));
+            o->remove[o->n_remove++] = al_ref_full(r);
+            al_ref_free(r);
+            break;
+        }
         case 'q': verbosity = AL_LOG_ERROR; break;
         case 'v': verbosity = AL_LOG_DEBUG; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        case OPT_VERSION: puts("airlock-fetch 0.1.0"); return 0;
+        case OPT_VERSION: puts("airlock-fetch " AL_FETCH_VERSION); return 0;
         default: fputs("Try 'airlock-fetch --help'.\n", stderr); return EXIT_USAGE;
         }
     }
     al_log_set_level((al_log_level)verbosity);
+    o->verbosity = verbosity;
     const char *dbg = getenv("AL_DEBUG_HTTP");
     o->eopts.debug_http = dbg != NULL && strcmp(dbg, "1") == 0;
 
     if (o->password_stdin && o->username == NULL)
-        return usage_error("--password-stdin needs --o->username");
+        return usage_error("--password-stdin needs --username");
     if (o->username != NULL && !o->password_stdin)
         return usage_error("--username needs --password-stdin (passwords are never taken from "
                            "the command line)");
@@ -382,6 +453,12 @@ static int parse_cli(cli *o, int argc, char **argv)
         return usage_error("--client-key needs --client-cert");
     if (o->password_stdin && stdin_list)
         return usage_error("--password-stdin and -f - both want stdin");
+    if (o->n_remove > 0)
+        o->prune = true; /* a removed tag's blobs go with it */
+    if (o->keep_set && !o->prune)
+        return usage_error("--keep needs --prune");
+    if (o->dry_run && !o->prune)
+        return usage_error("--dry-run needs --prune or --remove");
 
     if (platform_arg != NULL) {
         al_error *e = NULL;
@@ -411,9 +488,84 @@ static int parse_cli(cli *o, int argc, char **argv)
                      list->n_problems == 1 ? "" : "s");
         return EXIT_USAGE;
     }
-    if (list->n == 0)
+    if (list->n == 0 && !o->prune)
         return usage_error("no images given (REF arguments or -f FILE)");
+    if (list->n == 0 && o->lock_path != NULL)
+        return usage_error("--lock needs images to fetch");
     return -1;
+}
+
+/* Pull quotas the registries announced (Docker Hub's RateLimit-*). */
+static void print_quotas(const al_registry *reg)
+{
+    al_quota quotas[8];
+    size_t nq = al_registry_quotas(reg, quotas, AL_ARRAY_SIZE(quotas));
+    for (size_t i = 0; i < nq && i < AL_ARRAY_SIZE(quotas); i++) {
+        if (quotas[i].limit >= 0)
+            printf("rate limit: %s: %ld of %ld pulls left", quotas[i].host, quotas[i].remaining,
+                   quotas[i].limit);
+        else
+            printf("rate limit: %s: %ld pulls left", quotas[i].host, quotas[i].remaining);
+        if (quotas[i].window > 0)
+            printf(" (window %ld s)", quotas[i].window);
+        putchar('\n');
+    }
+}
+
+static void print_results(const cli *o, const al_image_result *results, const al_engine *engine,
+                          double elapsed)
+{
+    for (size_t i = 0; i < o->list.n; i++) {
+        const al_image_result *r = &results[i];
+        if (r->status == AL_IMG_FAILED) {
+            printf("%-9s %s  %s\n", status_word(r->status), r->full_name,
+                   r->err ? r->err->msg : "unknown error");
+            continue;
+        }
+        char b[32];
+        if (r->status == AL_IMG_MOVED)
+            printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status),
+                   r->full_name, r->old_digest, r->digest, r->platforms, r->new_blobs,
+                   r->new_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), r->new_bytes));
+        else
+            printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), r->full_name,
+                   r->digest, r->platforms, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+                   al_format_bytes(b, sizeof(b), r->new_bytes));
+    }
+    char b[32];
+    al_report_totals t;
+    al_report_totals_of(&t, results, o->list.n);
+    const al_engine_stats *st = al_engine_get_stats(engine);
+    printf("%zu image%s: %d ok, %d failed; %d new blob%s, %s downloaded in %.1fs (%llu "
+           "requests)\n",
+           o->list.n, o->list.n == 1 ? "" : "s", t.ok, t.failed, t.new_blobs,
+           t.new_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), t.bytes), elapsed,
+           (unsigned long long)st->requests);
+}
+
+/* Prune lines: 'WORD  NAME  detail' like the image lines, then a summary. */
+static void print_prune(const al_prune_report *p)
+{
+    char b[32], b2[32];
+    for (size_t i = 0; i < p->db.n_removed; i++)
+        printf("%-9s %s  %s\n", p->dry_run ? "removable" : "removed", p->db.removed[i].full_name,
+               p->db.removed[i].digest);
+    for (size_t i = 0; i < p->db.n_missing; i++)
+        printf("%-9s %s  not in the store\n", "FAILED", p->db.missing[i]);
+    if (p->dry_run)
+        for (size_t i = 0; i < p->db.n_blobs; i++)
+            printf("%-9s %s  %s\n", "prunable", p->db.blobs[i].digest,
+                   al_format_bytes(b, sizeof(b), (uint64_t)p->db.blobs[i].size));
+    printf("%s%s %zu blob%s, %s; %s %zu tag%s; %s %zu earlier graph%s (--keep %d)",
+           p->dry_run ? "dry run: " : "", p->dry_run ? "would prune" : "pruned", p->db.n_blobs,
+           p->db.n_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), (uint64_t)p->db.bytes),
+           p->dry_run ? "would remove" : "removed", p->db.n_removed,
+           p->db.n_removed == 1 ? "" : "s", p->dry_run ? "would keep" : "kept",
+           p->db.n_history_kept, p->db.n_history_kept == 1 ? "" : "s", p->keep);
+    if (p->n_stray > 0)
+        printf("; %zu file%s without a row (%s)", p->n_stray, p->n_stray == 1 ? "" : "s",
+               al_format_bytes(b2, sizeof(b2), (uint64_t)p->stray_bytes));
+    putchar('\n');
 }
 
 static int run(cli *o, int argc, char **argv)
@@ -429,8 +581,23 @@ static int run(cli *o, int argc, char **argv)
     al_engine *engine = NULL;
     al_registry *reg = NULL;
     al_image_result *results = NULL;
+    size_t n_results = 0;
     int64_t run_id = 0;
+    bool run_open = false;
+    al_prune_report prune_rep;
+    bool pruned = false;
+    double started_at = al_now(), t0 = al_mono(), elapsed = 0;
+    al_report_totals tot = {0};
+    al_progress *progress = NULL;
 
+    if (o->verbosity > AL_LOG_ERROR) {
+        al_progress_mode mode = al_progress_mode_for(STDERR_FILENO);
+        /* curl's trace would write through the display. */
+        if (o->eopts.debug_http)
+            mode = AL_PROGRESS_PLAIN;
+        progress = al_progress_new(mode, stderr, "airlock-fetch", o->verbosity >= AL_LOG_DEBUG);
+        al_progress_attach(progress, &o->eopts);
+    }
     if (al_creds_new(&creds, o->username, password, NULL, &err) < 0) {
         exit_code = EXIT_USAGE;
         goto out;
@@ -445,102 +612,123 @@ static int run(cli *o, int argc, char **argv)
         exit_code = EXIT_STORE;
         goto out;
     }
-    if (al_engine_new(&engine, &o->eopts, &err) < 0) {
-        exit_code = EXIT_PARTIAL;
-        goto out;
-    }
-    const char *certs_dirs[] = {o->certs_dir, NULL};
-    al_registry_opts ropts = {.creds = creds,
-                              .insecure_hosts = o->insecure,
-                              .n_insecure = o->n_insecure,
-                              .ca_cert = o->ca_cert,
-                              .client_cert = o->client_cert,
-                              .client_key = o->client_key,
-                              .certs_dirs = o->certs_dir ? certs_dirs : NULL};
-    al_registry_new(&reg, engine, &ropts, &err);
-    al_fetch_ctx ctx = {
-        .store = store,
-        .db = db,
-        .registry = reg,
-        .opts = {.registry_override = o->registry,
-                 .mirrors = o->mirrors,
-                 .n_mirrors = o->n_mirrors,
-                 .no_fallback = o->mirror_only,
-                 .platforms = o->plats,
-                 .n_platforms = o->n_plats,
-                 .include_attestations = o->attest},
-        .run_id = run_id,
-    };
-    double t0 = al_mono();
-    int rc = al_fetch_run(&ctx, &o->list, &results, &err);
-    double elapsed = al_mono() - t0;
-
-    int ok = 0, failed = 0, new_blobs = 0;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < o->list.n; i++) {
-        al_image_result *r = &results[i];
-        if (r->status == AL_IMG_FAILED) {
-            failed++;
-            printf("%-9s %s  %s\n", status_word(r->status), r->full_name,
-                   r->err ? r->err->msg : "unknown error");
-            continue;
+    run_open = true;
+    int rc = 0;
+    if (o->list.n > 0) {
+        if (al_engine_new(&engine, &o->eopts, &err) < 0) {
+            exit_code = EXIT_PARTIAL;
+            goto out;
         }
-        ok++;
-        new_blobs += r->new_blobs;
-        bytes += r->new_bytes;
-        char b[32];
-        if (r->status == AL_IMG_MOVED)
-            printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status),
-                   r->full_name, r->old_digest, r->digest, r->platforms, r->new_blobs,
-                   r->new_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), r->new_bytes));
-        else
-            printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), r->full_name,
-                   r->digest, r->platforms, r->new_blobs, r->new_blobs == 1 ? "" : "s",
-                   al_format_bytes(b, sizeof(b), r->new_bytes));
+        const char *certs_dirs[] = {o->certs_dir, NULL};
+        al_registry_opts ropts = {.creds = creds,
+                                  .insecure_hosts = o->insecure,
+                                  .n_insecure = o->n_insecure,
+                                  .ca_cert = o->ca_cert,
+                                  .client_cert = o->client_cert,
+                                  .client_key = o->client_key,
+                                  .certs_dirs = o->certs_dir ? certs_dirs : NULL};
+        al_registry_new(&reg, engine, &ropts, &err);
+        al_fetch_ctx ctx = {
+            .store = store,
+            .db = db,
+            .registry = reg,
+            .opts = {.registry_override = o->registry,
+                     .mirrors = o->mirrors,
+                     .n_mirrors = o->n_mirrors,
+                     .no_fallback = o->mirror_only,
+                     .platforms = o->plats,
+                     .n_platforms = o->n_plats,
+                     .include_attestations = o->attest},
+            .run_id = run_id,
+        };
+        t0 = al_mono();
+        rc = al_fetch_run(&ctx, &o->list, &results, &err);
+        n_results = o->list.n;
+        elapsed = al_mono() - t0;
+        al_progress_clear(progress);
+        print_results(o, results, engine, elapsed);
+        print_quotas(reg);
+        fflush(stdout);
+        al_report_totals_of(&tot, results, n_results);
     }
-    char b[32];
-    const al_engine_stats *st = al_engine_get_stats(engine);
-    printf("%zu image%s: %d ok, %d failed; %d new blob%s, %s downloaded in %.1fs (%llu "
-           "requests)\n",
-           o->list.n, o->list.n == 1 ? "" : "s", ok, failed, new_blobs, new_blobs == 1 ? "" : "s",
-           al_format_bytes(b, sizeof(b), bytes), elapsed,
-           (unsigned long long)st->requests);
-    al_quota quotas[8];
-    size_t nq = al_registry_quotas(reg, quotas, AL_ARRAY_SIZE(quotas));
-    for (size_t i = 0; i < nq && i < AL_ARRAY_SIZE(quotas); i++) {
-        if (quotas[i].limit >= 0)
-            printf("rate limit: %s: %ld of %ld pulls left", quotas[i].host, quotas[i].remaining,
-                   quotas[i].limit);
-        else
-            printf("rate limit: %s: %ld pulls left", quotas[i].host, quotas[i].remaining);
-        if (quotas[i].window > 0)
-            printf(" (window %ld s)", quotas[i].window);
-        putchar('\n');
+    if (rc == 0 && o->prune) {
+        /* Blobs added by this run stay even when unreachable: the layers
+         * of an image that failed are not downloaded twice. */
+        al_prune_opts popts = {.remove = (const char *const *)o->remove,
+                               .n_remove = o->n_remove,
+                               .keep = o->keep,
+                               .protect_since = o->list.n > 0 ? started_at : 0,
+                               .dry_run = o->dry_run};
+        rc = al_prune_run(store, db, &popts, &prune_rep, &err);
+        if (rc == 0) {
+            pruned = true;
+            print_prune(&prune_rep);
+            fflush(stdout);
+        } else {
+            al_error_wrap(&err, "prune");
+        }
     }
-    fflush(stdout);
-    al_error *fe = NULL;
-    if (al_db_run_finish(db, run_id, ok, failed, (int64_t)bytes, &fe) < 0 && rc == 0) {
-        err = fe;
-        fe = NULL;
-        rc = -1;
-    }
-    al_error_free(fe);
     if (rc < 0)
         exit_code = EXIT_STORE;
-    else if (failed > 0)
+    else if (tot.failed > 0 || (pruned && prune_rep.db.n_missing > 0))
         exit_code = EXIT_PARTIAL;
 
 out:
+    if (run_open) {
+        al_error *fe = NULL;
+        if (al_db_run_finish(db, run_id, tot.ok, tot.failed, (int64_t)tot.bytes, &fe) < 0 &&
+            err == NULL) {
+            err = fe;
+            fe = NULL;
+            exit_code = EXIT_STORE;
+        }
+        al_error_free(fe);
+    }
+    al_progress_free(progress);
+    if (o->json_path != NULL || o->lock_path != NULL) {
+        al_report rep = {.run_id = run_id,
+                         .started_at = started_at,
+                         .finished_at = al_now(),
+                         .t0 = t0,
+                         .store_dir = o->store_dir,
+                         .version = AL_FETCH_VERSION,
+                         .results = results,
+                         .n_results = n_results,
+                         .stats = engine && n_results > 0 ? al_engine_get_stats(engine) : NULL,
+                         .seconds = elapsed,
+                         .exit_status = exit_code,
+                         .error = err,
+                         .prune = pruned ? &prune_rep : NULL};
+        al_error *we = NULL;
+        _cleanup_free_ char *json = o->json_path ? al_report_json(&rep) : NULL;
+        if (json != NULL && al_report_write_file(o->json_path, json, &we) < 0) {
+            al_error_log("--json: %s", we->msg);
+            al_error_clear(&we);
+            if (exit_code == 0)
+                exit_code = EXIT_PARTIAL;
+        }
+        /* A lock file is only worth having when the fetch itself ran. */
+        _cleanup_free_ char *lock =
+            o->lock_path && n_results > 0 ? al_report_lock_text(&rep) : NULL;
+        if (lock != NULL && al_report_write_file(o->lock_path, lock, &we) < 0) {
+            al_error_log("--lock: %s", we->msg);
+            al_error_clear(&we);
+            if (exit_code == 0)
+                exit_code = EXIT_PARTIAL;
+        }
+    }
     if (err != NULL)
         al_error_log("%s", err->msg);
     al_error_free(err);
-    al_image_results_free(results, o->list.n);
+    if (pruned)
+        al_prune_report_dispose(&prune_rep);
+    al_image_results_free(results, n_results);
     al_registry_free(reg);
     al_engine_free(engine);
     al_db_free(db);
     al_store_free(store);
     al_creds_free(creds);
-        if (password != NULL)
+    if (password != NULL)
         memset(password, 0, strlen(password));
     return exit_code;
 }

@@ -642,6 +642,30 @@ static int store_small(al_fetch_ctx *ctx, image *im, const char *digest, const c
     return al_db_blob_add(ctx->db, digest, (int64_t)len, media_type, err);
 }
 
+static int digest_ptr_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Report hook: distinct digests among the graph's manifests and the
+ * children of its edges (configs, layers), each blob counted once. */
+static int count_graph_blobs(const al_graph_manifest *gm, size_t ngm, const al_graph_edge *ge,
+                             size_t nge)
+{
+    const char **all = al_xcalloc(ngm + nge + 1, sizeof(*all));
+    size_t n = 0;
+    for (size_t i = 0; i < ngm; i++)
+        all[n++] = gm[i].digest;
+    for (size_t i = 0; i < nge; i++)
+        all[n++] = ge[i].child;
+    qsort(all, n, sizeof(*all), digest_ptr_cmp);
+    int distinct = 0;
+    for (size_t i = 0; i < n; i++)
+        distinct += i == 0 || strcmp(all[i - 1], all[i]) != 0;
+    free(all);
+    return distinct;
+}
+
 static void commit_image(al_fetch_ctx *ctx, image *im, blob_need *needs, size_t nn)
 {
     /* Layers first: any failure fails the image. */
@@ -747,6 +771,7 @@ static void commit_image(al_fetch_ctx *ctx, image *im, blob_need *needs, size_t 
                 r->status = AL_IMG_OK;
             }
             r->platforms = al_steal_ptr(&plats);
+            r->graph_blobs = count_graph_blobs(gm, ngm, ge, nge);
         }
     }
     if (e != NULL)
@@ -825,6 +850,8 @@ static void run_pass(al_fetch_ctx *ctx, image **ims, size_t n)
     for (size_t i = 0; i < n; i++)
         if (!ims[i]->failed)
             commit_image(ctx, ims[i], needs, nn);
+    for (size_t i = 0; i < n; i++) /* report hook */
+        ims[i]->res->done_at = al_mono();
     for (size_t i = 0; i < nn; i++)
         al_error_free(needs[i].err);
     free(needs);

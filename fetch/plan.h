@@ -50,6 +50,9 @@ typedef struct al_image_result {
     int new_blobs;
     uint64_t new_bytes;
     al_error *err;
+    /* For the run report (fetch/report.c). */
+    int graph_blobs;     /* distinct blobs of the committed graph: manifests, configs, layers */
+    double done_at;      /* al_mono() at the end of the pass that committed or failed it */
 } al_image_result;
 
 typedef struct al_fetch_ctx {

@@ -1,0 +1,237 @@
+#include "report.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+void al_report_totals_of(al_report_totals *out, const al_image_result *r, size_t n)
+{
+    memset(out, 0, sizeof(*out));
+    out->images = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        out->new_blobs += r[i].new_blobs;
+        out->bytes += r[i].new_bytes;
+        switch (r[i].status) {
+        case AL_IMG_FAILED: out->failed++; continue;
+        case AL_IMG_UNCHANGED: out->unchanged++; break;
+        case AL_IMG_MOVED: out->moved++; break;
+        case AL_IMG_OK: break;
+        }
+        out->ok++;
+    }
+}
+
+const char *al_report_status_name(al_image_status s)
+{
+    switch (s) {
+    case AL_IMG_OK: return "ok";
+    case AL_IMG_UNCHANGED: return "unchanged";
+    case AL_IMG_MOVED: return "moved";
+    case AL_IMG_FAILED: return "failed";
+    }
+    return "failed";
+}
+
+char *al_report_time(char *buf, size_t len, double epoch)
+{
+    time_t secs = (time_t)epoch;
+    int ms = (int)((epoch - (double)secs) * 1000.0);
+    if (ms < 0)
+        ms = 0;
+    if (ms > 999)
+        ms = 999;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03dZ", base, ms);
+    return buf;
+}
+
+/* --- JSON ------------------------------------------------------------------ */
+
+static json_t *str_or_null(const char *s)
+{
+    return s != NULL && *s != '\0' ? json_string(s) : json_null();
+}
+
+static json_t *error_json(const al_error *e)
+{
+    if (e == NULL)
+        return json_null();
+    return json_pack("{s:s, s:s}", "message", e->msg ? e->msg : "", "code", al_errc_name(e->code));
+}
+
+static json_t *platforms_json(const char *list)
+{
+    json_t *a = json_array();
+    if (list == NULL)
+        return a;
+    const char *p = list;
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        if (n > 0)
+            json_array_append_new(a, json_stringn(p, n));
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return a;
+}
+
+static json_t *image_json(const al_report *rep, const al_image_result *r)
+{
+    bool failed = r->status == AL_IMG_FAILED;
+    int present = failed ? 0 : r->graph_blobs - r->new_blobs;
+    double secs = r->done_at > 0 && r->done_at >= rep->t0 ? r->done_at - rep->t0 : 0;
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:{s:i, s:i}, s:I, s:f, s:o}", "ref",
+                     r->full_name ? r->full_name : "", "status", al_report_status_name(r->status),
+                     "digest", failed ? json_null() : str_or_null(r->digest), "old_digest",
+                     r->status == AL_IMG_MOVED ? str_or_null(r->old_digest) : json_null(),
+                     "platforms", platforms_json(failed ? NULL : r->platforms), "blobs", "new",
+                     r->new_blobs, "present", present < 0 ? 0 : present, "bytes",
+                     (json_int_t)r->new_bytes, "seconds", secs, "error",
+                     error_json(failed ? r->err : NULL));
+}
+
+static json_t *prune_json(const al_prune_report *p)
+{
+    json_t *removed = json_array();
+    for (size_t i = 0; i < p->db.n_removed; i++)
+        json_array_append_new(removed, json_pack("{s:s, s:s}", "ref", p->db.removed[i].full_name,
+                                                 "digest", p->db.removed[i].digest));
+    json_t *missing = json_array();
+    for (size_t i = 0; i < p->db.n_missing; i++)
+        json_array_append_new(missing, json_string(p->db.missing[i]));
+    return json_pack("{s:b, s:i, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "dry_run", p->dry_run, "keep",
+                     p->keep, "tags_removed", removed, "tags_not_found", missing,
+                     "earlier_graphs_kept", (json_int_t)p->db.n_history_kept, "blobs",
+                     (json_int_t)p->db.n_blobs, "bytes", (json_int_t)p->db.bytes, "stray_files",
+                     (json_int_t)p->n_stray, "stray_bytes", (json_int_t)p->stray_bytes);
+}
+
+char *al_report_json(const al_report *rep)
+{
+    char t1[40], t2[40];
+    al_report_totals tot;
+    al_report_totals_of(&tot, rep->results, rep->n_results);
+    json_t *images = json_array();
+    for (size_t i = 0; i < rep->n_results; i++)
+        json_array_append_new(images, image_json(rep, &rep->results[i]));
+    json_t *totals =
+        json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f}", "images", tot.images, "ok",
+                  tot.ok, "unchanged", tot.unchanged, "moved", tot.moved, "failed", tot.failed,
+                  "new_blobs", tot.new_blobs, "bytes", (json_int_t)tot.bytes, "requests",
+                  (json_int_t)(rep->stats ? rep->stats->requests : 0), "retries",
+                  (json_int_t)(rep->stats ? rep->stats->retries : 0), "seconds", rep->seconds);
+    json_t *root = json_pack(
+        "{s:i, s:s, s:s, s:o, s:s, s:s, s:s, s:i, s:o, s:o, s:o}", "report_format",
+        AL_REPORT_FORMAT, "tool", "airlock-fetch", "version", rep->version ? rep->version : "",
+        "run_id", rep->run_id > 0 ? json_integer(rep->run_id) : json_null(), "store",
+        rep->store_dir ? rep->store_dir : "", "started_at",
+        al_report_time(t1, sizeof(t1), rep->started_at), "finished_at",
+        al_report_time(t2, sizeof(t2), rep->finished_at), "exit_status", rep->exit_status, "error",
+        error_json(rep->error), "images", images, "totals", totals);
+    if (rep->prune != NULL)
+        json_object_set_new(root, "prune", prune_json(rep->prune));
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_decref(root);
+    if (text == NULL)
+        abort(); /* only on allocation failure */
+    /* One trailing newline, like every text file. */
+    char *out = al_xasprintf("%s\n", text);
+    free(text);
+    return out;
+}
+
+/* --- lock file ------------------------------------------------------------ */
+
+/* A comment must stay on one line. */
+static char *one_line(const char *s)
+{
+    char *t = al_xstrdup(s ? s : "");
+    for (char *p = t; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    return t;
+}
+
+char *al_report_lock_text(const al_report *rep)
+{
+    char when[40];
+    char *text =
+        al_xasprintf("# airlock-fetch lock file: the images of run %lld pinned by digest\n"
+                     "# written %s from store %s\n"
+                     "# use it as a list: airlock-export -f FILE, airlock-fetch -f FILE\n",
+                     (long long)rep->run_id, al_report_time(when, sizeof(when), rep->finished_at),
+                     rep->store_dir ? rep->store_dir : "");
+    for (size_t i = 0; i < rep->n_results; i++) {
+        const al_image_result *r = &rep->results[i];
+        char *line;
+        if (r->status == AL_IMG_FAILED) {
+            _cleanup_free_ char *msg = one_line(r->err ? r->err->msg : "unknown error");
+            line = al_xasprintf("# FAILED %s: %s\n", r->full_name, msg);
+        } else if (strchr(r->full_name, '@') != NULL) {
+            line = al_xasprintf("%s\n", r->full_name); /* a digest ref is pinned already */
+        } else {
+            line = al_xasprintf("%s@%s\n", r->full_name, r->digest);
+        }
+        char *t = al_xasprintf("%s%s", text, line);
+        free(text);
+        free(line);
+        text = t;
+    }
+    return text;
+}
+
+/* --- atomic write ------------------------------------------------------------ */
+
+int al_report_write_file(const char *path, const char *text, al_error **err)
+{
+    _cleanup_free_ char *dir = al_xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        free(dir);
+        dir = al_xstrdup(".");
+    } else if (slash == dir) {
+        slash[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    _cleanup_free_ char *tmp = al_xasprintf("%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return al_error_set(err, AL_E_IO, errno, "create %s", tmp);
+    int e = 0;
+    const char *what = "write";
+    int wr = al_write_all(fd, text, strlen(text));
+    if (wr < 0)
+        e = -wr;
+    else if (fchmod(fd, 0644) < 0)
+        e = errno, what = "chmod";
+    else if (fsync(fd) < 0)
+        e = errno, what = "fsync";
+    if (close(fd) < 0 && e == 0)
+        e = errno, what = "close";
+    if (e == 0 && rename(tmp, path) < 0)
+        e = errno, what = "rename";
+    if (e != 0) {
+        unlink(tmp);
+        return al_error_set(err, AL_E_IO, e, "%s %s", what, path);
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        /* The rename is done; a directory that refuses fsync (some network
+         * filesystems) does not undo it. */
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
