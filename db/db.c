@@ -389,6 +389,13 @@ void al_db_free(al_db *db)
     free(db);
 }
 
+/* For db-query.c (db-private.h): its bulk read-only queries use the
+ * connection directly instead of the statement cache above. */
+sqlite3 *al_db_sqlite(al_db *db)
+{
+    return db->h;
+}
+
 /* Blobs -------------------------------------------------------------- */
 
 int al_db_blob_add(al_db *db, const char *digest, int64_t size, const char *media_type,
