@@ -22,8 +22,9 @@
  * a file/row disagreement is confirmed against a fresh read before it is
  * reported (a fetch commits a file before its row, so a file newer than
  * the snapshot is not an orphan). While a fetch holds the store's lock,
- * index.json lags the tags table until the end of its run, so index
- * disagreements are then reported as info. */
+ * two disagreements are its normal state and are reported as info: files
+ * it downloaded whose rows it adds when the whole batch is in, and
+ * index.json, which lags the tags table until the end of its run. */
 #ifndef AL_EXPORT_VERIFY_H
 #define AL_EXPORT_VERIFY_H
 
