@@ -109,8 +109,9 @@ int al_inspect_list(FILE *out, const al_db_snapshot *s, bool json, al_error **er
             }
         }
         if (cl[i].n_missing > 0)
-            al_warn("%s: %zu blob%s of its graph not in the database (run --verify-store)",
-                    t->full_name, cl[i].n_missing, cl[i].n_missing == 1 ? " is" : "s are");
+            al_warn("%s: %zu blob%s of its graph %s not in the database (run --verify-store)",
+                    t->full_name, cl[i].n_missing, cl[i].n_missing == 1 ? "" : "s",
+                    cl[i].n_missing == 1 ? "is" : "are");
         json_t *plats = json ? json_array() : NULL;
         rows[i].platforms = closure_platforms(s, &cl[i], plats);
         al_format_bytes(rows[i].size, sizeof(rows[i].size), (uint64_t)cl[i].bytes);
