@@ -495,15 +495,15 @@ static int print_verify_report(const al_verify_report *rep, bool json)
                      rep->n_infos == 1 ? "" : "s");
         if (rep->n_errors == 0)
             printf("store OK: %llu blobs, %llu bytes (%s) verified, %zu tags%s\n",
-                   (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed,
-                   b, rep->n_tags, notes);
+                   (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed, b,
+                   rep->n_tags, notes);
         else
             printf("%zu problem%s (%zu error%s, %zu note%s); %llu blobs, %llu bytes (%s) "
                    "verified, %zu tags\n",
                    rep->n_problems, rep->n_problems == 1 ? "" : "s", rep->n_errors,
                    rep->n_errors == 1 ? "" : "s", rep->n_infos, rep->n_infos == 1 ? "" : "s",
-                   (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed,
-                   b, rep->n_tags);
+                   (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed, b,
+                   rep->n_tags);
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         al_error_log("write the report: %s", strerror(errno));
@@ -520,8 +520,9 @@ static int store_tools(run *R)
     if (modes > 1)
         return usage_error("--list, --inspect and --verify-store are separate commands");
     if (R->refs.n > 0 || o->n_lists > 0 || o->all || o->output != NULL)
-        return usage_error("%s takes no refs, -f, --all or -o",
-                           o->list ? "--list" : o->inspect ? "--inspect" : "--verify-store");
+        return usage_error("%s takes no refs, -f, --all or -o", o->list      ? "--list"
+                                                                : o->inspect ? "--inspect"
+                                                                             : "--verify-store");
     al_error *err = NULL;
     al_ref *ref = NULL;
     if (o->inspect != NULL && al_ref_parse(&ref, o->inspect, &err) < 0) {
