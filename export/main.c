@@ -71,6 +71,7 @@ static void usage(FILE *f)
 {
     fprintf(
         f, "Usage: " PROG " [OPTIONS] [REF]... -o OUT\n"
+           "       " PROG " [--store DIR] --list | --inspect REF | --verify-store [--json]\n"
            "Write the images REF (and those of -f lists, or --all) from the store as a\n"
            "tarball that docker load, ctr/k3s import and podman load read. Offline.\n"
            "\n"
