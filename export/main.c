@@ -47,6 +47,7 @@ typedef struct options {
     int level;
     bool decompress_zstd;
     bool verify;
+    bool force;
     bool quiet, verbose;
     /* Store tools: at most one of these modes. */
     bool list;
@@ -94,6 +95,7 @@ static void usage(FILE *f)
            "                          manifest.json at them, for docker 20.10 (default: off)\n"
            "      --no-verify         skip the sha256 of each blob (sizes are still checked;\n"
            "                          default: verify)\n"
+           "      --force             replace OUT if it exists (default: refuse)\n"
            "\n"
            "Store tools (read-only, offline; output on stdout):\n"
            "      --list              one line per tag: name, digest, platforms, size (each\n"
@@ -146,6 +148,7 @@ enum {
     OPT_INSPECT,
     OPT_VERIFY_STORE,
     OPT_JSON,
+    OPT_FORCE,
 };
 
 static const struct option long_opts[] = {
@@ -163,6 +166,7 @@ static const struct option long_opts[] = {
     {"inspect", required_argument, NULL, OPT_INSPECT},
     {"verify-store", no_argument, NULL, OPT_VERIFY_STORE},
     {"json", no_argument, NULL, OPT_JSON},
+    {"force", no_argument, NULL, OPT_FORCE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -297,14 +301,14 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
         case OPT_STORE: o->store = optarg; break;
         case OPT_FORMAT:
             if (al_export_format_parse(&o->format, optarg, &err) < 0) {
-                int rc = usage_error("%s", err->msg);
+                int rc = usage_error("--format: %s", err->msg);
                 al_error_free(err);
                 return rc;
             }
             break;
         case OPT_COMPRESS:
             if (al_sink_kind_parse(&o->compress, optarg, &err) < 0) {
-                int rc = usage_error("%s", err->msg);
+                int rc = usage_error("--compress: %s", err->msg);
                 al_error_free(err);
                 return rc;
             }
@@ -324,6 +328,7 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
         case OPT_INSPECT: o->inspect = optarg; break;
         case OPT_VERIFY_STORE: o->verify_store = true; break;
         case OPT_JSON: o->json = true; break;
+        case OPT_FORCE: o->force = true; break;
         case 'q': o->quiet = true; break;
         case 'v': o->verbose = true; break;
         case 'h': usage(stdout); return -1;
@@ -590,7 +595,7 @@ static int run_main(run *R, int argc, char **argv)
     al_error *err = NULL;
     if (o->platforms != NULL) {
         if (al_platform_parse_list(&R->plats, &R->n_plats, o->platforms, &err) < 0) {
-            usage_error("%s", err->msg);
+            usage_error("--platform: %s", err->msg);
             al_error_free(err);
             return EXIT_USAGE;
         }
@@ -640,6 +645,20 @@ static int run_main(run *R, int argc, char **argv)
             al_error_log("the store %s holds no images for %s", store_dir,
                          al_platform_format(&R->sel.sets[p].platform, buf, sizeof(buf)));
             return EXIT_FAILED;
+        }
+    }
+
+    /* Like skopeo's docker-archive: an existing tarball is not silently
+     * replaced; --force says it may be (the nightly job into k3s' images
+     * directory). Checked for every output before writing any. */
+    if (!to_stdout && !o->force) {
+        for (size_t p = 0; p < R->sel.n_sets; p++) {
+            _cleanup_free_ char *path = output_path(o->output, &R->sel.sets[p].platform);
+            struct stat st;
+            if (stat(path, &st) == 0) {
+                al_error_log("%s exists: nothing written (--force replaces it)", path);
+                return EXIT_FAILED;
+            }
         }
     }
 

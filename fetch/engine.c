@@ -108,7 +108,10 @@ void al_request_reset_output(al_request *r)
     free(r->www_authenticate);
     free(r->location);
     free(r->body);
+    free(r->ratelimit_remaining);
+    free(r->ratelimit_limit);
     r->content_type = r->docker_digest = r->www_authenticate = r->location = r->body = NULL;
+    r->ratelimit_remaining = r->ratelimit_limit = NULL;
     r->body_len = 0;
     r->bytes = 0;
     r->content_length = -1;
@@ -241,6 +244,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
     set_header(&r->content_type, header_value(p, n, "content-type"));
     set_header(&r->docker_digest, header_value(p, n, "docker-content-digest"));
     set_header(&r->location, header_value(p, n, "location"));
+    set_header(&r->ratelimit_remaining, header_value(p, n, "ratelimit-remaining"));
+    set_header(&r->ratelimit_limit, header_value(p, n, "ratelimit-limit"));
     char *wa = header_value(p, n, "www-authenticate");
     if (wa != NULL && r->www_authenticate == NULL)
         r->www_authenticate = wa; /* keep the first challenge */

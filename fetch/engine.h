@@ -58,6 +58,8 @@ typedef struct al_request {
     char *docker_digest;  /* Docker-Content-Digest */
     char *www_authenticate;
     char *location;
+    char *ratelimit_remaining; /* RateLimit-Remaining ("76;w=21600"), as sent */
+    char *ratelimit_limit;     /* RateLimit-Limit */
     int64_t content_length; /* -1 when unknown */
     char *body;           /* memory sink, or the first bytes of a non-2xx body; NUL-terminated */
     size_t body_len;

@@ -505,6 +505,18 @@ static int run(cli *o, int argc, char **argv)
            o->list.n, o->list.n == 1 ? "" : "s", ok, failed, new_blobs, new_blobs == 1 ? "" : "s",
            al_format_bytes(b, sizeof(b), bytes), elapsed,
            (unsigned long long)st->requests);
+    al_quota quotas[8];
+    size_t nq = al_registry_quotas(reg, quotas, AL_ARRAY_SIZE(quotas));
+    for (size_t i = 0; i < nq && i < AL_ARRAY_SIZE(quotas); i++) {
+        if (quotas[i].limit >= 0)
+            printf("rate limit: %s: %ld of %ld pulls left", quotas[i].host, quotas[i].remaining,
+                   quotas[i].limit);
+        else
+            printf("rate limit: %s: %ld pulls left", quotas[i].host, quotas[i].remaining);
+        if (quotas[i].window > 0)
+            printf(" (window %ld s)", quotas[i].window);
+        putchar('\n');
+    }
     fflush(stdout);
     al_error *fe = NULL;
     if (al_db_run_finish(db, run_id, ok, failed, (int64_t)bytes, &fe) < 0 && rc == 0) {

@@ -732,7 +732,10 @@ static void commit_image(al_fetch_ctx *ctx, image *im, blob_need *needs, size_t 
             .n_edges = nge,
         };
         char moved_from[AL_DIGEST_BUF] = "";
-        if (al_db_graph_commit(ctx->db, &g, ctx->run_id, moved_from, &e) == 0) {
+        /* index.json follows each commit, so a crash loses at most the
+         * entry of the graph being committed (and the next run repairs it). */
+        if (al_db_graph_commit(ctx->db, &g, ctx->run_id, moved_from, &e) == 0 &&
+            al_fetch_write_index(ctx->store, ctx->db, &e) == 0) {
             al_image_result *r = im->res;
             memcpy(r->digest, root->digest, sizeof(r->digest));
             if (moved_from[0] != '\0') {
@@ -856,6 +859,10 @@ int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **re
         }
         active[i] = im;
     }
+    /* A run killed between a commit and its index.json left the file one
+     * entry behind: bring it back in line with the tags first. */
+    if ((rc = al_fetch_write_index(ctx->store, ctx->db, err)) < 0)
+        goto out;
     /* Each pass runs the images still to do; one that failed on a mirror
      * goes to its next endpoint, as k3s' registries.yaml mirrors do. */
     size_t na = n;

@@ -39,6 +39,7 @@ typedef struct host_state {
     token *tokens;
     size_t n_tokens;
     al_error *fatal; /* e.g. wrong credentials: every later call fails with it */
+    long rl_limit, rl_remaining, rl_window; /* -1 until the registry tells */
 } host_state;
 
 struct al_registry {
@@ -101,6 +102,7 @@ static host_state *get_host(al_registry *r, const char *host)
     r->hosts[r->n_hosts++] = h;
     h->host = al_xstrdup(host);
     h->insecure = al_registry_is_insecure(r, host);
+    h->rl_limit = h->rl_remaining = h->rl_window = -1;
     return h;
 }
 
@@ -228,6 +230,50 @@ static char *hostport_of(const char *url)
     curl_free(port);
     curl_url_cleanup(u);
     return out;
+}
+
+/* "76;w=21600" -> 76 and 21600. */
+static void parse_quota(const char *v, long *count, long *window)
+{
+    if (v == NULL)
+        return;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || n < 0)
+        return;
+    *count = n;
+    const char *w = strstr(end, "w=");
+    if (w != NULL && window != NULL)
+        *window = strtol(w + 2, NULL, 10);
+}
+
+static void note_quota(host_state *h, const al_request *q)
+{
+    long remaining = -1, limit = -1, window = -1;
+    parse_quota(q->ratelimit_remaining, &remaining, &window);
+    parse_quota(q->ratelimit_limit, &limit, &window);
+    /* Concurrent answers arrive in any order: the lowest count is the
+     * newest. */
+    if (remaining >= 0 && (h->rl_remaining < 0 || remaining < h->rl_remaining))
+        h->rl_remaining = remaining;
+    if (limit >= 0)
+        h->rl_limit = limit;
+    if (window >= 0)
+        h->rl_window = window;
+}
+
+size_t al_registry_quotas(const al_registry *r, al_quota *out, size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < r->n_hosts; i++) {
+        const host_state *h = r->hosts[i];
+        if (h->rl_remaining < 0)
+            continue;
+        if (k < max)
+            out[k] = (al_quota){h->host, h->rl_limit, h->rl_remaining, h->rl_window};
+        k++;
+    }
+    return k;
 }
 
 al_call *al_call_new(al_call_op op, const char *host, const char *repo, const char *reference)
@@ -750,6 +796,25 @@ int al_registry_run(al_registry *r, al_call **calls, size_t n)
             host_state *h = get_host(r, c->host);
             if (h->fatal != NULL)
                 continue;
+            if (c->op == AL_CALL_MANIFEST_GET && h->rl_remaining >= 0) {
+                /* Docker Hub counts manifest GETs (not HEADs). Send no more
+                 * than the quota left, then stop with a clear message
+                 * instead of a storm of 429s. */
+                if (h->rl_remaining == 0) {
+                    al_error *e = NULL;
+                    al_error_set(&e, AL_E_HTTP, 0,
+                                 "%s: pull rate limit reached (%ld pulls per %ld s): not "
+                                 "requesting the manifest of %s; try again later",
+                                 h->host, h->rl_limit, h->rl_window, c->repo);
+                    finish(c, e);
+                    continue;
+                }
+                size_t gets = 0;
+                for (size_t j = 0; j < nr; j++)
+                    gets += sent[j]->op == AL_CALL_MANIFEST_GET && get_host(r, sent[j]->host) == h;
+                if ((long)gets >= h->rl_remaining)
+                    continue; /* next round, with the updated count */
+            }
             if (h->auth == AUTH_UNKNOWN && c->next_url == NULL) {
                 /* Learn the host's auth scheme from one request before
                  * sending the others: no burst of 401s. */
@@ -778,6 +843,7 @@ int al_registry_run(al_registry *r, al_call **calls, size_t n)
             al_call *c = sent[k];
             host_state *h = get_host(r, c->host);
             bool probe_ok = false;
+            note_quota(h, reqs[k]);
             bool again = handle_response(r, h, c, reqs[k], &probe_ok);
             if (probe_ok && h->auth == AUTH_UNKNOWN && !c->off_host)
                 h->auth = AUTH_NONE;

@@ -71,6 +71,17 @@ void al_call_free(al_call *c);
 /* Run every call to its end. Returns 0; outcomes are per call. */
 int al_registry_run(al_registry *r, al_call **calls, size_t n);
 
+/* Pull quota a registry announced (RateLimit-Limit/-Remaining, as Docker
+ * Hub sends on manifest requests). */
+typedef struct al_quota {
+    const char *host;
+    long limit;     /* -1 when not sent */
+    long remaining;
+    long window;    /* seconds, -1 when not sent */
+} al_quota;
+/* Fills up to max entries; returns how many hosts reported a quota. */
+size_t al_registry_quotas(const al_registry *r, al_quota *out, size_t max);
+
 /* Whether host is listed with --insecure-registry. */
 bool al_registry_is_insecure(const al_registry *r, const char *host);
 

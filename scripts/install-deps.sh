@@ -29,6 +29,7 @@ packages=(
     libcmocka-dev
     docker-registry containerd skopeo podman docker.io
     apache2-utils jq python3 zstd openssl sqlite3 tmux clang ca-certificates curl
+    nginx valgrind
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -3,8 +3,10 @@
 #   1. install the Debian packages (scripts/install-deps.sh),
 #   2. configure and build with ASan+UBSan into build-test/,
 #   3. start the registry rig and seed it (scripts/rig.sh start --seed),
-#   4. run ctest (unit + integration) with AL_RIG_ENV pointing at the rig,
-#   5. stop the rig, whatever happened, and exit with ctest's status.
+#      and the consumers (scripts/consumers.sh start: containerd + dockerd),
+#   4. run ctest (unit + integration) with AL_RIG_ENV and AL_CONSUMERS_ENV
+#      pointing at them, so that every test reuses them,
+#   5. stop both (by PID), whatever happened, and exit with ctest's status.
 #
 #   scripts/test.sh [ctest args...]      e.g. scripts/test.sh -R integration
 #   AL_BUILD_DIR=DIR   build directory (default: build-test)
@@ -24,14 +26,19 @@ echo "== configure + build ($build, sanitizers on)" >&2
 cmake -S . -B "$build" -DAIRLOCK_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build "$build" -j2
 
-# A private rig for this run: its own directory, its own free ports.
+# A private rig for this run: its own directory, its own free ports. And
+# private consumers: a short directory, since their unix sockets live in it.
 rig_parent=$(mktemp -d /tmp/airlock-test-rig.XXXXXX)
 export AL_RIG_DIR=$rig_parent/rig
-stop_rig() {
+consumers_dir=$(mktemp -d /tmp/alc-test.XXXXXX)
+stop_services() {
+    # consumers.sh stop: dockerd then containerd, by the PIDs it recorded.
+    bash "$repo/scripts/consumers.sh" stop "$consumers_dir" >/dev/null 2>&1 || true
+    rm -rf --one-file-system "$consumers_dir"
     bash "$repo/scripts/rig.sh" stop >/dev/null 2>&1 || true
     rm -rf "$rig_parent"
 }
-trap stop_rig EXIT
+trap stop_services EXIT
 trap 'exit 130' INT TERM
 
 echo "== rig" >&2
@@ -41,6 +48,10 @@ if [ -n "${AL_SEED_BIG:-}" ]; then
 fi
 bash scripts/rig.sh start "${seed_args[@]}"
 export AL_RIG_ENV=$AL_RIG_DIR/rig.env
+
+echo "== consumers" >&2
+bash scripts/consumers.sh start "$consumers_dir" >/dev/null
+export AL_CONSUMERS_ENV=$consumers_dir/consumers.env
 
 echo "== ctest" >&2
 rc=0

@@ -39,12 +39,15 @@ consumers_up() {
 			return 1
 		fi
 		_al_consumers_started_dir=$dir
-		# Keep the caller's EXIT trap: run it after stopping the consumers.
+		# Keep the caller's EXIT trap: run it after stopping the consumers, with $?
+		# still the script's exit status (lib.sh's trap exits with the $? it sees;
+		# consumers_down's status would turn a failed test into a pass; set +e: under
+		# errexit the (exit RC) would end the trap before the caller's cleanup).
 		local -a prev_trap=()
 		eval "prev_trap=($(trap -p EXIT))" # trap -- 'CMD' EXIT
 		local prev=${prev_trap[2]:-}
-		# shellcheck disable=SC2064
-		trap "consumers_down${prev:+; $prev}" EXIT
+		# shellcheck disable=SC2064,SC2154 # assigned inside the trap
+		trap "_al_consumers_rc=\$?; set +e; consumers_down; (exit \$_al_consumers_rc)${prev:+; $prev}" EXIT
 		AL_CONSUMERS_ENV=$dir/consumers.env
 	fi
 	# shellcheck disable=SC1090

@@ -13,6 +13,7 @@ set -euo pipefail
 AL_SRC=${AL_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 AL_BIN=${AL_BIN:-$AL_SRC/build}
 FETCH=$AL_BIN/airlock-fetch
+EXPORT=$AL_BIN/airlock-export
 TEST_NAME=$(basename "${0%.sh}")
 
 # Cleanup: actions run in reverse order on exit, whatever the exit path.
@@ -36,7 +37,8 @@ AL_TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/airlock-${TEST_NAME}.XXXXXX")
 if [ -n "${AL_KEEP_TMP:-}" ]; then
     on_exit "echo \"kept $AL_TEST_TMP\" >&2"
 else
-    on_exit "rm -rf '$AL_TEST_TMP'"
+    # --one-file-system: never into a bind mount a failed cleanup left behind.
+    on_exit "rm -rf --one-file-system '$AL_TEST_TMP'"
 fi
 tmpdir() { mktemp -d "$AL_TEST_TMP/${1:-d}.XXXXXX"; }
 
@@ -103,13 +105,33 @@ run_fetch() {
     "$FETCH" "$@" >"$out.out" 2>"$out.err" || RC=$?
     echo "\$ airlock-fetch $* -> exit $RC" >"$out.cmd"
 }
-# expect_rc WANT OUT WHAT: check $RC from run_fetch, show its output if not.
+# run_export OUT [args...]: the same for airlock-export. Its stdout is data
+# (a tarball with -o -), so OUT.out may be binary.
+run_export() {
+    local out=$1
+    shift
+    RC=0
+    "$EXPORT" "$@" >"$out.out" 2>"$out.err" || RC=$?
+    echo "\$ airlock-export $* -> exit $RC" >"$out.cmd"
+}
+# expect_rc WANT OUT WHAT: check $RC from run_fetch/run_export, show its
+# output if not.
 expect_rc() {
     if [ "$RC" != "$1" ]; then
-        show "$2.out"
+        # A tarball on stdout is not worth printing: show text only.
+        if cmp -s "$2.out" <(tr -d '\000' <"$2.out"); then show "$2.out"; else echo "($2.out: binary)" >&2; fi
         show "$2.err"
         fail "${3:-airlock-fetch}: exit $RC, expected $1"
     fi
+}
+# fetch_seeded STORE WORK KEY...: fetch seeded refs from the plain registry
+# into STORE (a test's starting point); fails the test unless all are ok.
+fetch_seeded() {
+    local store=$1 work=$2
+    shift 2
+    run_fetch "$work/fetch" --store "$store" --registry "$AL_REG_PLAIN" \
+        --insecure-registry "$AL_REG_PLAIN" "$@"
+    expect_rc 0 "$work/fetch" "airlock-fetch of the test images"
 }
 
 # line_for OUT.out NAME: the result line of one image (second word = name).
@@ -147,6 +169,29 @@ seed_media_type() { seed --arg r "$1" '.images[$r].media_type'; }
 # object (default: all but attestation blobs).
 seed_blobs() {
     seed --arg r "$1" ".images[\$r].blobs[] | select(${2:-.attestation | not}) | .digest"
+}
+
+# seed_manifest_for REF PLATFORM: digest of REF's image manifest for
+# PLATFORM ("linux/amd64"; arm64 is "linux/arm64"), what a consumer keeps as
+# the target of the image after loading a single-platform export.
+seed_manifest_for() {
+    seed --arg r "$1" --arg p "$2" '.images[$r].manifests[]
+        | select(.kind == "manifest" and .platform == $p and (.attestation | not)) | .digest'
+}
+# seed_platform_blobs REF PLATFORM: the blobs of REF's PLATFORM image: its
+# manifest, config and layers (no index, no attestation).
+seed_platform_blobs() {
+    seed_blobs "$1" "(.attestation | not) and .kind != \"index\" and (.platforms | index(\"$2\"))"
+}
+# seed_config_for REF PLATFORM: digest of the config of that image.
+seed_config_for() {
+    seed_blobs "$1" "(.attestation | not) and .kind == \"config\" and (.platforms | index(\"$2\"))"
+}
+# familiar_name NAME: how docker shows a docker.io name in RepoTags
+# (docker.io/library/busybox:1.36 -> busybox:1.36).
+familiar_name() {
+    local n=${1#docker.io/}
+    echo "${n#library/}"
 }
 
 # Store ----------------------------------------------------------------

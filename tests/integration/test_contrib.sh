@@ -7,7 +7,7 @@
 #     moved into a temporary directory (and the rig's registry added: the
 #     test cannot reach Docker Hub), fetch the list into the store;
 #   - the k3s recipe writes images.tar.zst into an agent/images directory,
-#     leaving no .partial behind.
+#     leaving no .partial behind, and --force replaces it the next time.
 . "$(dirname "$0")/lib.sh"
 rig_up
 EXPORT=$AL_BIN/airlock-export
@@ -86,6 +86,12 @@ rc=0
     -o "$images/airlock-amd64.tar.zst" >"$work/k3s.out" 2>"$work/k3s.err" || rc=$?
 [ "$rc" = 0 ] || { show "$work/k3s.err"; fail "export into the k3s images directory: exit $rc"; }
 assert_eq "airlock-amd64.tar.zst" "$(ls "$images")" "files in the k3s images directory"
+# The next night: the same command with --force replaces it.
+rc=0
+"$EXPORT" --store "$work/srv/airlock-unit" -f "$list" --platform linux/amd64 --force \
+    -o "$images/airlock-amd64.tar.zst" >"$work/k3s.out" 2>"$work/k3s.err" || rc=$?
+[ "$rc" = 0 ] || { show "$work/k3s.err"; fail "export with --force over the previous archive: exit $rc"; }
+assert_eq "airlock-amd64.tar.zst" "$(ls "$images")" "files in the k3s images directory after --force"
 zstd -q -t "$images/airlock-amd64.tar.zst" 2>/dev/null || python3 -c "
 import sys; d = open(sys.argv[1], 'rb').read(4); sys.exit(d != b'\x28\xb5\x2f\xfd')" "$images/airlock-amd64.tar.zst" ||
     fail "the k3s archive is not zstd"

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""A fake registry for bad-input tests: serves fixed responses from a JSON map.
+
+    fakeregistry.py --port-file F ROUTES.json
+
+ROUTES.json maps "METHOD PATH" (or "PATH" for GET and HEAD) to a response:
+    {"status": 200, "headers": {"Content-Type": "..."}, "body": "text",
+     "body_b64": "...", "body_file": "path", "repeat": N}
+"repeat" makes the body N copies of itself (for size-cap tests). Anything
+not in the map is a 404 with a registry-style error. Every request is
+appended to the log given by --log as "METHOD PATH".
+"""
+import argparse
+import base64
+import http.server
+import json
+import socketserver
+import sys
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("routes")
+    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--log")
+    args = ap.parse_args()
+    with open(args.routes) as f:
+        routes = json.load(f)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *a):
+            pass
+
+        def respond(self, head):
+            if args.log:
+                with open(args.log, "a") as f:
+                    f.write(f"{self.command} {self.path}\n")
+            r = routes.get(f"{self.command} {self.path}") or routes.get(self.path)
+            if r is None:
+                body = b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'
+                r = {"status": 404, "headers": {"Content-Type": "application/json"}}
+            elif "body_b64" in r:
+                body = base64.b64decode(r["body_b64"])
+            elif "body_file" in r:
+                with open(r["body_file"], "rb") as f:
+                    body = f.read()
+            else:
+                body = r.get("body", "").encode()
+            body = body * int(r.get("repeat", 1))
+            self.send_response(int(r.get("status", 200)))
+            for k, v in r.get("headers", {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def do_GET(self):
+            self.respond(False)
+
+        def do_HEAD(self):
+            self.respond(True)
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    srv = Server(("127.0.0.1", 0), Handler)
+    with open(args.port_file, "w") as f:
+        f.write(str(srv.server_address[1]))
+    sys.stdout.flush()
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
