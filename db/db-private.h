@@ -4,15 +4,16 @@
 
 #include <stddef.h>
 
+#include <sqlite3.h>
+
+#include "db.h"
+
 /* al_db_migrations[i] takes a database from user_version i to i + 1.
  * Append only: never edit a migration that has shipped. */
 extern const char *const al_db_migrations[];
 extern const size_t al_db_n_migrations;
 
-/* The SQLite connection of db, for the other files of db/ (db-prune.c),
- * which prepare their own statements on it. */
-struct sqlite3;
-struct al_db;
-struct sqlite3 *al_db_sqlite(struct al_db *db);
+/* The connection of db (borrowed), for the queries in db-query.c. */
+sqlite3 *al_db_sqlite(al_db *db);
 
 #endif

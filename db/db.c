@@ -389,6 +389,14 @@ void al_db_free(al_db *db)
     free(db);
 }
 
+/* For the other files of db/ (db-private.h): db-query.c's bulk read-only
+ * queries and db-prune.c use the connection directly instead of the
+ * statement cache above. */
+sqlite3 *al_db_sqlite(al_db *db)
+{
+    return db->h;
+}
+
 /* Blobs -------------------------------------------------------------- */
 
 int al_db_blob_add(al_db *db, const char *digest, int64_t size, const char *media_type,
@@ -765,9 +773,3 @@ int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed
     return 0;
 }
 
-/* Other files of db/ ------------------------------------------------- */
-
-sqlite3 *al_db_sqlite(al_db *db)
-{
-    return db->h;
-}

@@ -152,4 +152,56 @@ typedef struct al_prune_result {
 int al_db_prune(al_db *db, const al_prune_opts *opts, al_prune_result *out, al_error **err);
 void al_prune_result_dispose(al_prune_result *r);
 
+/* Store inspection (db-query.c) --------------------------------------
+ * Read-only bulk queries for airlock-export --list, --inspect and
+ * --verify-store. */
+
+typedef struct al_db_blob {
+    char digest[AL_DIGEST_BUF];
+    int64_t size;
+    char *media_type; /* NULL when unknown */
+    double added_at;  /* epoch seconds */
+} al_db_blob;
+
+typedef struct al_db_manifest {
+    char digest[AL_DIGEST_BUF];
+    char *media_type;
+    bool is_index;
+    bool has_platform;
+    al_platform platform;              /* valid when has_platform */
+    char config_digest[AL_DIGEST_BUF]; /* "" for indexes */
+} al_db_manifest;
+
+/* The whole index as one consistent state: every table is read inside a
+ * single read transaction, so a fetch committing meanwhile is seen either
+ * entirely or not at all. blobs and manifests are sorted by digest, edges
+ * by parent (then kind, position) and tags by full_name, for bisection. */
+typedef struct al_db_snapshot {
+    al_tag *tags;
+    size_t n_tags;
+    al_db_blob *blobs;
+    size_t n_blobs;
+    al_db_manifest *manifests;
+    size_t n_manifests;
+    al_graph_edge *edges;
+    size_t n_edges;
+} al_db_snapshot;
+
+int al_db_snapshot_load(al_db *db, al_db_snapshot *out, al_error **err);
+void al_db_snapshot_dispose(al_db_snapshot *s); /* accepts a zeroed snapshot */
+/* Lookups by digest; NULL when there is no row. */
+const al_db_blob *al_db_snapshot_blob(const al_db_snapshot *s, const char *digest);
+const al_db_manifest *al_db_snapshot_manifest(const al_db_snapshot *s, const char *digest);
+/* Index of the blob row of digest in s->blobs, or -1. */
+long al_db_snapshot_blob_index(const al_db_snapshot *s, const char *digest);
+/* The edges whose parent is digest (borrowed, *n_out of them; NULL and 0
+ * when none), ordered manifest, config, layer, each by position. */
+const al_graph_edge *al_db_snapshot_children(const al_db_snapshot *s, const char *parent,
+                                             size_t *n_out);
+
+/* SQLite's PRAGMA quick_check: *out gets one malloc'd message per problem
+ * (none, and *out NULL, when the file is sound). Free with al_db_messages_free. */
+int al_db_quick_check(al_db *db, char ***out, size_t *n_out, al_error **err);
+void al_db_messages_free(char **v, size_t n);
+
 #endif

@@ -1,7 +1,9 @@
 /* airlock-export: write docker-save style tarballs from the store, offline.
  * Flags and files only; the work is in select.c and archive.c. */
 #include "archive.h"
+#include "inspect.h"
 #include "select.h"
+#include "verify.h"
 #include "../common/log.h"
 #include "../common/platform.h"
 #include "../common/reflist.h"
@@ -13,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -46,6 +49,11 @@ typedef struct options {
     bool verify;
     bool force;
     bool quiet, verbose;
+    /* Store tools: at most one of these modes. */
+    bool list;
+    const char *inspect; /* REF */
+    bool verify_store;
+    bool json;
 } options;
 
 /* The .partial file being written, removed if a signal ends us. */
@@ -64,6 +72,7 @@ static void usage(FILE *f)
 {
     fprintf(
         f, "Usage: " PROG " [OPTIONS] [REF]... -o OUT\n"
+           "       " PROG " [--store DIR] --list | --inspect REF | --verify-store [--json]\n"
            "Write the images REF (and those of -f lists, or --all) from the store as a\n"
            "tarball that docker load, ctr/k3s import and podman load read. Offline.\n"
            "\n"
@@ -87,13 +96,26 @@ static void usage(FILE *f)
            "      --no-verify         skip the sha256 of each blob (sizes are still checked;\n"
            "                          default: verify)\n"
            "      --force             replace OUT if it exists (default: refuse)\n"
+           "\n"
+           "Store tools (read-only, offline; output on stdout):\n"
+           "      --list              one line per tag: name, digest, platforms, size (each\n"
+           "                          blob once), first fetched, last changed; then a total\n"
+           "                          (shared blobs counted once)\n"
+           "      --inspect REF       one image: digests, media types, source, dates, every\n"
+           "                          platform manifest with config and layers, and which\n"
+           "                          other tags share each layer\n"
+           "      --verify-store      re-hash every blob; check that airlock.db, index.json\n"
+           "                          and blobs/ agree; one line per problem (exit 1 if any)\n"
+           "      --json              with --list, --inspect or --verify-store: JSON output\n"
+           "\n"
            "  -q, --quiet             only errors and warnings\n"
            "  -v, --verbose           more detail\n"
            "  -h, --help              this help\n"
            "  -V, --version           print the version\n"
            "\n"
            "Exit status: 0 ok; 1 export failed (refs or platforms not in the store, corrupt\n"
-           "blob, write error); 2 usage or bad input; 3 store unusable.\n");
+           "blob, write error), --inspect REF not in the store, or --verify-store found\n"
+           "problems; 2 usage or bad input; 3 store unusable.\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -122,6 +144,10 @@ enum {
     OPT_LEVEL,
     OPT_DECOMPRESS_ZSTD,
     OPT_NO_VERIFY,
+    OPT_LIST,
+    OPT_INSPECT,
+    OPT_VERIFY_STORE,
+    OPT_JSON,
     OPT_FORCE,
 };
 
@@ -136,6 +162,10 @@ static const struct option long_opts[] = {
     {"level", required_argument, NULL, OPT_LEVEL},
     {"decompress-zstd-layers", no_argument, NULL, OPT_DECOMPRESS_ZSTD},
     {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+    {"list", no_argument, NULL, OPT_LIST},
+    {"inspect", required_argument, NULL, OPT_INSPECT},
+    {"verify-store", no_argument, NULL, OPT_VERIFY_STORE},
+    {"json", no_argument, NULL, OPT_JSON},
     {"force", no_argument, NULL, OPT_FORCE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
@@ -294,6 +324,10 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
         }
         case OPT_DECOMPRESS_ZSTD: o->decompress_zstd = true; break;
         case OPT_NO_VERIFY: o->verify = false; break;
+        case OPT_LIST: o->list = true; break;
+        case OPT_INSPECT: o->inspect = optarg; break;
+        case OPT_VERIFY_STORE: o->verify_store = true; break;
+        case OPT_JSON: o->json = true; break;
         case OPT_FORCE: o->force = true; break;
         case 'q': o->quiet = true; break;
         case 'v': o->verbose = true; break;
@@ -415,6 +449,122 @@ static int export_one(run *R, const al_export_set *set)
     return 0;
 }
 
+static void ref_freep(al_ref **r)
+{
+    al_ref_free(*r);
+}
+
+static const char *store_dir_of(const options *o)
+{
+    const char *dir = o->store ? o->store : getenv("AIRLOCK_STORE");
+    return dir != NULL && dir[0] != '\0' ? dir : DEFAULT_STORE;
+}
+
+static int print_verify_report(const al_verify_report *rep, bool json)
+{
+    char b[32];
+    al_format_bytes(b, sizeof(b), rep->bytes_hashed);
+    if (json) {
+        json_t *doc = json_object();
+        json_object_set_new(doc, "ok", json_boolean(rep->n_errors == 0));
+        json_object_set_new(doc, "blobs", json_integer((json_int_t)rep->blobs_hashed));
+        json_object_set_new(doc, "bytes", json_integer((json_int_t)rep->bytes_hashed));
+        json_object_set_new(doc, "tags", json_integer((json_int_t)rep->n_tags));
+        json_object_set_new(doc, "errors", json_integer((json_int_t)rep->n_errors));
+        json_object_set_new(doc, "notes", json_integer((json_int_t)rep->n_infos));
+        json_object_set_new(doc, "writer_active", json_boolean(rep->writer_active));
+        json_t *list = json_array();
+        for (size_t i = 0; i < rep->n_problems; i++) {
+            const al_verify_problem *p = &rep->problems[i];
+            json_t *o = json_object();
+            json_object_set_new(o, "severity",
+                                json_string(p->severity == AL_VERIFY_ERROR ? "error" : "info"));
+            json_object_set_new(o, "kind", json_string(p->kind));
+            /* File names in messages may not be UTF-8. */
+            json_t *m = json_string(p->message);
+            json_object_set_new(o, "message", m ? m : json_null());
+            json_array_append_new(list, o);
+        }
+        json_object_set_new(doc, "problems", list);
+        json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', stdout);
+        json_decref(doc);
+    } else {
+        for (size_t i = 0; i < rep->n_problems; i++) {
+            const al_verify_problem *p = &rep->problems[i];
+            printf("%s: %s: %s\n", p->severity == AL_VERIFY_ERROR ? "error" : "info", p->kind,
+                   p->message);
+        }
+        char notes[48] = "";
+        if (rep->n_infos > 0)
+            snprintf(notes, sizeof(notes), "; %zu note%s", rep->n_infos,
+                     rep->n_infos == 1 ? "" : "s");
+        if (rep->n_errors == 0)
+            printf("store OK: %llu blobs, %llu bytes (%s) verified, %zu tags%s\n",
+                   (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed, b,
+                   rep->n_tags, notes);
+        else
+            printf("%zu problem%s (%zu error%s, %zu note%s); %llu blobs, %llu bytes (%s) "
+                   "verified, %zu tags\n",
+                   rep->n_problems, rep->n_problems == 1 ? "" : "s", rep->n_errors,
+                   rep->n_errors == 1 ? "" : "s", rep->n_infos, rep->n_infos == 1 ? "" : "s",
+                   (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed, b,
+                   rep->n_tags);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        al_error_log("write the report: %s", strerror(errno));
+        return EXIT_FAILED;
+    }
+    return rep->n_errors == 0 ? 0 : EXIT_FAILED;
+}
+
+/* --list, --inspect, --verify-store: read-only, on stdout. */
+static int store_tools(run *R)
+{
+    const options *o = &R->o;
+    int modes = (int)o->list + (o->inspect != NULL) + (int)o->verify_store;
+    if (modes > 1)
+        return usage_error("--list, --inspect and --verify-store are separate commands");
+    if (R->refs.n > 0 || o->n_lists > 0 || o->all || o->output != NULL)
+        return usage_error("%s takes no refs, -f, --all or -o", o->list      ? "--list"
+                                                                : o->inspect ? "--inspect"
+                                                                             : "--verify-store");
+    al_error *err = NULL;
+    al_ref *ref = NULL;
+    if (o->inspect != NULL && al_ref_parse(&ref, o->inspect, &err) < 0) {
+        usage_error("%s", err->msg);
+        al_error_free(err);
+        return EXIT_USAGE;
+    }
+    _cleanup_(ref_freep) al_ref *ref_owned = ref;
+    if (al_store_open(&R->store, store_dir_of(o), AL_STORE_READONLY, &err) < 0 ||
+        al_db_open(&R->db, al_store_db_path(R->store), true, &err) < 0)
+        return report(err, EXIT_STORE);
+
+    if (o->verify_store) {
+        progress pg = {.on = !o->quiet && isatty(STDERR_FILENO), .label = "verifying blobs"};
+        pg.start = pg.last = al_mono();
+        al_verify_report rep;
+        if (al_verify_store(&rep, R->store, R->db, pg.on ? draw_progress : NULL, &pg, &err) < 0)
+            return report(err, EXIT_STORE);
+        if (pg.on)
+            fputs("\r\033[K", stderr);
+        int rc = print_verify_report(&rep, o->json);
+        al_verify_report_dispose(&rep);
+        return rc;
+    }
+
+    al_db_snapshot snap;
+    if (al_db_snapshot_load(R->db, &snap, &err) < 0)
+        return report(err, EXIT_STORE);
+    int r = o->list ? al_inspect_list(stdout, &snap, o->json, &err)
+                    : al_inspect_image(stdout, R->store, &snap, ref, o->json, &err);
+    al_db_snapshot_dispose(&snap);
+    if (r < 0)
+        return report(err, r == AL_E_IO ? EXIT_FAILED : al_errc_exit(r));
+    return 0;
+}
+
 static int run_main(run *R, int argc, char **argv)
 {
     options *o = &R->o;
@@ -431,6 +581,10 @@ static int run_main(run *R, int argc, char **argv)
             al_error_log("%s", R->refs.problems[i]);
         return EXIT_USAGE;
     }
+    if (o->list || o->inspect != NULL || o->verify_store)
+        return store_tools(R);
+    if (o->json)
+        return usage_error("--json goes with --list, --inspect or --verify-store");
     if (R->refs.n == 0 && !o->all)
         return usage_error("no images: give refs, -f LIST or --all");
     if (o->output == NULL)
@@ -463,9 +617,7 @@ static int run_main(run *R, int argc, char **argv)
     if (to_stdout && isatty(STDOUT_FILENO))
         return usage_error("refusing to write a tarball to a terminal");
 
-    const char *store_dir = o->store ? o->store : getenv("AIRLOCK_STORE");
-    if (store_dir == NULL || store_dir[0] == '\0')
-        store_dir = DEFAULT_STORE;
+    const char *store_dir = store_dir_of(o);
     if (al_store_open(&R->store, store_dir, AL_STORE_READONLY, &err) < 0)
         return report(err, EXIT_STORE);
     if (al_db_open(&R->db, al_store_db_path(R->store), true, &err) < 0)

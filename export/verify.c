@@ -1,0 +1,673 @@
+/* --verify-store (see verify.h for what is checked and why in this order).
+ *
+ * Hashing reads each file once, sequentially, in 1 MiB chunks, so a store
+ * of many gigabytes is checked at disk speed with flat memory. */
+#include "verify.h"
+#include "closure.h"
+#include "../common/manifest.h"
+#include "../common/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define READ_CHUNK (1u << 20)
+/* index.json holds one small descriptor per tag. */
+#define INDEX_JSON_MAX (64u * 1024u * 1024u)
+/* Per incomplete tag, name this many blobs, then "and N more". */
+#define MAX_NAMED 6
+
+typedef enum { FS_OK = 0, FS_CORRUPT, FS_UNREADABLE, FS_GONE } fstate;
+
+typedef struct bfile {
+    char digest[AL_DIGEST_BUF];
+    int64_t size;
+    fstate state;
+} bfile;
+
+typedef struct verifier {
+    al_verify_report *rep;
+    al_store *store;
+    al_db *db;
+    const char *dir;
+    char *blobs_dir;
+    al_db_snapshot snap;
+    bfile *files; /* sorted by digest */
+    size_t n_files;
+    al_verify_progress_fn progress;
+    void *progress_ud;
+} verifier;
+
+static void problem(verifier *v, al_verify_severity sev, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void problem(verifier *v, al_verify_severity sev, const char *kind, const char *fmt, ...)
+{
+    al_verify_report *r = v->rep;
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = al_xvasprintf(fmt, ap);
+    va_end(ap);
+    r->problems = al_xrealloc(r->problems, (r->n_problems + 1) * sizeof(*r->problems));
+    r->problems[r->n_problems++] = (al_verify_problem){sev, kind, msg};
+    if (sev == AL_VERIFY_ERROR)
+        r->n_errors++;
+    else
+        r->n_infos++;
+}
+#define verr(v, kind, ...) problem(v, AL_VERIFY_ERROR, kind, __VA_ARGS__)
+#define vinfo(v, kind, ...) problem(v, AL_VERIFY_INFO, kind, __VA_ARGS__)
+
+void al_verify_report_dispose(al_verify_report *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n_problems; i++)
+        free(r->problems[i].message);
+    free(r->problems);
+    memset(r, 0, sizeof(*r));
+}
+
+/* True when an airlock-fetch holds STORE/lock. The probe takes a shared
+ * lock for an instant: a fetch starting in that instant would find the
+ * store busy, a window too small to matter for a command run by hand. */
+static bool writer_active(const char *dir)
+{
+    _cleanup_free_ char *path = al_xasprintf("%s/lock", dir);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+        return errno == EWOULDBLOCK;
+    flock(fd, LOCK_UN);
+    return false;
+}
+
+static bool hex_name(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return false;
+    return n == AL_DIGEST_HEX_LEN;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names in dir, sorted (malloc'd). *n_out = 0 and false when the
+ * directory cannot be read (errno kept). */
+static bool list_dir(const char *dir, char ***out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    char **v = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        v = al_xrealloc(v, (n + 1) * sizeof(*v));
+        v[n++] = al_xstrdup(de->d_name);
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(v, n, sizeof(*v), cmp_str);
+    *out = v;
+    *n_out = n;
+    return true;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Layout ------------------------------------------------------------- */
+
+static void check_layout(verifier *v)
+{
+    _cleanup_free_ char *path = al_xasprintf("%s/oci-layout", v->dir);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    const char *ver =
+        j != NULL ? json_string_value(json_object_get(j, "imageLayoutVersion")) : NULL;
+    if (j == NULL)
+        verr(v, "layout", "oci-layout: %s", je.text);
+    else if (ver == NULL || strcmp(ver, "1.0.0") != 0)
+        verr(v, "layout", "oci-layout: imageLayoutVersion is %s%s%s, expected \"1.0.0\"",
+             ver ? "\"" : "", ver ? ver : "missing", ver ? "\"" : "");
+    json_decref(j);
+}
+
+static void check_database(verifier *v, char **msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        verr(v, "database", "airlock.db: %s", msgs[i]);
+}
+
+/* Rows that point at blobs without a row, and malformed digests. */
+static void check_references(verifier *v)
+{
+    const al_db_snapshot *s = &v->snap;
+    for (size_t i = 0; i < s->n_blobs; i++)
+        if (!al_digest_valid(s->blobs[i].digest))
+            verr(v, "database", "blobs row with an invalid digest \"%s\"", s->blobs[i].digest);
+    for (size_t i = 0; i < s->n_manifests; i++) {
+        const al_db_manifest *m = &s->manifests[i];
+        if (al_db_snapshot_blob(s, m->digest) == NULL)
+            verr(v, "dangling", "manifests row %s has no blobs row", m->digest);
+        if (m->config_digest[0] != '\0' && al_db_snapshot_blob(s, m->config_digest) == NULL)
+            verr(v, "dangling", "manifest %s: its config %s has no blobs row", m->digest,
+                 m->config_digest);
+    }
+    static const char *const kind_name[] = {"manifest", "config", "layer"};
+    for (size_t i = 0; i < s->n_edges; i++) {
+        const al_graph_edge *e = &s->edges[i];
+        const char *k = kind_name[e->kind];
+        if (al_db_snapshot_manifest(s, e->parent) == NULL)
+            verr(v, "dangling", "edge %s -> %s (%s): the parent has no manifests row", e->parent,
+                 e->child, k);
+        if (al_db_snapshot_blob(s, e->child) == NULL)
+            verr(v, "dangling", "manifest %s references %s %s, which has no blobs row", e->parent,
+                 k, e->child);
+        else if (e->kind == AL_EDGE_MANIFEST && al_db_snapshot_manifest(s, e->child) == NULL)
+            verr(v, "dangling", "index %s references manifest %s, which has no manifests row",
+                 e->parent, e->child);
+    }
+    for (size_t i = 0; i < s->n_tags; i++) {
+        const al_tag *t = &s->tags[i];
+        if (!al_digest_valid(t->digest))
+            verr(v, "database", "tag %s: invalid digest \"%s\"", t->full_name, t->digest);
+        else if (al_db_snapshot_blob(s, t->digest) == NULL)
+            verr(v, "dangling", "tag %s points at %s, which has no blobs row", t->full_name,
+                 t->digest);
+        else if (al_db_snapshot_manifest(s, t->digest) == NULL)
+            verr(v, "dangling", "tag %s points at %s, which has no manifests row", t->full_name,
+                 t->digest);
+    }
+}
+
+/* Files -------------------------------------------------------------- */
+
+/* Hash one file; FS_GONE when it vanished since it was listed. */
+static fstate hash_file(verifier *v, const char *path, const char *want, int64_t *size_out,
+                        char *buf, uint64_t *done, uint64_t total)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return FS_GONE;
+        verr(v, "io", "%s: %s", path, strerror(errno));
+        return FS_UNREADABLE;
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    al_hasher *h = al_hasher_new();
+    ssize_t n;
+    for (;;) {
+        n = read(fd, buf, READ_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        al_hasher_update(h, buf, (size_t)n);
+        *done += (uint64_t)n;
+        if (v->progress != NULL)
+            v->progress(v->progress_ud, *done, total);
+    }
+    if (n < 0) {
+        verr(v, "io", "read %s: %s", path, strerror(errno));
+        al_hasher_free(h);
+        return FS_UNREADABLE;
+    }
+    *size_out = (int64_t)al_hasher_size(h);
+    char got[AL_DIGEST_BUF];
+    al_hasher_final(h, got);
+    al_hasher_free(h);
+    v->rep->blobs_hashed++;
+    v->rep->bytes_hashed += (uint64_t)*size_out;
+    if (strcmp(got, want) != 0) {
+        verr(v, "corrupt", "blobs/sha256/%s: content hashes to %s", al_digest_hex(want), got);
+        return FS_CORRUPT;
+    }
+    return FS_OK;
+}
+
+static void scan_blobs(verifier *v)
+{
+    _cleanup_free_ char *blobs = al_xasprintf("%s/blobs", v->dir);
+    char **top = NULL, **names = NULL;
+    size_t n_top = 0, n = 0;
+    if (!list_dir(blobs, &top, &n_top)) {
+        verr(v, "layout", "blobs/: %s", strerror(errno));
+        return;
+    }
+    for (size_t i = 0; i < n_top; i++)
+        if (strcmp(top[i], "sha256") != 0)
+            verr(v, "stray", "blobs/%s: not part of the layout (only blobs/sha256 is)", top[i]);
+    strv_free(top, n_top);
+    if (!list_dir(v->blobs_dir, &names, &n)) {
+        verr(v, "layout", "blobs/sha256/: %s", strerror(errno));
+        return;
+    }
+    /* Sizes first, for progress over the whole run. */
+    uint64_t total = 0, done = 0;
+    bool *regular = al_xcalloc(n + 1, sizeof(*regular));
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ char *p = al_xasprintf("%s/%s", v->blobs_dir, names[i]);
+        struct stat st;
+        if (lstat(p, &st) < 0) {
+            if (errno != ENOENT)
+                verr(v, "io", "blobs/sha256/%s: %s", names[i], strerror(errno));
+            continue;
+        }
+        if (!hex_name(names[i])) {
+            verr(v, "stray", "blobs/sha256/%s: not named by a sha256 digest", names[i]);
+            continue;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            verr(v, "stray", "blobs/sha256/%s: not a regular file", names[i]);
+            continue;
+        }
+        regular[i] = true;
+        total += (uint64_t)st.st_size;
+    }
+    _cleanup_free_ char *buf = al_xmalloc(READ_CHUNK);
+    v->files = al_xcalloc(n + 1, sizeof(*v->files));
+    for (size_t i = 0; i < n; i++) {
+        if (!regular[i])
+            continue;
+        bfile *f = &v->files[v->n_files];
+        snprintf(f->digest, sizeof(f->digest), "sha256:%s", names[i]);
+        _cleanup_free_ char *p = al_xasprintf("%s/%s", v->blobs_dir, names[i]);
+        f->state = hash_file(v, p, f->digest, &f->size, buf, &done, total);
+        if (f->state != FS_GONE)
+            v->n_files++;
+    }
+    free(regular);
+    strv_free(names, n);
+}
+
+static const bfile *find_file(const verifier *v, const char *digest)
+{
+    size_t lo = 0, hi = v->n_files;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(v->files[mid].digest, digest);
+        if (c == 0)
+            return &v->files[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Files against blobs rows. A disagreement is confirmed with a fresh
+ * read (autocommit: the newest committed state) before it is reported. */
+static int check_files_vs_rows(verifier *v, al_error **err)
+{
+    const al_db_snapshot *s = &v->snap;
+    for (size_t i = 0; i < v->n_files; i++) {
+        const bfile *f = &v->files[i];
+        const al_db_blob *b = al_db_snapshot_blob(s, f->digest);
+        if (b == NULL) {
+            bool found = false;
+            int64_t size = 0;
+            if (al_db_blob_get(v->db, f->digest, &found, &size, err) < 0)
+                return al_error_wrap(err, "verify");
+            /* A fetch records the layers it downloads only once the
+             * whole batch is in, so while one runs this is normal. */
+            if (!found && v->rep->writer_active)
+                vinfo(v, "unindexed",
+                      "blobs/sha256/%s (%lld bytes) has no blobs row yet (airlock-fetch is "
+                      "running: it adds the row when its downloads end)",
+                      al_digest_hex(f->digest), (long long)f->size);
+            else if (!found)
+                verr(v, "unindexed", "blobs/sha256/%s (%lld bytes) has no blobs row",
+                     al_digest_hex(f->digest), (long long)f->size);
+            continue;
+        }
+        if (f->state == FS_OK && b->size != f->size)
+            verr(v, "size", "blobs/sha256/%s is %lld bytes, its blobs row says %lld",
+                 al_digest_hex(f->digest), (long long)f->size, (long long)b->size);
+    }
+    for (size_t i = 0; i < s->n_blobs; i++) {
+        const al_db_blob *b = &s->blobs[i];
+        if (!al_digest_valid(b->digest) || find_file(v, b->digest) != NULL)
+            continue;
+        bool found = false;
+        if (al_db_blob_get(v->db, b->digest, &found, NULL, err) < 0)
+            return al_error_wrap(err, "verify");
+        if (found && !al_store_has_blob(v->store, b->digest, NULL))
+            verr(v, "missing", "%s (%lld bytes, %s) has a blobs row but no file blobs/sha256/%s",
+                 b->digest, (long long)b->size, b->media_type ? b->media_type : "?",
+                 al_digest_hex(b->digest));
+    }
+    return 0;
+}
+
+/* Tags --------------------------------------------------------------- */
+
+typedef struct damage {
+    char **items; /* "sha256:… (no file)" */
+    size_t n;
+} damage;
+
+static void damage_add(damage *d, const char *digest, const char *why)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (strncmp(d->items[i], digest, AL_DIGEST_LEN) == 0)
+            return;
+    d->items = al_xrealloc(d->items, (d->n + 1) * sizeof(*d->items));
+    d->items[d->n++] = al_xasprintf("%s (%s)", digest, why);
+}
+
+/* Why the blob is not usable, or NULL when it is. want_size < 0: any. */
+static const char *blob_trouble(const verifier *v, const char *digest, int64_t want_size)
+{
+    const al_db_blob *b = al_db_snapshot_blob(&v->snap, digest);
+    const bfile *f = find_file(v, digest);
+    if (f == NULL)
+        return b == NULL ? "no file, no blobs row" : "no file";
+    if (f->state == FS_CORRUPT)
+        return "corrupt";
+    if (f->state != FS_OK)
+        return "unreadable";
+    if (b == NULL)
+        return "no blobs row";
+    if (b->size != f->size || (want_size >= 0 && want_size != f->size))
+        return "wrong size";
+    return NULL;
+}
+
+static bool has_edge(const al_db_snapshot *s, const char *parent, al_edge_kind kind,
+                     const char *child)
+{
+    size_t ne = 0;
+    const al_graph_edge *e = al_db_snapshot_children(s, parent, &ne);
+    for (size_t i = 0; i < ne; i++)
+        if (e[i].kind == kind && strcmp(e[i].child, child) == 0)
+            return true;
+    return false;
+}
+
+/* An image manifest's own descriptors: its config and layers must be
+ * there with the sizes it gives, whatever the edges say. */
+static void check_image_manifest(verifier *v, const char *digest, damage *d, bool *reported,
+                                 size_t manifest_index)
+{
+    _cleanup_free_ char *buf = NULL;
+    size_t len = 0;
+    al_manifest *m = NULL;
+    if (al_store_read_blob(v->store, digest, AL_MANIFEST_MAX, &buf, &len, NULL) < 0)
+        return; /* already named by blob_trouble */
+    al_error *perr = NULL;
+    const al_db_manifest *row = &v->snap.manifests[manifest_index];
+    if (al_manifest_parse(&m, buf, len, row->media_type, &perr) < 0) {
+        if (!reported[manifest_index])
+            verr(v, "corrupt", "manifest %s does not parse: %s", digest, perr->msg);
+        reported[manifest_index] = true;
+        al_error_free(perr);
+        damage_add(d, digest, "unparsable");
+        return;
+    }
+    if (al_manifest_is_index(m)) {
+        al_manifest_free(m);
+        return;
+    }
+    const char *why = blob_trouble(v, m->config.digest, m->config.size);
+    if (why != NULL)
+        damage_add(d, m->config.digest, why);
+    bool edges_ok = has_edge(&v->snap, digest, AL_EDGE_CONFIG, m->config.digest);
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const al_descriptor *l = &m->layers[i];
+        if ((why = blob_trouble(v, l->digest, l->size)) != NULL)
+            damage_add(d, l->digest, why);
+        edges_ok = edges_ok && has_edge(&v->snap, digest, AL_EDGE_LAYER, l->digest);
+    }
+    if (!edges_ok && !reported[manifest_index]) {
+        verr(v, "database", "manifest %s: its edges rows do not list every blob it references",
+             digest);
+        reported[manifest_index] = true;
+    }
+    al_manifest_free(m);
+}
+
+static void check_tags(verifier *v)
+{
+    const al_db_snapshot *s = &v->snap;
+    /* Per manifest row: a manifest-level problem was reported (once,
+     * however many tags share it). */
+    bool *reported = al_xcalloc(s->n_manifests + 1, sizeof(*reported));
+    for (size_t t = 0; t < s->n_tags; t++) {
+        const al_tag *tag = &s->tags[t];
+        if (!al_digest_valid(tag->digest))
+            continue;
+        al_closure c;
+        al_closure_compute(&c, s, tag->digest);
+        damage d = {0};
+        for (size_t i = 0; i < c.n_missing; i++)
+            damage_add(&d, c.missing[i],
+                       al_store_has_blob(v->store, c.missing[i], NULL) ? "no blobs row"
+                                                                       : "no file, no blobs row");
+        for (size_t i = 0; i < c.n; i++) {
+            const char *digest = s->blobs[c.blobs[i]].digest;
+            const char *why = blob_trouble(v, digest, -1);
+            if (why != NULL)
+                damage_add(&d, digest, why);
+            const al_db_manifest *m = al_db_snapshot_manifest(s, digest);
+            if (m != NULL && !m->is_index && why == NULL)
+                check_image_manifest(v, digest, &d, reported, (size_t)(m - s->manifests));
+        }
+        if (d.n > 0) {
+            char *list = al_xstrdup("");
+            for (size_t i = 0; i < d.n && i < MAX_NAMED; i++) {
+                char *n = al_xasprintf("%s%s%s", list, i ? ", " : "", d.items[i]);
+                free(list);
+                list = n;
+            }
+            verr(v, "incomplete", "%s: %zu blob%s of its graph %s unusable: %s%s", tag->full_name,
+                 d.n, d.n == 1 ? "" : "s", d.n == 1 ? "is" : "are", list,
+                 d.n > MAX_NAMED ? ", ..." : "");
+            free(list);
+        }
+        strv_free(d.items, d.n);
+        al_closure_dispose(&c);
+    }
+    free(reported);
+}
+
+/* index.json --------------------------------------------------------- */
+
+static void index_problem(verifier *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void index_problem(verifier *v, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *msg = al_xvasprintf(fmt, ap);
+    va_end(ap);
+    if (v->rep->writer_active)
+        vinfo(v, "index",
+              "index.json: %s (airlock-fetch is running: it rewrites index.json when its run ends)",
+              msg);
+    else
+        verr(v, "index", "index.json: %s", msg);
+}
+
+static const char *json_str_at(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static void check_index(verifier *v)
+{
+    const al_db_snapshot *s = &v->snap;
+    _cleanup_free_ char *path = al_xasprintf("%s/index.json", v->dir);
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        verr(v, "layout", "index.json: %s", strerror(errno));
+        return;
+    }
+    if ((uint64_t)st.st_size > INDEX_JSON_MAX) {
+        verr(v, "layout", "index.json: %lld bytes, more than airlock ever writes",
+             (long long)st.st_size);
+        return;
+    }
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL) {
+        verr(v, "layout", "index.json: line %d: %s", je.line, je.text);
+        return;
+    }
+    json_t *list = json_object_get(root, "manifests");
+    if (!json_is_array(list)) {
+        verr(v, "layout", "index.json: no \"manifests\" array");
+        json_decref(root);
+        return;
+    }
+    bool *listed = al_xcalloc(s->n_tags + 1, sizeof(*listed));
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e)
+    {
+        json_t *ann = json_object_get(e, "annotations");
+        const char *name = json_str_at(ann, "io.containerd.image.name");
+        const char *ref_name = json_str_at(ann, "org.opencontainers.image.ref.name");
+        const char *digest = json_str_at(e, "digest");
+        const char *mt = json_str_at(e, "mediaType");
+        json_t *jsize = json_object_get(e, "size");
+        if (name == NULL)
+            name = ref_name;
+        if (name == NULL) {
+            index_problem(v, "entry %zu (%s) has no io.containerd.image.name annotation", i,
+                          digest ? digest : "no digest");
+            continue;
+        }
+        const al_tag *t = NULL;
+        size_t ti = 0;
+        for (ti = 0; ti < s->n_tags && t == NULL; ti++)
+            if (strcmp(s->tags[ti].full_name, name) == 0)
+                t = &s->tags[ti];
+        if (t == NULL) {
+            index_problem(v, "extra entry %s (%s): no such tag in airlock.db", name,
+                          digest ? digest : "no digest");
+            continue;
+        }
+        ti--;
+        if (listed[ti]) {
+            index_problem(v, "%s is listed more than once", name);
+            continue;
+        }
+        listed[ti] = true;
+        if (digest == NULL || strcmp(digest, t->digest) != 0)
+            index_problem(v, "%s: digest %s, the tag says %s", name, digest ? digest : "missing",
+                          t->digest);
+        if (!json_is_integer(jsize) || json_integer_value(jsize) != t->size)
+            index_problem(v, "%s: size %lld, the tag says %lld", name,
+                          json_is_integer(jsize) ? (long long)json_integer_value(jsize) : -1LL,
+                          (long long)t->size);
+        if (mt == NULL || t->media_type == NULL || strcmp(mt, t->media_type) != 0)
+            index_problem(v, "%s: mediaType %s, the tag says %s", name, mt ? mt : "missing",
+                          t->media_type ? t->media_type : "nothing");
+        const char *cname = json_str_at(ann, "io.containerd.image.name");
+        if (cname == NULL || strcmp(cname, t->full_name) != 0)
+            index_problem(v, "%s: annotation io.containerd.image.name is %s", name,
+                          cname ? cname : "missing");
+        if (ref_name == NULL || strcmp(ref_name, t->full_name) != 0)
+            index_problem(v, "%s: annotation org.opencontainers.image.ref.name is %s", name,
+                          ref_name ? ref_name : "missing");
+    }
+    for (size_t t = 0; t < s->n_tags; t++)
+        if (!listed[t])
+            index_problem(v, "tag %s (%s) has no entry", s->tags[t].full_name, s->tags[t].digest);
+    free(listed);
+    json_decref(root);
+}
+
+/* tmp/ --------------------------------------------------------------- */
+
+static void check_tmp(verifier *v)
+{
+    _cleanup_free_ char *tmp = al_xasprintf("%s/tmp", v->dir);
+    char **names = NULL;
+    size_t n = 0;
+    if (!list_dir(tmp, &names, &n))
+        return; /* a fresh or read-only copy may have none; nothing reads it */
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ char *p = al_xasprintf("%s/%s", tmp, names[i]);
+        struct stat st;
+        if (lstat(p, &st) < 0)
+            continue;
+        char sb[32];
+        al_format_bytes(sb, sizeof(sb), (uint64_t)st.st_size);
+        if (v->rep->writer_active)
+            vinfo(v, "tmp", "tmp/%s (%s): in use by the running airlock-fetch", names[i], sb);
+        else if (strncmp(names[i], "partial-", 8) == 0)
+            vinfo(v, "tmp", "tmp/%s (%s): a partial download; the next airlock-fetch resumes it",
+                  names[i], sb);
+        else
+            vinfo(v, "tmp", "tmp/%s (%s): left over by an interrupted airlock-fetch", names[i], sb);
+    }
+    strv_free(names, n);
+}
+
+int al_verify_store(al_verify_report *out, al_store *store, al_db *db,
+                    al_verify_progress_fn progress, void *progress_ud, al_error **err)
+{
+    memset(out, 0, sizeof(*out));
+    verifier v = {
+        .rep = out,
+        .store = store,
+        .db = db,
+        .dir = al_store_dir(store),
+        .progress = progress,
+        .progress_ud = progress_ud,
+    };
+    v.blobs_dir = al_xasprintf("%s/blobs/sha256", v.dir);
+    out->writer_active = writer_active(v.dir);
+
+    char **msgs = NULL;
+    size_t n_msgs = 0;
+    int r = al_db_quick_check(db, &msgs, &n_msgs, err);
+    if (r == 0) {
+        check_database(&v, msgs, n_msgs);
+        al_db_messages_free(msgs, n_msgs);
+        /* The snapshot before the files: see verify.h. */
+        r = al_db_snapshot_load(db, &v.snap, err);
+    }
+    if (r == 0) {
+        out->n_tags = v.snap.n_tags;
+        check_layout(&v);
+        check_references(&v);
+        scan_blobs(&v);
+        /* A fetch that started while the files were hashed counts too. */
+        out->writer_active = out->writer_active || writer_active(v.dir);
+        r = check_files_vs_rows(&v, err);
+    }
+    if (r == 0) {
+        check_tags(&v);
+        check_index(&v);
+        check_tmp(&v);
+    }
+    al_db_snapshot_dispose(&v.snap);
+    free(v.files);
+    free(v.blobs_dir);
+    if (r < 0)
+        al_verify_report_dispose(out);
+    return r;
+}
