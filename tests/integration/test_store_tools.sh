@@ -195,7 +195,7 @@ damaged "stray files" 1 \
 c=$(fresh)
 sqlite3 "$c/airlock.db" "DELETE FROM blobs WHERE digest = '$pause_root'"
 damaged "a tag's root without its blobs row" 1 \
-    "^error: unindexed: blobs/sha256/${pause_root#sha256:} \\([0-9]+ bytes\\) has no blobs row" \
+    "^info: unindexed: blobs/sha256/${pause_root#sha256:} \\([0-9]+ bytes\\) has no blobs row" \
     "^error: dangling: tag docker.io/rancher/mirrored-pause:3.6 points at $pause_root, which has no blobs row" \
     "^error: incomplete: docker.io/rancher/mirrored-pause:3.6: .*no blobs row"
 
