@@ -79,6 +79,10 @@ check_store() {
     behind=$(comm -23 <(sqlite3 "$s/airlock.db" 'SELECT full_name FROM tags' | sort) \
         <(jq -r '.manifests[].annotations["io.containerd.image.name"]' "$s/index.json" | sort) | wc -l)
     [ "$behind" -le 1 ] || fail "after a kill: index.json misses $behind tags"
+    # and the store's own check agrees (index.json lagging one commit is a note there)
+    RC=0
+    "$AL_BIN/airlock-export" --store "$s" --verify-store >"$work/verify.out" 2>&1 || RC=$?
+    [ "$RC" = 0 ] || { show "$work/verify.out"; fail "after a kill: airlock-export --verify-store exit $RC"; }
 }
 # index_matches STORE: index.json is exactly the tags.
 index_matches() {
