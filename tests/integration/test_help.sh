@@ -87,14 +87,24 @@ for prog in fetch export; do
     done
 
     # 3. The man page renders cleanly.
-    if command -v groff >/dev/null; then
-        warn=$(groff -man -Tutf8 -ww -z "$man" 2>&1) || true
-        [ -z "$warn" ] || fail "man/airlock-$prog.1: groff warnings: $warn"
-        grep -q "^\.TH AIRLOCK-$(tr a-z A-Z <<<"$prog") 1 " "$man" || fail "man/airlock-$prog.1: .TH line"
-    else
-        note "groff not installed: man page rendering not checked"
-    fi
+    need groff
+    warn=$(groff -man -Tutf8 -ww -z "$man" 2>&1) || true
+    [ -z "$warn" ] || fail "man/airlock-$prog.1: groff warnings: $warn"
+    grep -q "^\.TH AIRLOCK-$(tr a-z A-Z <<<"$prog") 1 " "$man" || fail "man/airlock-$prog.1: .TH line"
     note "airlock-$prog: ${#longs[@]} long and ${#shorts[@]} short options in --help and the man page"
 done
 [ "$checked" -gt 0 ] || fail "checked nothing"
+
+# 4. cmake --install puts both programs and both man pages in place, and
+# `man` finds and renders them there.
+need man
+prefix=$(tmpdir prefix)
+cmake --install "$AL_BIN" --prefix "$prefix" >"$prefix.log" 2>&1 || { show "$prefix.log"; fail "cmake --install"; }
+for prog in fetch export; do
+    [ -x "$prefix/bin/airlock-$prog" ] || fail "cmake --install: no bin/airlock-$prog"
+    MANPAGER=cat MANWIDTH=80 man -M "$prefix/share/man" "airlock-$prog" >"$prefix.$prog.txt" 2>&1 ||
+        { show "$prefix.$prog.txt"; fail "man airlock-$prog after install"; }
+    grep -q "airlock-$prog" "$prefix.$prog.txt" || fail "man airlock-$prog: nothing rendered"
+    grep -q -- "--store" "$prefix.$prog.txt" || fail "man airlock-$prog: no --store in the page"
+done
 note "ok"
