@@ -443,6 +443,10 @@ static bool xfer_finish(al_engine *e, xfer *x, CURLcode code)
     al_request *r = x->req;
     r->status = response_code(x);
     r->transport_code = (int)code;
+    /* Count what the server answered: a TLS handshake refused by a plain
+     * HTTP --insecure-registry, say, is no request. */
+    if (r->status > 0)
+        e->stats.requests++;
     bool ok2xx = r->status >= 200 && r->status <= 299;
     _cleanup_free_ char *url = al_url_redact(r->url);
     if (x->bad_range && r->attempts <= e->opts.max_retries) {
@@ -508,7 +512,6 @@ static bool xfer_finish(al_engine *e, xfer *x, CURLcode code)
 static void xfer_start(al_engine *e, xfer *x)
 {
     x->req->attempts++;
-    e->stats.requests++;
     xfer_setup(e, x);
     curl_multi_add_handle(e->multi, x->easy);
     x->in_flight = true;

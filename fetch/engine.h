@@ -110,7 +110,7 @@ int al_engine_run(al_engine *e, al_request **reqs, size_t n);
 
 /* Counters for the whole run. */
 typedef struct al_engine_stats {
-    uint64_t requests;      /* attempts started */
+    uint64_t requests;      /* HTTP requests answered (any status) */
     uint64_t blob_bytes;    /* bytes written into blobs */
     uint64_t retries;
 } al_engine_stats;
