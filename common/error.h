@@ -36,9 +36,9 @@ typedef struct al_error {
 int al_error_set(al_error **err, al_errc code, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Prefix the message of *err with "context: " and return its code.
- * With err or *err NULL, returns AL_E_IO-free 0-safe: returns -1 (USAGE)
- * only if nothing was recorded, so always call it on a real failure. */
+/* Prefix the message of *err with "context: " and return its code. Call it
+ * only on a real failure: with err or *err NULL there is nothing to wrap and
+ * it returns AL_E_USAGE. */
 int al_error_wrap(al_error **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void al_error_free(al_error *e);
