@@ -314,6 +314,9 @@ int main(int argc, char **argv)
     al_registry *reg = NULL;
     al_image_result *results = NULL;
     int64_t run_id = 0;
+    /* Declared before the first goto: jumping past a cleanup variable's
+     * initialisation would free an indeterminate pointer at return. */
+    _cleanup_free_ char *args = NULL;
 
     if (al_creds_new(&creds, username, password, NULL, &err) < 0) {
         exit_code = EXIT_USAGE;
@@ -324,7 +327,7 @@ int main(int argc, char **argv)
         exit_code = EXIT_STORE;
         goto out;
     }
-    _cleanup_free_ char *args = argv_text(argc, argv);
+    args = argv_text(argc, argv);
     if (al_db_run_begin(db, args, &run_id, &err) < 0) {
         exit_code = EXIT_STORE;
         goto out;
