@@ -53,18 +53,19 @@ int al_digest_check(const char *s, al_error **err)
                   strchr("+._-", s[i])))
                 well_formed = false;
         if (well_formed && (strncmp(s, "sha512:", 7) == 0 || strncmp(s, "sha384:", 7) == 0))
-            return al_error_set(err, AL_E_UNSUPPORTED, 0,
-                                "unsupported digest algorithm \"%.*s\" in \"%s\": only sha256 is supported",
-                                (int)alg_len, s, q);
-        return al_error_set(err, AL_E_PARSE, 0,
-                            "invalid digest \"%s\": algorithm must be sha256", q);
+            return al_error_set(
+                err, AL_E_UNSUPPORTED, 0,
+                "unsupported digest algorithm \"%.*s\" in \"%s\": only sha256 is supported",
+                (int)alg_len, s, q);
+        return al_error_set(err, AL_E_PARSE, 0, "invalid digest \"%s\": algorithm must be sha256",
+                            q);
     }
     const char *hex = colon + 1;
     size_t n = strlen(hex);
     for (size_t i = 0; i < n; i++) {
         if (hex[i] >= 'A' && hex[i] <= 'F')
-            return al_error_set(err, AL_E_PARSE, 0,
-                                "invalid digest \"%s\": hex must be lowercase", q);
+            return al_error_set(err, AL_E_PARSE, 0, "invalid digest \"%s\": hex must be lowercase",
+                                q);
         if (!is_lower_hex(hex[i]))
             return al_error_set(err, AL_E_PARSE, 0,
                                 "invalid digest \"%s\": '%c' is not a hex digit", q,

@@ -62,8 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc < 0) {
         FUZZ_CHECK(err != NULL && err->code == rc, "failure %d without its error", rc);
         FUZZ_CHECK(rc == AL_E_PARSE || rc == AL_E_AUTH, "code %d", rc);
-        FUZZ_CHECK(c.scheme == 0 && !c.realm && !c.service && !c.scope,
-                   "failure left fields set");
+        FUZZ_CHECK(c.scheme == 0 && !c.realm && !c.service && !c.scope, "failure left fields set");
         al_error_free(err);
         return 0;
     }

@@ -35,8 +35,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* The fixed text of the parser's messages, which a short secret may
  * happen to match. */
 static const char *const fixed_texts[] = {
-    ORIGIN ": auths entry for \"", "\" has an invalid \"auth\" value",
-    ORIGIN ": \"auths\" is not an object", ORIGIN ": not a JSON object",
+    ORIGIN ": auths entry for \"",
+    "\" has an invalid \"auth\" value",
+    ORIGIN ": \"auths\" is not an object",
+    ORIGIN ": not a JSON object",
 };
 
 /* A failure message names the entry's key, and nothing else of the input

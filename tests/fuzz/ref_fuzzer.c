@@ -49,8 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = al_ref_parse(&r, s, &err);
     if (rc < 0) {
         FUZZ_CHECK(r == NULL, "failure left a ref");
-        FUZZ_CHECK(err != NULL && err->code == AL_E_USAGE && rc == AL_E_USAGE,
-                   "failure code %d", rc);
+        FUZZ_CHECK(err != NULL && err->code == AL_E_USAGE && rc == AL_E_USAGE, "failure code %d",
+                   rc);
         FUZZ_CHECK(printable(err->msg) && strlen(err->msg) < MSG_MAX_LEN,
                    "message not printable or too long (%zu bytes)", strlen(err->msg));
         al_error_free(err);

@@ -23,8 +23,8 @@ static const char *check_origin(const char *s, size_t lines)
     FUZZ_CHECK(strncmp(s, LIST_NAME ":", plen + 1) == 0, "origin \"%s\"", s);
     char *end = NULL;
     unsigned long long n = strtoull(s + plen + 1, &end, 10);
-    FUZZ_CHECK(end != s + plen + 1 && n >= 1 && n <= lines, "line %llu of %zu in \"%s\"", n,
-               lines, s);
+    FUZZ_CHECK(end != s + plen + 1 && n >= 1 && n <= lines, "line %llu of %zu in \"%s\"", n, lines,
+               s);
     return end;
 }
 
@@ -42,8 +42,8 @@ static void check_list(const al_reflist *l, size_t lines)
 
         al_ref *r = NULL;
         al_error *err = NULL;
-        FUZZ_CHECK(al_ref_parse(&r, e->text, &err) == 0, "entry \"%s\" does not parse: %s",
-                   e->text, err ? err->msg : "?");
+        FUZZ_CHECK(al_ref_parse(&r, e->text, &err) == 0, "entry \"%s\" does not parse: %s", e->text,
+                   err ? err->msg : "?");
         _cleanup_free_ char *a = al_ref_full(r);
         _cleanup_free_ char *b = al_ref_full(e->ref);
         FUZZ_CHECK(strcmp(a, b) == 0, "entry \"%s\" holds %s, parses to %s", e->text, b, a);
