@@ -20,15 +20,30 @@ bool al_digest_valid(const char *s)
     return s[AL_DIGEST_LEN] == '\0';
 }
 
+/* The first 80 bytes of s, with anything but printable ASCII as '?'. A
+ * digest comes from a registry's JSON, and its bytes must not reach the
+ * user's terminal as escape sequences. */
+#define SHOWN_MAX 80
+static const char *shown(char out[SHOWN_MAX + 1], const char *s)
+{
+    size_t n = strnlen(s, SHOWN_MAX);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    out[n] = '\0';
+    return out;
+}
+
 int al_digest_check(const char *s, al_error **err)
 {
     if (s == NULL || *s == '\0')
         return al_error_set(err, AL_E_PARSE, 0, "invalid digest \"\": empty");
     if (al_digest_valid(s))
         return 0;
+    char buf[SHOWN_MAX + 1];
+    const char *q = shown(buf, s);
     const char *colon = strchr(s, ':');
     if (colon == NULL)
-        return al_error_set(err, AL_E_PARSE, 0, "invalid digest \"%.80s\": missing algorithm", s);
+        return al_error_set(err, AL_E_PARSE, 0, "invalid digest \"%s\": missing algorithm", q);
     size_t alg_len = (size_t)(colon - s);
     if (alg_len != 6 || strncmp(s, "sha256", 6) != 0) {
         /* OCI algorithm grammar: [a-z0-9]+([+._-][a-z0-9]+)* */
@@ -38,25 +53,26 @@ int al_digest_check(const char *s, al_error **err)
                   strchr("+._-", s[i])))
                 well_formed = false;
         if (well_formed && (strncmp(s, "sha512:", 7) == 0 || strncmp(s, "sha384:", 7) == 0))
-            return al_error_set(err, AL_E_UNSUPPORTED, 0,
-                                "unsupported digest algorithm \"%.*s\" in \"%.80s\": only sha256 is supported",
-                                (int)alg_len, s, s);
-        return al_error_set(err, AL_E_PARSE, 0,
-                            "invalid digest \"%.80s\": algorithm must be sha256", s);
+            return al_error_set(
+                err, AL_E_UNSUPPORTED, 0,
+                "unsupported digest algorithm \"%.*s\" in \"%s\": only sha256 is supported",
+                (int)alg_len, s, q);
+        return al_error_set(err, AL_E_PARSE, 0, "invalid digest \"%s\": algorithm must be sha256",
+                            q);
     }
     const char *hex = colon + 1;
     size_t n = strlen(hex);
     for (size_t i = 0; i < n; i++) {
         if (hex[i] >= 'A' && hex[i] <= 'F')
-            return al_error_set(err, AL_E_PARSE, 0,
-                                "invalid digest \"%.80s\": hex must be lowercase", s);
+            return al_error_set(err, AL_E_PARSE, 0, "invalid digest \"%s\": hex must be lowercase",
+                                q);
         if (!is_lower_hex(hex[i]))
             return al_error_set(err, AL_E_PARSE, 0,
-                                "invalid digest \"%.80s\": '%c' is not a hex digit", s,
+                                "invalid digest \"%s\": '%c' is not a hex digit", q,
                                 hex[i] >= 32 && hex[i] < 127 ? hex[i] : '?');
     }
     return al_error_set(err, AL_E_PARSE, 0,
-                        "invalid digest \"%.80s\": sha256 needs 64 hex digits, got %zu", s, n);
+                        "invalid digest \"%s\": sha256 needs 64 hex digits, got %zu", q, n);
 }
 
 const char *al_digest_hex(const char *digest)

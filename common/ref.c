@@ -397,10 +397,16 @@ char *al_ref_full(const al_ref *r)
 }
 
 /* docker's FamiliarString: drop "docker.io/", and "library/" when a single
- * component follows it ("library/a/b" keeps its prefix, as in docker). */
+ * component follows it ("library/a/b" keeps its prefix, as in docker).
+ * Unlike docker, a Hub path whose first component looks like a registry
+ * ("docker.io/localhost/x", "docker.io/a.b/c") keeps "docker.io/": without
+ * it the familiar form would name another registry when parsed again. */
 char *al_ref_familiar(const al_ref *r)
 {
     if (strcmp(r->domain, DOCKER_DOMAIN) != 0)
+        return al_ref_full(r);
+    const char *slash = strchr(r->path, '/');
+    if (slash != NULL && looks_like_domain((span){r->path, (size_t)(slash - r->path)}))
         return al_ref_full(r);
     const char *p = r->path;
     size_t plen = strlen(OFFICIAL_PREFIX);

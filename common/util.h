@@ -16,7 +16,7 @@ void *al_xrealloc(void *p, size_t n);
 char *al_xstrdup(const char *s);
 char *al_xstrndup(const char *s, size_t n);
 char *al_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-char *al_xvasprintf(const char *fmt, va_list ap);
+char *al_xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* Human-readable byte count ("1.2 MB"), into buf. Returns buf. */
 char *al_format_bytes(char *buf, size_t len, uint64_t bytes);

@@ -43,6 +43,39 @@ static void test_valid(void **state)
     assert_false(al_digest_valid(NULL));
 }
 
+/* Digests come from registries' JSON: their bytes are quoted in messages
+ * with anything but printable ASCII replaced, so that an escape sequence
+ * never reaches the terminal (found by the manifest and config fuzzers). */
+static void test_message_printable(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s, *msg;
+    } cases[] = {
+        {"sha256:\x1b[31mred", "invalid digest \"sha256:?[31mred\": '?' is not a hex digit"},
+        {"sha216:e3\x7f", "invalid digest \"sha216:e3?\": algorithm must be sha256"},
+        {"\x1b]0;title\x07", "invalid digest \"?]0;title?\": missing algorithm"},
+        {"sha512:\n", "unsupported digest algorithm \"sha512\" in \"sha512:?\": only sha256 is "
+                      "supported"},
+        {"sha256:ab\xc3\xa9", "invalid digest \"sha256:ab??\": '?' is not a hex digit"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        al_error *err = NULL;
+        assert_true(al_digest_check(cases[i].s, &err) < 0);
+        assert_non_null(err);
+        assert_string_equal(err->msg, cases[i].msg);
+        al_error_free(err);
+    }
+    /* Long input is cut at 80 bytes. */
+    char long_s[200];
+    memset(long_s, 'x', sizeof(long_s) - 1);
+    long_s[sizeof(long_s) - 1] = '\0';
+    al_error *err = NULL;
+    assert_true(al_digest_check(long_s, &err) < 0);
+    assert_true(strlen(err->msg) < 120);
+    al_error_free(err);
+}
+
 static void test_hash(void **state)
 {
     (void)state;
@@ -66,6 +99,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_message_printable),
         cmocka_unit_test(test_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -286,6 +286,11 @@ static void test_familiar(void **state)
         {"localhost:5000/a/b:t", "localhost:5000/a/b:t", "localhost:5000"},
         {"[::1]:5000/x:t", "[::1]:5000/x:t", "[::1]:5000"},
         {"quay.io/library/x", "quay.io/library/x:latest", "quay.io"},
+        /* Found by ref_fuzzer: dropping "docker.io/" here would turn the
+         * Hub repository into a ref to the registry "localhost" or "a.b". */
+        {"docker.io/localhost/x", "docker.io/localhost/x:latest", "registry-1.docker.io"},
+        {"docker.io/a.b/c:1", "docker.io/a.b/c:1", "registry-1.docker.io"},
+        {"docker.io/library/localhost", "localhost:latest", "registry-1.docker.io"},
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
         al_ref *r = NULL;
