@@ -121,4 +121,17 @@ for d in $(jq -r '.images[].blobs[].digest' "$work/mv2.json"); do
 done
 assert_blobs_match_registry "$store2" "$AL_REG_PLAIN_STORAGE"
 
+# 4. A digest ref already in the store costs no request at all -----------------
+bb=$(seed_digest library/busybox:1.36)
+mark=$(log_mark "$AL_REG_PLAIN_LOG")
+run_fetch "$work/by-digest" --store "$store2" "${reg_args[@]}" "busybox@$bb"
+expect_rc 0 "$work/by-digest" "fetch of a digest ref the store holds"
+assert_eq ok "$(word_for "$work/by-digest.out" "docker.io/library/busybox@$bb")" "result of the digest ref"
+assert_eq 0 "$(log_since "$AL_REG_PLAIN_LOG" "$mark" | wc -l | tr -d ' ')" "requests for a digest ref in the store"
+# ...and a second time it is unchanged, still without a request.
+mark=$(log_mark "$AL_REG_PLAIN_LOG")
+run_fetch "$work/by-digest2" --store "$store2" "${reg_args[@]}" "busybox@$bb"
+assert_eq unchanged "$(word_for "$work/by-digest2.out" "docker.io/library/busybox@$bb")" "second digest-ref run"
+assert_eq 0 "$(log_since "$AL_REG_PLAIN_LOG" "$mark" | wc -l | tr -d ' ')" "requests for the digest ref again"
+
 note "ok"
