@@ -128,7 +128,7 @@ run_export "$work/noplat" --store "$store" --platform linux/arm64 -o "$out2/x.ta
 expect_export 1 "$work/noplat" "export of a platform the image lacks"
 validate "$R"
 assert_eq "linux/arm64 failed NOT_FOUND" "$(q '.images[0] | "\(.platform) \(.status) \(.error.code)"')" "entry of the lacking platform"
-q '.error.problems[0]' | grep -q "has no linux/arm64 manifest" || fail "the problem does not name the platform"
+[[ "$(q '.error.problems[0]')" == *"has no linux/arm64 manifest"* ]] || fail "the problem does not name the platform"
 note "missing ref and platform: reported, nothing written"
 
 # 3. A corrupt layer: the write fails, no tarball ------------------------------------
@@ -143,7 +143,7 @@ expect_export 1 "$work/corrupt" "export with a corrupt layer"
 validate "$R"
 assert_eq "" "$(ls -A "$out2")" "files left by the corrupt export"
 assert_eq "1 DIGEST failed DIGEST 0" "$(q '"\(.exit_status) \(.error.code) \(.outputs[0].status) \(.outputs[0].error.code) \(.outputs[0].bytes)"')" "corrupt export"
-q .error.message | grep -qF "$layer" || fail "the error does not name the corrupt blob"
+[[ "$(q .error.message)" == *"$layer"* ]] || fail "the error does not name the corrupt blob"
 assert_eq failed "$(q '.images[0].status')" "image of the failed output"
 
 # 4. An unusable store: exit 3, still a report -------------------------------------
