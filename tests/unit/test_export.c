@@ -258,11 +258,12 @@ static void test_select_problems(void **state)
             assert_string_equal(sel.problems[k], cases[i].want[k]);
         /* What each concerns (the run report): the ref, the platform when
          * only that one is lacking, NOT_FOUND for all of these. */
-        const char *want_ref[] = {"docker.io/library/missing:1",
-                                  "docker.io/library/c@sha256:"
-                                  "1111111111111111111111111111111111111111111111111111111111111111",
-                                  i == 0 ? "docker.io/library/b:1" : "docker.io/library/a:1",
-                                  "docker.io/library/b:1", digest_ref};
+        const char *want_ref[] = {
+            "docker.io/library/missing:1",
+            "docker.io/library/c@sha256:"
+            "1111111111111111111111111111111111111111111111111111111111111111",
+            i == 0 ? "docker.io/library/b:1" : "docker.io/library/a:1", "docker.io/library/b:1",
+            digest_ref};
         for (size_t k = 0; k < n_want; k++) {
             assert_string_equal(sel.problem_info[k].ref, want_ref[k]);
             assert_int_equal(sel.problem_info[k].platform, k < 2 ? -1 : 0);
