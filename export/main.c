@@ -2,6 +2,7 @@
  * Flags and files only; the work is in select.c and archive.c. */
 #include "archive.h"
 #include "inspect.h"
+#include "report.h"
 #include "select.h"
 #include "verify.h"
 #include "../common/log.h"
@@ -53,7 +54,7 @@ typedef struct options {
     bool list;
     const char *inspect; /* REF */
     bool verify_store;
-    bool json;
+    const char *json_path; /* --json FILE: the run report, or a store tool's JSON */
 } options;
 
 /* The .partial file being written, removed if a signal ends us. */
@@ -71,8 +72,9 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(
-        f, "Usage: " PROG " [OPTIONS] [REF]... -o OUT\n"
-           "       " PROG " [--store DIR] --list | --inspect REF | --verify-store [--json]\n"
+        f, "Usage: " PROG " [OPTIONS] [REF]... -o OUT [--json FILE]\n"
+           "       " PROG " [--store DIR] --list | --inspect REF | --verify-store\n"
+           "                      [--json FILE]\n"
            "Write the images REF (and those of -f lists, or --all) from the store as a\n"
            "tarball that docker load, ctr/k3s import and podman load read. Offline.\n"
            "\n"
@@ -96,6 +98,9 @@ static void usage(FILE *f)
            "      --no-verify         skip the sha256 of each blob (sizes are still checked;\n"
            "                          default: verify)\n"
            "      --force             replace OUT if it exists (default: refuse)\n"
+           "      --json FILE         write a machine-readable report of the run to FILE\n"
+           "                          (docs/export-report.schema.json), also when it fails;\n"
+           "                          '-' = stdout, unless the tarball goes there\n"
            "\n"
            "Store tools (read-only, offline; output on stdout):\n"
            "      --list              one line per tag: name, digest, platforms, size (each\n"
@@ -106,7 +111,8 @@ static void usage(FILE *f)
            "                          other tags share each layer\n"
            "      --verify-store      re-hash every blob; check that airlock.db, index.json\n"
            "                          and blobs/ agree; one line per problem (exit 1 if any)\n"
-           "      --json              with --list, --inspect or --verify-store: JSON output\n"
+           "      --json FILE         with --list, --inspect or --verify-store: write the\n"
+           "                          JSON form to FILE too; '-' = JSON instead of text\n"
            "\n"
            "  -q, --quiet             only errors and warnings\n"
            "  -v, --verbose           more detail\n"
@@ -165,7 +171,7 @@ static const struct option long_opts[] = {
     {"list", no_argument, NULL, OPT_LIST},
     {"inspect", required_argument, NULL, OPT_INSPECT},
     {"verify-store", no_argument, NULL, OPT_VERIFY_STORE},
-    {"json", no_argument, NULL, OPT_JSON},
+    {"json", required_argument, NULL, OPT_JSON},
     {"force", no_argument, NULL, OPT_FORCE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
@@ -199,30 +205,6 @@ static void draw_progress(void *ud, uint64_t done, uint64_t total)
             al_format_bytes(a, sizeof(a), done), al_format_bytes(b, sizeof(b), total), speed);
     if (done >= total)
         fputs("\r\033[K", stderr);
-}
-
-/* OUT with {arch} replaced. */
-static char *output_path(const char *tmpl, const al_platform *p)
-{
-    char arch[96];
-    al_platform_arch_tag(p, arch, sizeof(arch));
-    const char *at = strstr(tmpl, "{arch}");
-    if (at == NULL)
-        return al_xstrdup(tmpl);
-    /* Every occurrence. */
-    char *out = al_xstrndup(tmpl, (size_t)(at - tmpl));
-    const char *rest = at + 6;
-    for (;;) {
-        const char *next = strstr(rest, "{arch}");
-        size_t n = next ? (size_t)(next - rest) : strlen(rest);
-        char *o = al_xasprintf("%s%s%.*s", out, arch, (int)n, rest);
-        free(out);
-        out = o;
-        if (next == NULL)
-            break;
-        rest = next + 6;
-    }
-    return out;
 }
 
 static int fsync_dir_of(const char *path, al_error **err)
@@ -327,7 +309,13 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
         case OPT_LIST: o->list = true; break;
         case OPT_INSPECT: o->inspect = optarg; break;
         case OPT_VERIFY_STORE: o->verify_store = true; break;
-        case OPT_JSON: o->json = true; break;
+        case OPT_JSON:
+            /* "--json --list" (the flag took no value before) would make a
+             * file named --list. */
+            if (*optarg == '\0' || (optarg[0] == '-' && optarg[1] != '\0'))
+                return usage_error("--json: expected a file name or '-', got \"%s\"", optarg);
+            o->json_path = optarg;
+            break;
         case OPT_FORCE: o->force = true; break;
         case 'q': o->quiet = true; break;
         case 'v': o->verbose = true; break;
@@ -365,10 +353,13 @@ typedef struct run {
     al_db *db;
     al_ref **ref_arr;
     al_selection sel;
+    al_export_report rep; /* with --json FILE, from the store's opening on */
+    bool rep_on;
 } run;
 
 static void run_dispose(run *R)
 {
+    al_export_report_dispose(&R->rep);
     al_selection_dispose(&R->sel);
     free(R->ref_arr);
     if (R->db)
@@ -380,14 +371,38 @@ static void run_dispose(run *R)
     al_reflist_dispose(&R->refs);
 }
 
+/* An export failure: logged once, and kept for the run report. */
+static int fail(run *R, al_error *err, int exit_code)
+{
+    al_error_log("%s", err ? err->msg : "unknown error");
+    if (R->rep_on && err != NULL)
+        al_export_report_set_error(&R->rep, err);
+    else
+        al_error_free(err);
+    return exit_code;
+}
+
+static int fail_msg(run *R, al_errc code, int exit_code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_msg(run *R, al_errc code, int exit_code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *msg = al_xvasprintf(fmt, ap);
+    va_end(ap);
+    al_error *err = NULL;
+    al_error_set(&err, code, 0, "%s", msg);
+    return fail(R, err, exit_code);
+}
+
 /* Write the tarball of one platform. Returns an exit code. */
-static int export_one(run *R, const al_export_set *set)
+static int export_one(run *R, const al_export_set *set, al_export_output *out)
 {
     const options *o = &R->o;
     bool to_stdout = strcmp(o->output, "-") == 0;
     char pbuf[96];
     al_platform_format(&set->platform, pbuf, sizeof(pbuf));
-    _cleanup_free_ char *path = output_path(o->output, &set->platform);
+    _cleanup_free_ char *path = al_export_output_path(o->output, &set->platform);
     const char *shown = to_stdout ? "stdout" : path;
     progress pg = {.on = !o->quiet && isatty(STDERR_FILENO), .label = shown};
     al_archive_opts ao = {
@@ -403,7 +418,11 @@ static int export_one(run *R, const al_export_set *set)
     al_error *err = NULL;
     if (al_archive_plan(&a, R->store, set, &ao, &err) < 0) {
         int rc = al_errc_exit(err->code);
-        return report(err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
+        if (out != NULL) {
+            out->status = AL_OUTPUT_FAILED;
+            al_error_set(&out->error, err->code, 0, "%s", err->msg);
+        }
+        return fail(R, err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
     }
     if (o->format != AL_FORMAT_OCI && !o->decompress_zstd) {
         for (size_t i = 0; i < set->n_images; i++) {
@@ -422,10 +441,22 @@ static int export_one(run *R, const al_export_set *set)
              al_format_bytes(b2, sizeof(b2), al_archive_tar_size(a)));
     pg.start = pg.last = al_mono();
     uint64_t out_bytes = 0;
-    if (write_tarball(a, path, o, &pg, &out_bytes, &err) < 0) {
+    int wr = write_tarball(a, path, o, &pg, &out_bytes, &err);
+    if (out != NULL) {
+        out->status = wr == 0 ? AL_OUTPUT_WRITTEN : AL_OUTPUT_FAILED;
+        out->bytes = wr == 0 ? out_bytes : 0;
+        out->tar_bytes = al_archive_tar_size(a);
+        out->blobs = al_archive_n_blobs(a);
+        out->blob_bytes = al_archive_blob_bytes(a);
+        out->images = set->n_images;
+        out->seconds = al_mono() - t0;
+        if (wr < 0)
+            al_error_set(&out->error, err->code, 0, "%s", err->msg);
+    }
+    if (wr < 0) {
         int rc = al_errc_exit(err->code);
         al_archive_free(a);
-        return report(err, rc == EXIT_USAGE || rc == 0 ? EXIT_FAILED : rc);
+        return fail(R, err, rc == EXIT_USAGE || rc == 0 ? EXIT_FAILED : rc);
     }
     for (size_t i = 0; i < set->n_images; i++) {
         const al_export_image *im = &set->images[i];
@@ -460,8 +491,12 @@ static const char *store_dir_of(const options *o)
     return dir != NULL && dir[0] != '\0' ? dir : DEFAULT_STORE;
 }
 
-static int print_verify_report(const al_verify_report *rep, bool json)
+/* A store tool's output, text or JSON, on out. */
+typedef int (*tool_print_fn)(FILE *out, bool json, void *ud, al_error **err);
+
+static int print_verify_report(FILE *out, bool json, void *ud, al_error **err)
 {
+    const al_verify_report *rep = ud;
     char b[32];
     al_format_bytes(b, sizeof(b), rep->bytes_hashed);
     if (json) {
@@ -486,36 +521,73 @@ static int print_verify_report(const al_verify_report *rep, bool json)
             json_array_append_new(list, o);
         }
         json_object_set_new(doc, "problems", list);
-        json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
+        json_dumpf(doc, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', out);
         json_decref(doc);
     } else {
         for (size_t i = 0; i < rep->n_problems; i++) {
             const al_verify_problem *p = &rep->problems[i];
-            printf("%s: %s: %s\n", p->severity == AL_VERIFY_ERROR ? "error" : "info", p->kind,
-                   p->message);
+            fprintf(out, "%s: %s: %s\n", p->severity == AL_VERIFY_ERROR ? "error" : "info", p->kind,
+                    p->message);
         }
         char notes[48] = "";
         if (rep->n_infos > 0)
             snprintf(notes, sizeof(notes), "; %zu note%s", rep->n_infos,
                      rep->n_infos == 1 ? "" : "s");
         if (rep->n_errors == 0)
-            printf("store OK: %llu blobs, %llu bytes (%s) verified, %zu tags%s\n",
-                   (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed, b,
-                   rep->n_tags, notes);
+            fprintf(out, "store OK: %llu blobs, %llu bytes (%s) verified, %zu tags%s\n",
+                    (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed, b,
+                    rep->n_tags, notes);
         else
-            printf("%zu problem%s (%zu error%s, %zu note%s); %llu blobs, %llu bytes (%s) "
-                   "verified, %zu tags\n",
-                   rep->n_problems, rep->n_problems == 1 ? "" : "s", rep->n_errors,
-                   rep->n_errors == 1 ? "" : "s", rep->n_infos, rep->n_infos == 1 ? "" : "s",
-                   (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed, b,
-                   rep->n_tags);
+            fprintf(out,
+                    "%zu problem%s (%zu error%s, %zu note%s); %llu blobs, %llu bytes (%s) "
+                    "verified, %zu tags\n",
+                    rep->n_problems, rep->n_problems == 1 ? "" : "s", rep->n_errors,
+                    rep->n_errors == 1 ? "" : "s", rep->n_infos, rep->n_infos == 1 ? "" : "s",
+                    (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed, b,
+                    rep->n_tags);
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        al_error_log("write the report: %s", strerror(errno));
-        return EXIT_FAILED;
-    }
-    return rep->n_errors == 0 ? 0 : EXIT_FAILED;
+    if (fflush(out) != 0 || ferror(out))
+        return al_error_set(err, AL_E_IO, errno, "write the report");
+    return 0;
+}
+
+typedef struct inspect_args {
+    al_store *store;
+    const al_db_snapshot *snap;
+    const al_ref *ref; /* NULL: --list */
+} inspect_args;
+
+static int print_inspect(FILE *out, bool json, void *ud, al_error **err)
+{
+    const inspect_args *a = ud;
+    return a->ref == NULL ? al_inspect_list(out, a->snap, json, err)
+                          : al_inspect_image(out, a->store, a->snap, a->ref, json, err);
+}
+
+/* --json -: the JSON on stdout instead of the text. --json FILE: the text
+ * on stdout as without it, and the JSON in FILE (written atomically), so
+ * that one --verify-store both logs and feeds a job that alerts. */
+static int tool_output(const options *o, tool_print_fn print, void *ud, al_error **err)
+{
+    bool json_stdout = o->json_path != NULL && strcmp(o->json_path, "-") == 0;
+    int r = print(stdout, json_stdout, ud, err);
+    if (r < 0 || o->json_path == NULL || json_stdout)
+        return r;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    if (mem == NULL)
+        return al_error_set(err, AL_E_IO, errno, "open_memstream");
+    r = print(mem, true, ud, err);
+    if (fclose(mem) != 0 && r == 0)
+        r = al_error_set(err, AL_E_IO, errno, "write the JSON");
+    if (r == 0)
+        r = al_export_write_text(o->json_path, buf, len, err);
+    free(buf);
+    if (r < 0)
+        al_error_wrap(err, "--json");
+    return r;
 }
 
 /* --list, --inspect, --verify-store: read-only, on stdout. */
@@ -549,16 +621,19 @@ static int store_tools(run *R)
             return report(err, EXIT_STORE);
         if (pg.on)
             fputs("\r\033[K", stderr);
-        int rc = print_verify_report(&rep, o->json);
+        int r = tool_output(o, print_verify_report, &rep, &err);
+        size_t n_errors = rep.n_errors;
         al_verify_report_dispose(&rep);
-        return rc;
+        if (r < 0)
+            return report(err, EXIT_FAILED);
+        return n_errors == 0 ? 0 : EXIT_FAILED;
     }
 
     al_db_snapshot snap;
     if (al_db_snapshot_load(R->db, &snap, &err) < 0)
         return report(err, EXIT_STORE);
-    int r = o->list ? al_inspect_list(stdout, &snap, o->json, &err)
-                    : al_inspect_image(stdout, R->store, &snap, ref, o->json, &err);
+    inspect_args ia = {.store = R->store, .snap = &snap, .ref = o->list ? NULL : ref};
+    int r = tool_output(o, print_inspect, &ia, &err);
     al_db_snapshot_dispose(&snap);
     if (r < 0)
         return report(err, r == AL_E_IO ? EXIT_FAILED : al_errc_exit(r));
@@ -583,8 +658,6 @@ static int run_main(run *R, int argc, char **argv)
     }
     if (o->list || o->inspect != NULL || o->verify_store)
         return store_tools(R);
-    if (o->json)
-        return usage_error("--json goes with --list, --inspect or --verify-store");
     if (R->refs.n == 0 && !o->all)
         return usage_error("no images: give refs, -f LIST or --all");
     if (o->output == NULL)
@@ -616,12 +689,28 @@ static int run_main(run *R, int argc, char **argv)
                            o->output);
     if (to_stdout && isatty(STDOUT_FILENO))
         return usage_error("refusing to write a tarball to a terminal");
+    if (to_stdout && o->json_path != NULL && strcmp(o->json_path, "-") == 0)
+        return usage_error("--json -: stdout carries the tarball; give the report a file name");
 
+    /* From here on every run leaves a report (--json FILE), failed or not. */
     const char *store_dir = store_dir_of(o);
+    if (o->json_path != NULL) {
+        al_export_report_init(&R->rep, AL_VERSION, store_dir, o->output, R->plats, R->n_plats);
+        R->rep.format = o->format;
+        R->rep.compression = o->compress_set ? o->compress
+                             : to_stdout     ? AL_SINK_PLAIN
+                                             : al_sink_kind_from_path(o->output);
+        R->rep.level = o->level;
+        R->rep.decompress_zstd = o->decompress_zstd;
+        R->rep.verify = o->verify;
+        R->rep.all = o->all;
+        R->rep.refs = &R->refs;
+        R->rep_on = true;
+    }
     if (al_store_open(&R->store, store_dir, AL_STORE_READONLY, &err) < 0)
-        return report(err, EXIT_STORE);
+        return fail(R, err, EXIT_STORE);
     if (al_db_open(&R->db, al_store_db_path(R->store), true, &err) < 0)
-        return report(err, EXIT_STORE);
+        return fail(R, err, EXIT_STORE);
 
     /* Everything that concerns the refs is checked before any output. */
     R->ref_arr = al_xcalloc(R->refs.n + 1, sizeof(*R->ref_arr));
@@ -630,21 +719,22 @@ static int run_main(run *R, int argc, char **argv)
     if (al_export_select(&R->sel, R->store, R->db, R->ref_arr, R->refs.n, o->all, R->plats,
                          R->n_plats, &err) < 0) {
         rc = al_errc_exit(err->code);
-        return report(err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
+        return fail(R, err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
     }
+    R->rep.sel = &R->sel;
     if (R->sel.n_problems > 0) {
         for (size_t i = 0; i < R->sel.n_problems; i++)
             al_error_log("%s", R->sel.problems[i]);
-        al_error_log("nothing written: %zu problem%s", R->sel.n_problems,
-                     R->sel.n_problems == 1 ? "" : "s");
-        return EXIT_FAILED;
+        return fail_msg(R, R->sel.problem_info[0].code, EXIT_FAILED,
+                        "nothing written: %zu problem%s", R->sel.n_problems,
+                        R->sel.n_problems == 1 ? "" : "s");
     }
     for (size_t p = 0; p < R->sel.n_sets; p++) {
         if (R->sel.sets[p].n_images == 0) {
             char buf[96];
-            al_error_log("the store %s holds no images for %s", store_dir,
-                         al_platform_format(&R->sel.sets[p].platform, buf, sizeof(buf)));
-            return EXIT_FAILED;
+            return fail_msg(R, AL_E_NOT_FOUND, EXIT_FAILED, "the store %s holds no images for %s",
+                            store_dir,
+                            al_platform_format(&R->sel.sets[p].platform, buf, sizeof(buf)));
         }
     }
 
@@ -653,12 +743,11 @@ static int run_main(run *R, int argc, char **argv)
      * directory). Checked for every output before writing any. */
     if (!to_stdout && !o->force) {
         for (size_t p = 0; p < R->sel.n_sets; p++) {
-            _cleanup_free_ char *path = output_path(o->output, &R->sel.sets[p].platform);
+            _cleanup_free_ char *path = al_export_output_path(o->output, &R->sel.sets[p].platform);
             struct stat st;
-            if (stat(path, &st) == 0) {
-                al_error_log("%s exists: nothing written (--force replaces it)", path);
-                return EXIT_FAILED;
-            }
+            if (stat(path, &st) == 0)
+                return fail_msg(R, AL_E_IO, EXIT_FAILED,
+                                "%s exists: nothing written (--force replaces it)", path);
         }
     }
 
@@ -670,11 +759,27 @@ static int run_main(run *R, int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
 
     for (size_t p = 0; p < R->sel.n_sets; p++) {
-        rc = export_one(R, &R->sel.sets[p]);
+        rc = export_one(R, &R->sel.sets[p], R->rep_on ? &R->rep.outputs[p] : NULL);
         if (rc != 0)
             return rc;
     }
     return 0;
+}
+
+/* The run report, failed runs included. A report that cannot be written
+ * turns success into exit 1: a nightly job alerts on its absence too. */
+static int write_report(run *R, int exit_code)
+{
+    R->rep.finished_at = al_now();
+    R->rep.exit_status = exit_code;
+    _cleanup_free_ char *text = al_export_report_json(&R->rep);
+    al_error *err = NULL;
+    if (al_export_write_text(R->o.json_path, text, strlen(text), &err) < 0) {
+        al_error_log("--json: %s", err->msg);
+        al_error_free(err);
+        return exit_code == 0 ? EXIT_FAILED : exit_code;
+    }
+    return exit_code;
 }
 
 int main(int argc, char **argv)
@@ -686,6 +791,8 @@ int main(int argc, char **argv)
     al_reflist_init(&R.refs);
     al_selection_init(&R.sel);
     int rc = run_main(&R, argc, argv);
+    if (R.rep_on)
+        rc = write_report(&R, rc);
     run_dispose(&R);
     return rc;
 }

@@ -18,9 +18,12 @@ typedef struct root {
     al_manifest *m;   /* parsed root; NULL when it could not be read */
 } root;
 
-static void add_problem(al_selection *s, char *msg)
+static void add_problem(al_selection *s, const char *ref, int platform, al_errc code, char *msg)
 {
     s->problems = al_xrealloc(s->problems, (s->n_problems + 1) * sizeof(*s->problems));
+    s->problem_info = al_xrealloc(s->problem_info, (s->n_problems + 1) * sizeof(*s->problem_info));
+    s->problem_info[s->n_problems] =
+        (al_select_problem){.ref = al_xstrdup(ref), .platform = platform, .code = code};
     s->problems[s->n_problems++] = msg;
 }
 
@@ -48,9 +51,12 @@ void al_selection_dispose(al_selection *s)
         free(s->sets[i].images);
     }
     free(s->sets);
-    for (size_t i = 0; i < s->n_problems; i++)
+    for (size_t i = 0; i < s->n_problems; i++) {
         free(s->problems[i]);
+        free(s->problem_info[i].ref);
+    }
     free(s->problems);
+    free(s->problem_info);
     memset(s, 0, sizeof(*s));
 }
 
@@ -285,14 +291,14 @@ static int resolve(root *rt, al_store *store, al_db *db, al_error **err)
 
 /* A named ref without the platform is an error; an image that only --all
  * brought in is skipped for that platform: "everything there is". */
-static void lack_platform(al_selection *out, const root *rt, char *msg)
+static void lack_platform(al_selection *out, const root *rt, int platform, char *msg)
 {
     if (rt->from_all) {
         al_warn("skipping: %s", msg);
         free(msg);
         return;
     }
-    add_problem(out, msg);
+    add_problem(out, rt->full, platform, AL_E_NOT_FOUND, msg);
 }
 
 static bool full_seen(const root *roots, size_t n, const char *full)
@@ -364,7 +370,8 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
         if (r < 0)
             goto out;
         if (roots[i].digest[0] == '\0')
-            add_problem(out, al_xasprintf("not in store: %s", roots[i].full));
+            add_problem(out, roots[i].full, -1, AL_E_NOT_FOUND,
+                        al_xasprintf("not in store: %s", roots[i].full));
     }
 
     /* Phase 2: root manifests, then per platform the image beneath. */
@@ -374,7 +381,7 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
             continue;
         al_error *perr = NULL;
         if (read_manifest(&rt->m, store, rt->digest, rt->media_type, -1, &perr) < 0) {
-            add_problem(out, al_xasprintf("%s: %s", rt->full, perr->msg));
+            add_problem(out, rt->full, -1, perr->code, al_xasprintf("%s: %s", rt->full, perr->msg));
             al_error_free(perr);
             continue;
         }
@@ -395,7 +402,7 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
                         "%s has no %s manifest%s (it has %s)%s", rt->full, pbuf,
                         w.listed_absent ? " in the store" : "", w.have[0] ? w.have : "none",
                         w.listed_absent ? "; fetch it with that --platform" : "");
-                    lack_platform(out, rt, msg);
+                    lack_platform(out, rt, (int)p, msg);
                     continue;
                 }
                 if (lr == 0) {
@@ -410,7 +417,7 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
                     char have[96];
                     al_platform_format(&im.platform, have, sizeof(have));
                     lack_platform(
-                        out, rt,
+                        out, rt, (int)p,
                         al_xasprintf("%s has no %s manifest (it has %s)", rt->full, pbuf, have));
                     image_dispose(&im);
                     continue;
@@ -419,7 +426,8 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
                     im.platform = *want; /* the config does not say: take it as asked */
             }
             if (lr < 0) {
-                add_problem(out, al_xasprintf("%s: %s", rt->full, perr->msg));
+                add_problem(out, rt->full, (int)p, perr->code,
+                            al_xasprintf("%s: %s", rt->full, perr->msg));
                 al_error_clear(&perr);
                 image_dispose(&im);
                 continue;

@@ -63,10 +63,18 @@ typedef struct al_export_set {
     size_t n_images;
 } al_export_set;
 
+/* What one problem concerns, for the run report (--json FILE). */
+typedef struct al_select_problem {
+    char *ref;    /* full normalised ref, as in al_export_image.ref */
+    int platform; /* index into sets; -1 when it concerns every platform */
+    al_errc code; /* AL_E_NOT_FOUND (not in store, lacks the platform), else the blob's */
+} al_select_problem;
+
 typedef struct al_selection {
     al_export_set *sets; /* one per requested platform, in order */
     size_t n_sets;
-    char **problems; /* one line each, e.g. "not in store: docker.io/library/x:1" */
+    char **problems;                 /* one line each, e.g. "not in store: docker.io/library/x:1" */
+    al_select_problem *problem_info; /* parallel to problems */
     size_t n_problems;
 } al_selection;
 

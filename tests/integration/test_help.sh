@@ -69,7 +69,9 @@ for prog in fetch export; do
     # 2. --help and man page -> table, and the program accepts them.
     for f in $(cat <(flags_in "$help") <(flags_in "$man") | sort -u); do
         name=${f#--}
-        printf '%s\n' "${longs[@]}" | grep -qx -- "$name" ||
+        # Not `printf | grep -q`: with pipefail, grep stopping at the
+        # first match can fail printf with SIGPIPE (seen under load).
+        grep -qxF -- "$name" <<<"$(printf '%s\n' "${longs[@]}")" ||
             fail "airlock-$prog: --help or its man page mentions $f, which is not in the long_opts table"
     done
     for f in $(flags_in "$help"); do

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # airlock-export's store tools against a store fetched from the rig:
-#   - --list (text and --json): one line per tag with its digest and
+#   - --list (text and --json -): one line per tag with its digest and
 #     platforms, sizes and the total as the seed description says them
 #     (each blob once per image; shared blobs once in the total);
+#   - --json FILE: the text on stdout as without it, the same JSON in FILE;
 #   - --inspect REF: root, source, every platform manifest with config and
 #     layers, and "shared with" computed independently from the seed;
 #   - --verify-store: clean store -> exit 0 and "store OK"; then one damage
@@ -74,8 +75,8 @@ total_bytes=$(for k in "${keys[@]}"; do
 done | sort -u | awk '{s += $2} END {print s}')
 assert_grep "^total: ${#keys[@]} tags, $n_unique unique blobs, .* \\($total_bytes bytes\\)$" "$work/list.out" "--list total"
 
-run_export "$work/listj" --store "$store" --list --json
-expect_export 0 "$work/listj" "--list --json"
+run_export "$work/listj" --store "$store" --list --json -
+expect_export 0 "$work/listj" "--list --json -"
 for k in "${keys[@]}"; do
     name=$(seed_name "$k")
     j() { jq -r --arg n "$name" ".tags[] | select(.name == \$n) | $1" "$work/listj.out"; }
@@ -86,13 +87,26 @@ for k in "${keys[@]}"; do
 done
 assert_eq "$n_unique" "$(jq .total.blobs "$work/listj.out")" "--list --json total blobs"
 assert_eq "$total_bytes" "$(jq .total.size "$work/listj.out")" "--list --json total size (shared once)"
+# --json FILE: the text still on stdout, the same JSON in FILE.
+run_export "$work/listf" --store "$store" --list --json "$work/list.json"
+expect_export 0 "$work/listf" "--list --json FILE"
+cmp -s "$work/list.out" "$work/listf.out" || fail "--list --json FILE: stdout differs from --list's"
+cmp -s "$work/listj.out" "$work/list.json" || fail "--list --json FILE: FILE differs from --json -'s output"
+[ -z "$(find "$work" -maxdepth 1 -name 'list.json.tmp.*')" ] || fail "--json FILE left a temp file"
+# The flag takes a value now: the old boolean spelling is a usage error,
+# and never makes a file named after the next option.
+run_export "$work/jsonbool" --store "$store" --json --list
+expect_export 2 "$work/jsonbool" "--json --list"
+[ ! -e ./--list ] || fail "--json --list made a file named --list"
+run_export "$work/jsonlast" --store "$store" --list --json
+expect_export 2 "$work/jsonlast" "--list --json without a value"
 note "--list: ${#keys[@]} tags, $n_unique unique blobs, $total_bytes bytes"
 
 # 2. --inspect ------------------------------------------------------------------
 for k in "${keys[@]}"; do
     name=$(seed_name "$k")
-    run_export "$work/insp" --store "$store" --inspect "$k" --json
-    expect_export 0 "$work/insp" "--inspect $k --json"
+    run_export "$work/insp" --store "$store" --inspect "$k" --json -
+    expect_export 0 "$work/insp" "--inspect $k --json -"
     o=$work/insp.out
     assert_eq "$name" "$(jq -r .name "$o")" "--inspect name"
     assert_eq "$(seed_digest "$k")" "$(jq -r .digest "$o")" "--inspect digest of $k"
@@ -133,8 +147,9 @@ run_export "$work/inspb" --store "$store" --inspect 'Bad/Ref'
 expect_export 2 "$work/inspb" "--inspect of an invalid ref"
 run_export "$work/modes" --store "$store" --list --verify-store
 expect_export 2 "$work/modes" "--list with --verify-store"
-run_export "$work/jsonly" --store "$store" --json -o x.tar busybox:1.36
-expect_export 2 "$work/jsonly" "--json without a store tool"
+run_export "$work/inspf" --store "$store" --inspect library/not-there:1 --json "$work/inspf.json"
+expect_export 1 "$work/inspf" "--inspect --json FILE of a ref not in the store"
+[ ! -e "$work/inspf.json" ] || fail "--inspect of a ref not in the store wrote its --json FILE"
 
 # 3. --verify-store: clean ---------------------------------------------------------
 n_files=$(store_blobs "$store" | wc -l | tr -d ' ')
@@ -142,8 +157,8 @@ run_export "$work/v0" --store "$store" --verify-store
 expect_export 0 "$work/v0" "--verify-store on a clean store"
 assert_eq 1 "$(wc -l <"$work/v0.out" | tr -d ' ')" "--verify-store lines on a clean store"
 assert_grep "^store OK: $n_files blobs, [0-9]+ bytes" "$work/v0.out" "--verify-store summary"
-run_export "$work/v0j" --store "$store" --verify-store --json
-expect_export 0 "$work/v0j" "--verify-store --json"
+run_export "$work/v0j" --store "$store" --verify-store --json -
+expect_export 0 "$work/v0j" "--verify-store --json -"
 assert_eq "true $n_files 0" "$(jq -r '"\(.ok) \(.blobs) \(.problems | length)"' "$work/v0j.out")" "--verify-store --json"
 
 # 4. --verify-store: one damage at a time, each on a fresh copy ---------------------
@@ -240,11 +255,13 @@ damaged "a partial download in tmp/" 0 \
 # JSON names the same problems.
 c=$(fresh)
 rm "$(blobfile "$c" "$layer")"
-run_export "$work/dj" --store "$c" --verify-store --json
-expect_export 1 "$work/dj" "--verify-store --json on a damaged store"
-assert_eq false "$(jq .ok "$work/dj.out")" "--json ok"
-jq -e '.problems[] | select(.severity == "error" and .kind == "missing")' "$work/dj.out" >/dev/null ||
-    { show "$work/dj.out"; fail "--verify-store --json: no missing problem"; }
+run_export "$work/dj" --store "$c" --verify-store --json "$work/dj.json"
+expect_export 1 "$work/dj" "--verify-store --json FILE on a damaged store"
+assert_eq false "$(jq .ok "$work/dj.json")" "--json ok"
+jq -e '.problems[] | select(.severity == "error" and .kind == "missing")' "$work/dj.json" >/dev/null ||
+    { show "$work/dj.json"; fail "--verify-store --json: no missing problem"; }
+# One run, both forms: the text names the same problem on stdout.
+assert_grep "^error: missing: " "$work/dj.out" "--verify-store --json FILE: the text on stdout"
 
 # 5. A read-only bind mount of the store ----------------------------------------------
 ro=$(tmpdir ro)

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Validate airlock-fetch --json reports against docs/fetch-report.schema.json.
+"""Validate run reports against their JSON Schema: airlock-fetch --json
+against docs/fetch-report.schema.json, airlock-export --json against
+docs/export-report.schema.json.
 
     validate-report.py SCHEMA REPORT...
 

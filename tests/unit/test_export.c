@@ -256,6 +256,19 @@ static void test_select_problems(void **state)
         assert_int_equal(sel.n_problems, n_want);
         for (size_t k = 0; k < n_want; k++)
             assert_string_equal(sel.problems[k], cases[i].want[k]);
+        /* What each concerns (the run report): the ref, the platform when
+         * only that one is lacking, NOT_FOUND for all of these. */
+        const char *want_ref[] = {
+            "docker.io/library/missing:1",
+            "docker.io/library/c@sha256:"
+            "1111111111111111111111111111111111111111111111111111111111111111",
+            i == 0 ? "docker.io/library/b:1" : "docker.io/library/a:1", "docker.io/library/b:1",
+            digest_ref};
+        for (size_t k = 0; k < n_want; k++) {
+            assert_string_equal(sel.problem_info[k].ref, want_ref[k]);
+            assert_int_equal(sel.problem_info[k].platform, k < 2 ? -1 : 0);
+            assert_int_equal(sel.problem_info[k].code, AL_E_NOT_FOUND);
+        }
         /* The digest ref was found: quay.io/x/a@... by its blob. */
         if (i == 0) {
             assert_int_equal(sel.sets[0].n_images, 2);
@@ -482,6 +495,9 @@ static void test_archive_corrupt(void **state)
     assert_int_equal(sel.n_problems, 1);
     assert_non_null(strstr(sel.problems[0], "is corrupt"));
     assert_non_null(strstr(sel.problems[0], a.layer));
+    assert_int_equal(sel.problem_info[0].code, AL_E_SIZE);
+    assert_int_equal(sel.problem_info[0].platform, 0);
+    assert_string_equal(sel.problem_info[0].ref, "docker.io/library/a:1");
     al_selection_dispose(&sel);
 }
 
