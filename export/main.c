@@ -2,7 +2,7 @@
  * Flags and files only; the work is in select.c and archive.c. */
 #include "archive.h"
 #include "inspect.h"
-#include "report.h"
+#include "export-report.h"
 #include "select.h"
 #include "verify.h"
 #include "../common/log.h"

@@ -9,8 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* fetch/ has a report.h too, and comes first on the include path. */
-#include "../../export/report.h"
+#include "export-report.h"
 #include "test-helpers.h"
 #include "util.h"
 

@@ -1,4 +1,4 @@
-#include "report.h"
+#include "export-report.h"
 #include "../common/util.h"
 
 #include <errno.h>
