@@ -602,13 +602,12 @@ static int store_tools(run *R)
                                                                 : o->inspect ? "--inspect"
                                                                              : "--verify-store");
     al_error *err = NULL;
-    al_ref *ref = NULL;
+    _cleanup_(ref_freep) al_ref *ref = NULL; /* freed on every return below */
     if (o->inspect != NULL && al_ref_parse(&ref, o->inspect, &err) < 0) {
         usage_error("%s", err->msg);
         al_error_free(err);
         return EXIT_USAGE;
     }
-    _cleanup_(ref_freep) al_ref *ref_owned = ref;
     if (al_store_open(&R->store, store_dir_of(o), AL_STORE_READONLY, &err) < 0 ||
         al_db_open(&R->db, al_store_db_path(R->store), true, &err) < 0)
         return report(err, EXIT_STORE);
