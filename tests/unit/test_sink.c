@@ -142,6 +142,8 @@ static void test_roundtrip_libs(void **state)
     } cases[] = {
         {AL_SINK_PLAIN, 0, 0, PIECES_SMALL, 6},      {AL_SINK_PLAIN, 0, 5000000, PIECES_SMALL, 6},
         {AL_SINK_PLAIN, 0, 9000000, PIECES_BIG, 3},  {AL_SINK_ZSTD, 0, 0, PIECES_SMALL, 6},
+        /* Past the writeback step (16 MiB) more than once. */
+        {AL_SINK_PLAIN, 0, 40000000, PIECES_BIG, 3},
         {AL_SINK_ZSTD, 0, 5000000, PIECES_SMALL, 6}, {AL_SINK_ZSTD, 1, 9000000, PIECES_BIG, 3},
         {AL_SINK_ZSTD, 19, 300000, PIECES_SMALL, 6}, {AL_SINK_GZIP, 0, 0, PIECES_SMALL, 6},
         {AL_SINK_GZIP, 0, 5000000, PIECES_SMALL, 6}, {AL_SINK_GZIP, 1, 9000000, PIECES_BIG, 3},
