@@ -427,7 +427,7 @@ http:
         os.makedirs(outdir)
         # Warm the page cache the same for all: the blobs were just fetched.
         run(["cat"] + paths, stdout=subprocess.DEVNULL)
-        cat_t, al_t, al_runs = [], [], []
+        cat_t, cat_cpu, al_t, al_runs = [], [], [], []
         out = os.path.join(outdir, "images.tar")
         cat_out = os.path.join(outdir, "cat.out")
         for _ in range(self.args.export_runs):
@@ -440,6 +440,7 @@ http:
             r = measure(["sh", "-c", 'out=$1; shift; cat "$@" > "$out" && sync "$out"', "sh",
                          cat_out] + paths)
             cat_t.append(r.wall)
+            cat_cpu.append(r.cpu)
             os.unlink(cat_out)
             os.sync()
             time.sleep(0.5)
@@ -502,7 +503,8 @@ http:
         self.details.append(("export", f"airlock {fmt_list(al_t)} s (cpu "
                              f"{median([r.cpu for r in al_runs]):.2f} s, rss "
                              f"{max(r.maxrss_kb for r in al_runs) / 1024:.1f} MB); cat "
-                             f"{fmt_list(cat_t)} s ({cat_size / MB:.2f} MB); skopeo "
+                             f"{fmt_list(cat_t)} s (cpu {median(cat_cpu):.2f} s, "
+                             f"{cat_size / MB:.2f} MB); skopeo "
                              f"{fmt_list(sk_t)} s; ctr {fmt_list(ctr_t)} s"))
 
     def rss(self):
