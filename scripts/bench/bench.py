@@ -527,7 +527,7 @@ http:
         ok = max(sf, se, bf, be) <= 32 and bf - sf <= 4 and be - se <= 4
         self.row(f"peak RSS, {sb / MB:.0f} MB vs {bb / MB:.0f} MB blob",
                  f"fetch {sf:.1f} / {bf:.1f} MB; export {se:.1f} / {be:.1f} MB", "—",
-                 f"growth: fetch +{bf - sf:.1f} MB, export +{be - se:.1f} MB",
+                 f"growth: fetch {bf - sf:+.1f} MB, export {be - se:+.1f} MB",
                  "≤ 32 MB, flat in blob size", ok)
 
     def profiles(self):
