@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -23,7 +26,29 @@ struct al_sink {
     z_stream gz;
     bool gz_init;
     uint64_t bytes_in, bytes_out;
+    /* A regular file: where our bytes start in it, and how many of them
+     * have been handed to writeback (see start_writeback); -1: not a file. */
+    int64_t file_start;
+    uint64_t writeback_done;
 };
+
+/* Start writeback every this many bytes. */
+#define WRITEBACK_STEP (16u << 20)
+
+/* The owner fsyncs the output at the end. Left alone, the kernel would
+ * start writing a big tarball back only then (or when its dirty limits
+ * are hit), and that fsync would wait for all of it: the disk idles while
+ * we copy, then we idle while it writes. Asking for writeback of each
+ * finished 16 MiB as we go (SYNC_FILE_RANGE_WRITE: start it, do not wait)
+ * overlaps the two, and the final fsync has only the tail left. */
+static void start_writeback(al_sink *s)
+{
+    if (s->file_start < 0 || s->bytes_out - s->writeback_done < WRITEBACK_STEP)
+        return;
+    (void)sync_file_range(s->fd, s->file_start + (int64_t)s->writeback_done,
+                          (int64_t)(s->bytes_out - s->writeback_done), SYNC_FILE_RANGE_WRITE);
+    s->writeback_done = s->bytes_out;
+}
 
 static int write_fd(al_sink *s, const void *buf, size_t len, al_error **err)
 {
@@ -31,6 +56,7 @@ static int write_fd(al_sink *s, const void *buf, size_t len, al_error **err)
     if (r < 0)
         return al_error_set(err, AL_E_IO, -r, "write output");
     s->bytes_out += len;
+    start_writeback(s);
     return 0;
 }
 
@@ -114,6 +140,11 @@ int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads
     s->fd = fd;
     s->kind = kind;
     s->in = al_xmalloc(AL_SINK_BUF);
+    struct stat st;
+    off_t pos;
+    s->file_start = -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (pos = lseek(fd, 0, SEEK_CUR)) >= 0)
+        s->file_start = pos;
     if (kind == AL_SINK_ZSTD) {
         s->out = al_xmalloc(AL_SINK_BUF);
         s->zc = ZSTD_createCCtx();
@@ -199,6 +230,105 @@ int al_sink_write(al_sink *s, const void *buf, size_t len, al_error **err)
     return 0;
 }
 
+/* One kernel copy moves at most this much, so a signal is seen soon. */
+#define COPY_STEP (64u << 20)
+/* Read size when a compressing sink copies a file. */
+#define COPY_BUF (256u * 1024u)
+
+enum { COPY_RANGE, COPY_SENDFILE, COPY_READ };
+
+/* Errors that mean "this method cannot do it here", not "it failed":
+ * copy_file_range wants regular files on both sides (stdout may be a pipe)
+ * and an output without O_APPEND; sendfile wants an output without
+ * O_APPEND; old kernels lack either. */
+static bool try_next_method(int method, int e)
+{
+    if (e == EINVAL || e == ENOSYS || e == EOPNOTSUPP || e == EXDEV)
+        return true;
+    return method == COPY_RANGE && e == EBADF;
+}
+
+/* A plain sink: what is gathered goes out first, then the kernel copies
+ * the file's pages to the output (page cache to page cache, as `cat`
+ * does) without a copy into our buffers and back. */
+static int copy_plain(al_sink *s, int fd, uint64_t offset, uint64_t len, al_error **err)
+{
+    if (s->in_fill > 0) {
+        int r = write_fd(s, s->in, s->in_fill, err);
+        s->in_fill = 0;
+        if (r < 0)
+            return r;
+    }
+    off_t off = (off_t)offset;
+    uint64_t left = len;
+    int method = COPY_RANGE;
+    while (left > 0) {
+        size_t want = left < COPY_STEP ? (size_t)left : COPY_STEP;
+        ssize_t n;
+        if (method == COPY_RANGE) {
+            n = copy_file_range(fd, &off, s->fd, NULL, want, 0);
+        } else if (method == COPY_SENDFILE) {
+            n = sendfile(s->fd, fd, &off, want);
+        } else {
+            /* s->in is empty: use it as the read buffer. */
+            n = pread(fd, s->in, want < AL_SINK_BUF ? want : AL_SINK_BUF, off);
+            if (n < 0 && errno != EINTR)
+                return al_error_set(err, AL_E_IO, errno, "read input file");
+            if (n > 0) {
+                int r = al_write_all(s->fd, s->in, (size_t)n);
+                if (r < 0)
+                    return al_error_set(err, AL_E_IO, -r, "write output");
+                off += n;
+            }
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (try_next_method(method, errno)) {
+                method++;
+                continue;
+            }
+            return al_error_set(err, AL_E_IO, errno, "copy to output");
+        }
+        if (n == 0)
+            return al_error_set(err, AL_E_SIZE, 0, "input file ended %llu bytes early",
+                                (unsigned long long)left);
+        left -= (uint64_t)n;
+        s->bytes_in += (uint64_t)n;
+        s->bytes_out += (uint64_t)n;
+        start_writeback(s);
+    }
+    return 0;
+}
+
+int al_sink_copy_fd(al_sink *s, int fd, uint64_t offset, uint64_t len, al_error **err)
+{
+    if (s->finished)
+        return al_error_set(err, AL_E_USAGE, 0, "write after finish");
+    if (s->kind == AL_SINK_PLAIN)
+        return copy_plain(s, fd, offset, len, err);
+    /* A compressor needs the bytes in user space anyway. */
+    _cleanup_free_ unsigned char *buf = al_xmalloc(COPY_BUF);
+    uint64_t left = len;
+    off_t off = (off_t)offset;
+    while (left > 0) {
+        ssize_t n = pread(fd, buf, left < COPY_BUF ? (size_t)left : COPY_BUF, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return al_error_set(err, AL_E_IO, errno, "read input file");
+        if (n == 0)
+            return al_error_set(err, AL_E_SIZE, 0, "input file ended %llu bytes early",
+                                (unsigned long long)left);
+        int r = al_sink_write(s, buf, (size_t)n, err);
+        if (r < 0)
+            return r;
+        off += n;
+        left -= (uint64_t)n;
+    }
+    return 0;
+}
+
 int al_sink_finish(al_sink *s, al_error **err)
 {
     if (s->finished)
@@ -235,6 +365,11 @@ uint64_t al_sink_bytes_in(const al_sink *s)
 uint64_t al_sink_bytes_out(const al_sink *s)
 {
     return s->bytes_out;
+}
+
+al_sink_kind al_sink_get_kind(const al_sink *s)
+{
+    return s->kind;
 }
 
 const char *al_sink_kind_name(al_sink_kind k)

@@ -35,6 +35,14 @@ int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads
 /* Append len bytes. Fails with AL_E_IO when the descriptor does. */
 int al_sink_write(al_sink *s, const void *buf, size_t len, al_error **err);
 
+/* Append len bytes of the file fd, from offset (fd's file position is
+ * neither used nor moved). A plain sink lets the kernel copy them
+ * (copy_file_range, else sendfile) so they never pass through user space;
+ * a compressing sink reads and compresses them. AL_E_SIZE when the file
+ * ends before len bytes (the bytes before are written), AL_E_IO when a
+ * read or write fails. */
+int al_sink_copy_fd(al_sink *s, int fd, uint64_t offset, uint64_t len, al_error **err);
+
 /* Compress and write out everything pending and end the compressed stream
  * (zstd frame epilogue, gzip trailer). The sink accepts no more writes. */
 int al_sink_finish(al_sink *s, al_error **err);
@@ -44,6 +52,8 @@ void al_sink_free(al_sink *s);
 /* Bytes given to the sink so far, and bytes written to the descriptor. */
 uint64_t al_sink_bytes_in(const al_sink *s);
 uint64_t al_sink_bytes_out(const al_sink *s);
+
+al_sink_kind al_sink_get_kind(const al_sink *s);
 
 /* "none", "zstd", "gzip". */
 const char *al_sink_kind_name(al_sink_kind k);

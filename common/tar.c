@@ -294,6 +294,22 @@ int al_tar_file_write(al_tar *t, const void *buf, size_t len, al_error **err)
     return r;
 }
 
+int al_tar_file_copy_fd(al_tar *t, int fd, uint64_t offset, uint64_t len, al_error **err)
+{
+    if (!t->in_file)
+        return al_error_set(err, AL_E_USAGE, 0, "tar: write with no open file");
+    if (len > t->size - t->written)
+        return al_error_set(err, AL_E_SIZE, 0, "tar: %s: more than the announced %llu bytes",
+                            t->name, (unsigned long long)t->size);
+    uint64_t before = al_sink_bytes_in(t->sink);
+    int r = al_sink_copy_fd(t->sink, fd, offset, len, err);
+    /* Count what went out, also when the copy stopped early. */
+    uint64_t n = al_sink_bytes_in(t->sink) - before;
+    t->written += n;
+    t->bytes += n;
+    return r;
+}
+
 int al_tar_file_end(al_tar *t, al_error **err)
 {
     if (!t->in_file)

@@ -33,6 +33,9 @@ int al_tar_add_dir(al_tar *t, const char *name, al_error **err);
 int al_tar_file_begin(al_tar *t, const char *name, uint64_t size, al_error **err);
 /* AL_E_SIZE when the data would exceed the size given to begin. */
 int al_tar_file_write(al_tar *t, const void *buf, size_t len, al_error **err);
+/* Like al_tar_file_write, with len bytes of the file fd from offset (see
+ * al_sink_copy_fd: a plain sink copies them in the kernel). */
+int al_tar_file_copy_fd(al_tar *t, int fd, uint64_t offset, uint64_t len, al_error **err);
 /* AL_E_SIZE when fewer bytes than announced were written. */
 int al_tar_file_end(al_tar *t, al_error **err);
 

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +15,12 @@
 
 /* Blobs stream through buffers of this size. */
 #define CHUNK (1u << 20)
+/* The hashing thread reads this much at a time: small enough to stay in
+ * the L2 cache between the read and the hash. */
+#define HASH_STEP (256u * 1024u)
+/* A kernel copy of a big blob goes in pieces of this size, so progress
+ * moves. */
+#define COPY_PIECE (32u << 20)
 
 #define BLOB_DIR "blobs/sha256/"
 
@@ -527,6 +535,7 @@ size_t al_archive_n_zstd_docker(const al_archive *a)
 typedef struct writer {
     al_archive *a;
     al_tar *tar;
+    bool copy; /* plain output: blobs are copied by the kernel, verified apart */
 } writer;
 
 static void progress(writer *w)
@@ -543,17 +552,14 @@ static int emit_tar(void *ud, const void *buf, size_t len, al_error **err)
     return r;
 }
 
-static int write_plain_blob(writer *w, const blob *b, al_error **err)
+/* Read, hash, write: for compressing sinks, which need the bytes in user
+ * space anyway. One pass over the file. */
+static int write_blob_read(writer *w, const blob *b, int fd, al_error **err)
 {
     al_archive *a = w->a;
-    int fd = -1;
-    int r = open_blob(a, b->digest, b->size, b->owner, &fd, err);
-    if (r < 0)
-        return r;
-    _cleanup_free_ char *name = blob_name(b->digest);
-    r = al_tar_file_begin(w->tar, name, b->size, err);
     al_hasher *h = a->opts.verify ? al_hasher_new() : NULL;
     uint64_t left = b->size;
+    int r = 0;
     while (r == 0) {
         /* Ask for one byte past the end to see a file that grew. */
         size_t want = left < CHUNK ? (size_t)left + 1 : CHUNK;
@@ -577,9 +583,106 @@ static int write_plain_blob(writer *w, const blob *b, al_error **err)
     }
     if (r == 0 && h)
         r = check_digest(h, b->digest, "blob", b->owner, err);
+    al_hasher_free(h);
+    return r;
+}
+
+/* Verifying a plain tarball. The kernel copies each blob into the output
+ * (copy_file_range, as cat does: the bytes never come into user space),
+ * so the hash needs its own pass over them; it runs on a second thread,
+ * over the same blobs in the same order, reading the pages the copy just
+ * brought into the page cache, and is never waited for until the last
+ * blob is written. On two free cores the verification then costs no wall
+ * time. A corrupt blob has been copied by the time it is found, but the
+ * export fails and its .partial output is removed, so no tarball holds
+ * it; the writer stops early once the verifier has failed. */
+typedef struct verifier {
+    al_archive *a; /* borrowed */
+    unsigned char *buf;
+    al_error *err; /* the first failure */
+    atomic_bool stop;   /* the writer gave up: stop too */
+    atomic_bool failed; /* err is set: the writer may give up */
+} verifier;
+
+static int verify_blob(verifier *v, const blob *b, al_error **err)
+{
+    int fd = -1;
+    int r = open_blob(v->a, b->digest, b->size, b->owner, &fd, err);
+    if (r < 0)
+        return r;
+    al_hasher *h = al_hasher_new();
+    uint64_t got = 0;
+    while (got <= b->size) {
+        /* Up to one byte past the end, to see a file that grew. */
+        uint64_t left = b->size + 1 - got;
+        ssize_t n = pread(fd, v->buf, left < HASH_STEP ? (size_t)left : HASH_STEP, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = al_error_set(err, AL_E_IO, errno, "blob %s of %s: read", b->digest, b->owner);
+            break;
+        }
+        if (n == 0)
+            break;
+        al_hasher_update(h, v->buf, (size_t)n);
+        got += (uint64_t)n;
+    }
+    if (r == 0 && got != b->size)
+        r = al_error_set(err, AL_E_SIZE, 0,
+                         "blob %s of %s is corrupt: its size changed while it was read", b->digest,
+                         b->owner);
+    if (r == 0)
+        r = check_digest(h, b->digest, "blob", b->owner, err);
+    al_hasher_free(h);
+    close(fd);
+    return r;
+}
+
+static void *verify_all(void *ud)
+{
+    verifier *v = ud;
+    for (size_t i = 0; i < v->a->n_blobs && !atomic_load(&v->stop); i++) {
+        const blob *b = &v->a->blobs[i];
+        /* Decompressed layers are checked as they are written. */
+        if (!b->from_zstd && verify_blob(v, b, &v->err) < 0) {
+            atomic_store(&v->failed, true);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static int write_blob_copy(writer *w, const blob *b, int fd, al_error **err)
+{
+    int r = 0;
+    for (uint64_t off = 0; off < b->size && r == 0;) {
+        uint64_t n = b->size - off < COPY_PIECE ? b->size - off : COPY_PIECE;
+        r = al_tar_file_copy_fd(w->tar, fd, off, n, err);
+        off += n;
+        progress(w);
+    }
+    if (r == AL_E_SIZE)
+        r = al_error_set(err, AL_E_SIZE, 0,
+                         "blob %s of %s is corrupt: its size changed while it was read",
+                         b->digest, b->owner);
+    else if (r < 0)
+        al_error_wrap(err, "blob %s of %s", b->digest, b->owner);
+    return r;
+}
+
+static int write_plain_blob(writer *w, const blob *b, al_error **err)
+{
+    al_archive *a = w->a;
+    int fd = -1;
+    int r = open_blob(a, b->digest, b->size, b->owner, &fd, err);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *name = blob_name(b->digest);
+    r = al_tar_file_begin(w->tar, name, b->size, err);
+    if (r == 0)
+        r = w->copy ? write_blob_copy(w, b, fd, err) : write_blob_read(w, b, fd, err);
     if (r == 0)
         r = al_tar_file_end(w->tar, err);
-    al_hasher_free(h);
     close(fd);
     return r;
 }
@@ -598,15 +701,39 @@ static int write_zstd_blob(writer *w, const blob *b, al_error **err)
 
 int al_archive_write(al_archive *a, al_sink *sink, al_error **err)
 {
-    writer w = {a, al_tar_new(sink, a->opts.mtime)};
+    writer w = {a, al_tar_new(sink, a->opts.mtime), al_sink_get_kind(sink) == AL_SINK_PLAIN};
     bool oci = a->opts.format != AL_FORMAT_DOCKER;
     bool docker = a->opts.format != AL_FORMAT_OCI;
+    verifier v = {.a = a};
+    pthread_t th;
+    bool threaded = false;
+    if (w.copy && a->opts.verify) {
+        v.buf = al_xmalloc(HASH_STEP);
+        threaded = pthread_create(&th, NULL, verify_all, &v) == 0;
+    }
     int r = al_tar_add_dir(w.tar, "blobs/", err);
     if (r == 0)
         r = al_tar_add_dir(w.tar, BLOB_DIR, err);
-    for (size_t i = 0; i < a->n_blobs && r == 0; i++) {
+    for (size_t i = 0; i < a->n_blobs && r == 0 && !atomic_load(&v.failed); i++) {
         const blob *b = &a->blobs[i];
         r = b->from_zstd ? write_zstd_blob(&w, b, err) : write_plain_blob(&w, b, err);
+    }
+    if (v.buf != NULL) {
+        atomic_store(&v.stop, r < 0);
+        if (threaded)
+            pthread_join(th, NULL);
+        else if (r == 0)
+            verify_all(&v); /* no thread to be had: verify after the copy */
+        if (r == 0 && v.err != NULL) {
+            r = v.err->code;
+            if (err != NULL) {
+                al_error_clear(err);
+                *err = v.err;
+                v.err = NULL;
+            }
+        }
+        al_error_free(v.err);
+        free(v.buf);
     }
     /* The small files last: every reader collects the whole tar first. */
     if (r == 0 && docker)

@@ -142,6 +142,8 @@ static void test_roundtrip_libs(void **state)
     } cases[] = {
         {AL_SINK_PLAIN, 0, 0, PIECES_SMALL, 6},      {AL_SINK_PLAIN, 0, 5000000, PIECES_SMALL, 6},
         {AL_SINK_PLAIN, 0, 9000000, PIECES_BIG, 3},  {AL_SINK_ZSTD, 0, 0, PIECES_SMALL, 6},
+        /* Past the writeback step (16 MiB) more than once. */
+        {AL_SINK_PLAIN, 0, 40000000, PIECES_BIG, 3},
         {AL_SINK_ZSTD, 0, 5000000, PIECES_SMALL, 6}, {AL_SINK_ZSTD, 1, 9000000, PIECES_BIG, 3},
         {AL_SINK_ZSTD, 19, 300000, PIECES_SMALL, 6}, {AL_SINK_GZIP, 0, 0, PIECES_SMALL, 6},
         {AL_SINK_GZIP, 0, 5000000, PIECES_SMALL, 6}, {AL_SINK_GZIP, 1, 9000000, PIECES_BIG, 3},
@@ -334,13 +336,109 @@ static void test_kind_names(void **state)
     }
 }
 
+/* al_sink_copy_fd: the bytes of a file range land after what was gathered,
+ * whatever method the output allows: copy_file_range (regular file),
+ * sendfile (pipe), read/write (O_APPEND file), or compression. */
+enum { OUT_FILE, OUT_APPEND, OUT_PIPE };
+
+static void test_copy_fd(void **state)
+{
+    (void)state;
+    static const struct {
+        al_sink_kind kind;
+        int out;
+        size_t file_len;        /* the input file */
+        uint64_t offset, len;   /* the range copied */
+        int rc;                 /* AL_E_SIZE: the file ends first */
+    } cases[] = {
+        {AL_SINK_PLAIN, OUT_FILE, 3000000, 0, 3000000, 0},
+        {AL_SINK_PLAIN, OUT_FILE, 3000000, 12345, 2000000, 0},
+        {AL_SINK_PLAIN, OUT_FILE, 100, 0, 0, 0},
+        {AL_SINK_PLAIN, OUT_FILE, 100, 50, 51, AL_E_SIZE},
+        {AL_SINK_PLAIN, OUT_APPEND, 2500000, 7, 2400000, 0},
+        {AL_SINK_PLAIN, OUT_PIPE, 40000, 3, 30000, 0}, /* fits the pipe's buffer */
+        {AL_SINK_ZSTD, OUT_FILE, 3000000, 999, 2500000, 0},
+        {AL_SINK_GZIP, OUT_FILE, 600000, 0, 600000, 0},
+        {AL_SINK_GZIP, OUT_FILE, 600000, 0, 600001, AL_E_SIZE},
+    };
+    static const char head[] = "gathered first";
+    for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
+        unsigned char *data = make_data(cases[i].file_len);
+        char in_path[64], out_path[64];
+        int in = tmpfile_fd(in_path);
+        assert_int_equal(al_write_all(in, data, cases[i].file_len), 0);
+        int out, pfd[2] = {-1, -1};
+        if (cases[i].out == OUT_PIPE) {
+            assert_int_equal(pipe(pfd), 0);
+            out = pfd[1];
+            out_path[0] = '\0';
+        } else {
+            close(tmpfile_fd(out_path));
+            out = open(out_path, O_WRONLY | (cases[i].out == OUT_APPEND ? O_APPEND : 0));
+            assert_true(out >= 0);
+        }
+        /* The input's file position must not matter. */
+        assert_true(lseek(in, 17, SEEK_SET) == 17);
+        al_sink *s = NULL;
+        al_error *err = NULL;
+        assert_int_equal(al_sink_new(&s, out, cases[i].kind, 0, 1, &err), 0);
+        assert_int_equal(al_sink_write(s, head, sizeof(head) - 1, &err), 0);
+        int rc = al_sink_copy_fd(s, in, cases[i].offset, cases[i].len, &err);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc < 0) {
+            assert_non_null(strstr(err->msg, "ended"));
+            al_error_clear(&err);
+        } else {
+            assert_int_equal(al_sink_finish(s, &err), 0);
+            assert_int_equal(al_sink_bytes_in(s), sizeof(head) - 1 + cases[i].len);
+            size_t len = 0, dlen = 0;
+            unsigned char *buf;
+            if (cases[i].out == OUT_PIPE) {
+                close(pfd[1]);
+                buf = al_xmalloc(sizeof(head) + cases[i].len + 1);
+                ssize_t n;
+                while ((n = read(pfd[0], buf + len, sizeof(head) + cases[i].len - len)) > 0)
+                    len += (size_t)n;
+            } else {
+                buf = read_file(out_path, &len);
+            }
+            assert_int_equal(al_sink_bytes_out(s), len);
+            unsigned char *dec = buf;
+            dlen = len;
+            if (cases[i].kind == AL_SINK_ZSTD)
+                dec = zstd_decode(buf, len, &dlen);
+            else if (cases[i].kind == AL_SINK_GZIP)
+                dec = gzip_decode(buf, len, &dlen);
+            assert_int_equal(dlen, sizeof(head) - 1 + cases[i].len);
+            assert_memory_equal(dec, head, sizeof(head) - 1);
+            assert_memory_equal(dec + sizeof(head) - 1, data + cases[i].offset, cases[i].len);
+            if (dec != buf)
+                free(dec);
+            free(buf);
+        }
+        assert_true(lseek(in, 0, SEEK_CUR) == 17);
+        al_sink_free(s);
+        close(in);
+        if (cases[i].out == OUT_PIPE) {
+            close(pfd[0]);
+            if (rc < 0)
+                close(pfd[1]);
+        } else {
+            close(out);
+            unlink(out_path);
+        }
+        unlink(in_path);
+        free(data);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_libs),     cmocka_unit_test(test_roundtrip_cli),
         cmocka_unit_test(test_zstd_window),        cmocka_unit_test(test_write_error),
         cmocka_unit_test(test_write_after_finish), cmocka_unit_test(test_bad_level),
-        cmocka_unit_test(test_kind_names),
+        cmocka_unit_test(test_kind_names),         cmocka_unit_test(test_copy_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -234,6 +234,75 @@ static void test_size_enforced(void **state)
     unlink(fx.path);
 }
 
+/* al_tar_file_copy_fd: file ranges mixed with writes, sizes enforced, the
+ * archive the same as when the bytes are written. */
+static void test_copy_fd(void **state)
+{
+    (void)state;
+    char in_path[] = "/tmp/al-test-tar-in-XXXXXX";
+    int in = mkstemp(in_path);
+    assert_true(in >= 0);
+    static const char content[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    assert_int_equal(al_write_all(in, content, sizeof(content) - 1), 0);
+    static const struct {
+        uint64_t size;         /* announced */
+        uint64_t off, len;     /* copied from the file, after writing "W" */
+        int rc_copy, rc_end;
+    } cases[] = {
+        {11, 0, 10, 0, 0},                /* W + 10 bytes */
+        {31, 5, 30, 0, 0},                /* W + 30 bytes, from offset 5 */
+        {5, 0, 10, AL_E_SIZE, AL_E_SIZE}, /* more than announced: refused, nothing copied */
+        {30, 30, 10, AL_E_SIZE, AL_E_SIZE}, /* the file ends first */
+    };
+    for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
+        fixture a, b;
+        fx_open(&a, 0);
+        fx_open(&b, 0);
+        al_error *err = NULL;
+        assert_int_equal(al_tar_file_begin(a.tar, "f", cases[i].size, &err), 0);
+        assert_int_equal(al_tar_file_write(a.tar, "W", 1, &err), 0);
+        assert_int_equal(al_tar_file_copy_fd(a.tar, in, cases[i].off, cases[i].len, &err),
+                         cases[i].rc_copy);
+        al_error_clear(&err);
+        assert_int_equal(al_tar_file_end(a.tar, &err), cases[i].rc_end);
+        al_error_clear(&err);
+        if (cases[i].rc_end == 0) {
+            /* The same entry, written from memory. */
+            assert_int_equal(al_tar_file_begin(b.tar, "f", cases[i].size, &err), 0);
+            assert_int_equal(al_tar_file_write(b.tar, "W", 1, &err), 0);
+            assert_int_equal(al_tar_file_write(b.tar, content + cases[i].off, cases[i].len, &err),
+                             0);
+            assert_int_equal(al_tar_file_end(b.tar, &err), 0);
+            assert_int_equal(al_tar_finish(a.tar, &err), 0);
+            assert_int_equal(al_tar_finish(b.tar, &err), 0);
+            assert_int_equal(al_tar_bytes(a.tar), al_tar_entry_size("f", cases[i].size) +
+                                                      AL_TAR_TRAILER_SIZE);
+        }
+        size_t la, lb;
+        unsigned char *ba = fx_close(&a, &la);
+        unsigned char *bb = fx_close(&b, &lb);
+        if (cases[i].rc_end == 0) {
+            assert_int_equal(la, lb);
+            assert_memory_equal(ba, bb, la);
+        }
+        free(ba);
+        free(bb);
+        unlink(a.path);
+        unlink(b.path);
+    }
+    /* No open file: refused. */
+    fixture fx;
+    fx_open(&fx, 0);
+    al_error *err = NULL;
+    assert_int_equal(al_tar_file_copy_fd(fx.tar, in, 0, 1, &err), AL_E_USAGE);
+    al_error_clear(&err);
+    size_t len;
+    free(fx_close(&fx, &len));
+    unlink(fx.path);
+    close(in);
+    unlink(in_path);
+}
+
 /* What GNU tar makes of an archive: names, sizes, types, content. */
 static void test_gnu_tar_roundtrip(void **state)
 {
@@ -332,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_big_size),
         cmocka_unit_test(test_size_enforced),
         cmocka_unit_test(test_gnu_tar_roundtrip),
+        cmocka_unit_test(test_copy_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
