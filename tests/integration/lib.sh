@@ -246,3 +246,20 @@ assert_no_canary() {
         fi
     done
 }
+
+# Fault proxy -----------------------------------------------------------
+# fault_proxy_up DIR UPSTREAM [faultproxy.py options]: start
+# scripts/faultproxy.sh in DIR in front of UPSTREAM, stop it on exit, and
+# load its AL_FAULT_* variables and the fault_* helpers of infra-lib.sh.
+fault_proxy_up() {
+    local d=$1
+    shift
+    mkdir -p "$d"
+    bash "$AL_SRC/scripts/faultproxy.sh" start "$d" "$@" >"$d/start.log" 2>&1 ||
+        { show "$d/start.log"; fail "the fault proxy did not start"; }
+    on_exit "bash '$AL_SRC/scripts/faultproxy.sh' stop '$d' >/dev/null 2>&1"
+    # shellcheck disable=SC1091
+    . "$d/fault.env"
+    # shellcheck source=infra-lib.sh
+    . "$AL_SRC/tests/integration/infra-lib.sh"
+}

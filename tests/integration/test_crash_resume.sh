@@ -27,20 +27,7 @@ read -r big_layer big_size < <(jq -r '.images["library/big:1"].blobs | map(selec
     | max_by(.size) | "\(.digest) \(.size)"' "$big_json")
 [ "$big_size" -gt 100000000 ] || fail "library/big:1 has no layer over 100 MB ($big_size)"
 
-d=$work/proxy
-mkdir -p "$d"
-echo '{"rules": []}' >"$d/rules.json"
-python3 "$AL_SRC/scripts/faultproxy.py" --upstream "http://$AL_REG_PLAIN" --rules "$d/rules.json" \
-    --log "$d/log.jsonl" --env-file "$d/fault.env" </dev/null >"$d/proxy.out" 2>&1 &
-on_exit "kill $! 2>/dev/null"
-for _ in $(seq 100); do [ -f "$d/fault.env" ] && break; sleep 0.1; done
-# shellcheck disable=SC1091
-. "$d/fault.env"
-rules() {
-    printf '%s\n' "$1" >"$AL_FAULT_RULES.tmp"
-    mv -f "$AL_FAULT_RULES.tmp" "$AL_FAULT_RULES"
-    curl -s -o /dev/null "$AL_FAULT_URL/__fault/rules" || true
-}
+fault_proxy_up "$work/proxy" "http://$AL_REG_PLAIN"
 fetch_args=(--registry "$AL_FAULT_PROXY" --insecure-registry "$AL_FAULT_PROXY")
 
 # check_store STORE: the invariants that must hold after any crash.
@@ -94,7 +81,7 @@ index_matches() {
 # --- 1. kill mid-blob, resume with Range ------------------------------------------
 store=$work/resume
 cut=60000000
-rules "{\"rules\":[{\"id\":\"s\",\"path\":\"/blobs/$big_layer\",\"nth\":1,\"action\":\"stall\",\"bytes\":$cut,\"seconds\":300}]}"
+fault_rules "{\"rules\":[{\"id\":\"s\",\"path\":\"/blobs/$big_layer\",\"nth\":1,\"action\":\"stall\",\"bytes\":$cut,\"seconds\":300}]}"
 "$FETCH" --store "$store" "${fetch_args[@]}" big:1 >"$work/resume1.out" 2>&1 &
 pid=$!
 part=$store/tmp/partial-${big_layer#sha256:}
@@ -108,13 +95,12 @@ wait "$pid" 2>/dev/null || true
 have=$(stat -c %s "$part")
 assert_eq "$cut" "$have" "bytes in the partial download"
 check_store "$store"
-rules '{"rules": []}'
-mark=$(wc -l <"$AL_FAULT_LOG")
+fault_rules '{"rules": []}'
+mark=$(fault_mark)
 RC=0
 "$FETCH" --store "$store" "${fetch_args[@]}" big:1 >"$work/resume2.out" 2>"$work/resume2.err" || RC=$?
 expect_rc 0 "$work/resume2" "the rerun after the kill"
-sleep 0.3
-tail -n +"$((mark + 1))" "$AL_FAULT_LOG" | jq -c "select(.path | test(\"$big_layer\"))" >"$work/big.log"
+fault_since "$mark" | jq -c "select(.path | test(\"$big_layer\"))" >"$work/big.log"
 assert_eq "1" "$(wc -l <"$work/big.log")" "requests for the big layer in the rerun"
 assert_eq "bytes=$cut-" "$(jq -r '.range' "$work/big.log")" "Range of the rerun"
 assert_eq "206" "$(jq -r '.status' "$work/big.log")" "status of the ranged GET"
@@ -129,7 +115,7 @@ store=$work/crash
 list=(big:1 busybox:1.36 rancher/mirrored-pause:3.6 calico/node:v3.28.0
     rancher/mirrored-coredns-coredns:1.10.1 library/nested:1 rancher/zstd-image:1)
 # About 3 s for the whole list: kills land in every phase.
-rules '{"rules":[{"id":"slow","path":"/blobs/","action":"forward","rate":40000000}]}'
+fault_rules '{"rules":[{"id":"slow","path":"/blobs/","action":"forward","rate":40000000}]}'
 for i in $(seq "$kills"); do
     "$FETCH" --store "$store" "${fetch_args[@]}" "${list[@]}" >"$work/kill$i.out" 2>&1 &
     pid=$!
@@ -138,7 +124,7 @@ for i in $(seq "$kills"); do
     wait "$pid" 2>/dev/null || true
     check_store "$store"
 done
-rules '{"rules": []}'
+fault_rules '{"rules": []}'
 RC=0
 "$FETCH" --store "$store" "${fetch_args[@]}" "${list[@]}" >"$work/final.out" 2>"$work/final.err" || RC=$?
 expect_rc 0 "$work/final" "the run after $kills kills"

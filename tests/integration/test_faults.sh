@@ -10,32 +10,6 @@ need curl
 
 work=$(tmpdir faults)
 
-# start_proxy NAME UPSTREAM [faultproxy options]: sets AL_FAULT_* for it.
-start_proxy() {
-    local d=$work/$1 up=$2
-    shift 2
-    mkdir -p "$d"
-    echo '{"rules": []}' >"$d/rules.json"
-    python3 "$AL_SRC/scripts/faultproxy.py" --upstream "$up" --rules "$d/rules.json" \
-        --log "$d/log.jsonl" --env-file "$d/fault.env" "$@" </dev/null >"$d/proxy.out" 2>&1 &
-    on_exit "kill $! 2>/dev/null"
-    for _ in $(seq 100); do [ -f "$d/fault.env" ] && break; sleep 0.1; done
-    [ -f "$d/fault.env" ] || { show "$d/proxy.out"; fail "fault proxy did not start"; }
-    # shellcheck disable=SC1091
-    . "$d/fault.env"
-}
-rules() {
-    printf '%s\n' "$1" >"$AL_FAULT_RULES.tmp"
-    mv -f "$AL_FAULT_RULES.tmp" "$AL_FAULT_RULES"
-    curl -s -o /dev/null "$AL_FAULT_URL/__fault/rules" || true
-}
-mark() { if [ -f "$AL_FAULT_LOG" ]; then wc -l <"$AL_FAULT_LOG" | tr -d ' '; else echo 0; fi; }
-since() { sleep 0.3; tail -n +"$(($1 + 1))" "$AL_FAULT_LOG"; }
-count() { since "$2" | jq -c "$1" | wc -l | tr -d ' '; }
-# fired ID: how often rule ID fired, from the proxy's counters (a stalled
-# request is logged only when the proxy lets go of it).
-fired() { curl -s "$AL_FAULT_URL/__fault/stats" | jq -r --arg id "$1" '[.[] | select(.id == $id) | .fired] | add // 0'; }
-
 layer=$(seed_blobs library/busybox:1.36 '.kind == "layer"' | head -1)
 [ -n "$layer" ] || fail "no busybox layer in the seed description"
 
@@ -56,7 +30,7 @@ assert_store_sound() {
     done
 }
 
-start_proxy plain "http://$AL_REG_PLAIN"
+fault_proxy_up "$work/plain" "http://$AL_REG_PLAIN"
 
 # --- transient faults: the fetch recovers --------------------------------------
 transient=(
@@ -70,23 +44,23 @@ transient=(
 )
 for row in "${transient[@]}"; do
     name=${row%%|*}
-    rules "${row#*|}"
+    fault_rules "${row#*|}"
     fetch_via "$name" 0 --stall-timeout 2 busybox:1.36 rancher/mirrored-pause:3.6
-    [ "$(fired f)" -ge 1 ] || fail "fault '$name' never fired"
+    [ "$(fault_fired f)" -ge 1 ] || fail "fault '$name' never fired"
     assert_blobs_match_registry "$work/$name.store" "$AL_REG_PLAIN_STORAGE"
     assert_store_sound "$work/$name.store"
     [ -z "$(ls -A "$work/$name.store/tmp")" ] || fail "fault '$name': leftovers in tmp/"
 done
 # A cut download is resumed, not restarted: the retry asks for the rest.
-rules "{\"rules\":[{\"id\":\"f\",\"path\":\"/blobs/$layer\",\"nth\":1,\"action\":\"reset\",\"bytes\":300000}]}"
-m=$(mark)
+fault_rules "{\"rules\":[{\"id\":\"f\",\"path\":\"/blobs/$layer\",\"nth\":1,\"action\":\"reset\",\"bytes\":300000}]}"
+m=$(fault_mark)
 fetch_via resume-range 0 busybox:1.36
-since "$m" | jq -r "select(.path | test(\"$layer\")) | .range // \"\"" >"$work/ranges"
+fault_since "$m" | jq -r "select(.path | test(\"$layer\")) | .range // \"\"" >"$work/ranges"
 grep -qE '^bytes=[1-9][0-9]*-$' "$work/ranges" || { show "$work/ranges"; fail "the retry after a reset did not ask for a range"; }
 
 # --- permanent faults: a clear failure, no wrong blob ---------------------------
-rules "{\"rules\":[{\"id\":\"f\",\"path\":\"/blobs/$layer\",\"action\":\"corrupt\",\"offset\":1000}]}"
-m=$(mark)
+fault_rules "{\"rules\":[{\"id\":\"f\",\"path\":\"/blobs/$layer\",\"action\":\"corrupt\",\"offset\":1000}]}"
+m=$(fault_mark)
 fetch_via corrupt 1 busybox:1.36
 assert_grep "FAILED +docker.io/library/busybox:1.36 .*digest mismatch" "$work/corrupt.out" "corrupt blob"
 store_has_blob "$work/corrupt.store" "$layer" && fail "a corrupt blob was stored"
@@ -94,54 +68,54 @@ assert_eq 0 "$(db "$work/corrupt.store" 'SELECT count(*) FROM tags')" "tags afte
 assert_eq 0 "$(db "$work/corrupt.store" "SELECT count(*) FROM blobs WHERE digest = '$layer'")" "row of the corrupt blob"
 assert_store_sound "$work/corrupt.store"
 # not retried forever: one request, not retries*N
-[ "$(count "select(.path | test(\"$layer\"))" "$m")" -le 2 ] || fail "a digest mismatch was retried"
+[ "$(fault_count "select(.path | test(\"$layer\"))" "$m")" -le 2 ] || fail "a digest mismatch was retried"
 
-rules '{"rules":[{"id":"f","path":"/manifests/","action":"status","status":404}]}'
-m=$(mark)
+fault_rules '{"rules":[{"id":"f","path":"/manifests/","action":"status","status":404}]}'
+m=$(fault_mark)
 fetch_via 404 1 busybox:1.36
 assert_grep "HTTP 404" "$work/404.out" "404"
-assert_eq 1 "$(count 'select(.path | test("/manifests/"))' "$m")" "requests for a 404 (no retry)"
+assert_eq 1 "$(fault_count 'select(.path | test("/manifests/"))' "$m")" "requests for a 404 (no retry)"
 
-rules '{"rules":[{"id":"f","path":"/manifests/","action":"status","status":403}]}'
-m=$(mark)
+fault_rules '{"rules":[{"id":"f","path":"/manifests/","action":"status","status":403}]}'
+m=$(fault_mark)
 fetch_via 403 1 busybox:1.36
 assert_grep "HTTP 403" "$work/403.out" "403"
-assert_eq 1 "$(count 'select(.path | test("/manifests/"))' "$m")" "requests for a 403 (no retry)"
+assert_eq 1 "$(fault_count 'select(.path | test("/manifests/"))' "$m")" "requests for a 403 (no retry)"
 
-rules '{"rules":[{"id":"f","path":"/manifests/","action":"html"}]}'
+fault_rules '{"rules":[{"id":"f","path":"/manifests/","action":"html"}]}'
 fetch_via html 1 busybox:1.36
 assert_grep "FAILED .*(HTML|media type)" "$work/html.out" "an HTML answer"
 
-rules '{"rules":[{"id":"f","path":"/manifests/","action":"status","status":503}]}'
-m=$(mark)
+fault_rules '{"rules":[{"id":"f","path":"/manifests/","action":"status","status":503}]}'
+m=$(fault_mark)
 fetch_via 503-forever 1 --retries 2 busybox:1.36
 assert_grep "HTTP 503" "$work/503-forever.out" "503 after retries"
-assert_eq 3 "$(count 'select(.path | test("/manifests/"))' "$m")" "attempts with --retries 2"
+assert_eq 3 "$(fault_count 'select(.path | test("/manifests/"))' "$m")" "attempts with --retries 2"
 
 # --- rate limits ------------------------------------------------------------------
-rules '{"rules":[{"id":"f","path":"/manifests/","action":"forward","set_headers":{"RateLimit-Limit":"100;w=21600","RateLimit-Remaining":"1;w=21600"}}]}'
+fault_rules '{"rules":[{"id":"f","path":"/manifests/","action":"forward","set_headers":{"RateLimit-Limit":"100;w=21600","RateLimit-Remaining":"1;w=21600"}}]}'
 fetch_via ratelimit 0 busybox:1.36
 assert_grep "rate limit: .* 1 of 100 pulls left \\(window 21600 s\\)" "$work/ratelimit.out" "quota in the summary"
-rules '{"rules":[{"id":"f","path":"/manifests/","action":"forward","set_headers":{"RateLimit-Limit":"100;w=21600","RateLimit-Remaining":"0;w=21600"}}]}'
-m=$(mark)
+fault_rules '{"rules":[{"id":"f","path":"/manifests/","action":"forward","set_headers":{"RateLimit-Limit":"100;w=21600","RateLimit-Remaining":"0;w=21600"}}]}'
+m=$(fault_mark)
 fetch_via ratelimit0 1 busybox:1.36 rancher/mirrored-pause:3.6 calico/node:v3.28.0
 assert_grep "rate limit reached" "$work/ratelimit0.out" "a spent quota"
 # The first answer says 0 left: at most one manifest GET per round went out.
-[ "$(count 'select(.method == "GET" and (.path | test("/manifests/")))' "$m")" -le 2 ] ||
+[ "$(fault_count 'select(.method == "GET" and (.path | test("/manifests/")))' "$m")" -le 2 ] ||
     fail "manifest GETs kept going with no quota left"
 
 # --- redirects: credentials never follow to another host -------------------------
-start_proxy auth "https://$AL_REG_AUTH" --ca "$AL_CA_CERT"
-rules '{"rules":[{"id":"r","path":"/blobs/","listener":"main","action":"redirect"}]}'
-m=$(mark)
+fault_proxy_up "$work/auth" "https://$AL_REG_AUTH" --ca "$AL_CA_CERT"
+fault_rules '{"rules":[{"id":"r","path":"/blobs/","listener":"main","action":"redirect"}]}'
+m=$(fault_mark)
 RC=0
 "$FETCH" --store "$work/redirect.store" --registry "$AL_FAULT_PROXY" --insecure-registry "$AL_FAULT_PROXY" \
     --insecure-registry "$AL_FAULT_ALT" --username "$AL_AUTH_USER" --password-stdin \
     busybox:1.36 <<<"$AL_AUTH_PASS" >"$work/redirect.out" 2>"$work/redirect.err" || RC=$?
 expect_rc 0 "$work/redirect" "fetch with redirected blobs"
-[ "$(count 'select(.listener == "alt")' "$m")" -ge 1 ] || fail "no request followed the redirect"
-assert_eq 0 "$(count 'select(.listener == "alt" and .auth)' "$m")" "requests with Authorization on the other host"
-[ "$(count 'select(.listener == "main" and .auth)' "$m")" -ge 1 ] || fail "the registry itself got no Authorization"
+[ "$(fault_count 'select(.listener == "alt")' "$m")" -ge 1 ] || fail "no request followed the redirect"
+assert_eq 0 "$(fault_count 'select(.listener == "alt" and .auth)' "$m")" "requests with Authorization on the other host"
+[ "$(fault_count 'select(.listener == "main" and .auth)' "$m")" -ge 1 ] || fail "the registry itself got no Authorization"
 assert_blobs_match_registry "$work/redirect.store" "$AL_REG_AUTH_STORAGE"
 assert_no_canary "$work"
 note "every fault recovered or failed cleanly"

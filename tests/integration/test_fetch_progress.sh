@@ -27,14 +27,10 @@ if [ -z "$big_digest" ]; then
 fi
 [ -n "$big_digest" ] && [ "$big_digest" != null ] || fail "no digest for library/big:1"
 
-# The throttling proxy in front of the plain registry.
-python3 "$AL_SRC/tests/integration/throttle-proxy.py" --upstream "$AL_REG_PLAIN" \
-    --rate 25000000 --port-file "$work/proxy.port" >"$work/proxy.log" 2>&1 &
-proxy_pid=$!
-on_exit "kill $proxy_pid 2>/dev/null"
-for _ in $(seq 50); do [ -s "$work/proxy.port" ] && break; sleep 0.1; done
-[ -s "$work/proxy.port" ] || fail "the throttling proxy did not start"
-proxy=127.0.0.1:$(cat "$work/proxy.port")
+# The fault proxy in front of the plain registry, slowing blobs to ~25 MB/s.
+fault_proxy_up "$work/proxy" "http://$AL_REG_PLAIN"
+fault_rules '{"rules":[{"id":"slow","path":"/blobs/","action":"forward","rate":25000000}]}'
+proxy=$AL_FAULT_PROXY
 
 # 1. On a terminal --------------------------------------------------------------
 sock=airlock-test-$$

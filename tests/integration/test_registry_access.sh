@@ -119,15 +119,8 @@ assert_eq 1 "$(tail -n +"$((tmark + 1))" "$AL_TOKEN_LOG" | jq -c 'select(.auth =
 # --- a token expiring mid-run ---------------------------------------------------------
 # The first blob request waits 5 s in a proxy: its token (4 s) has expired
 # when the registry sees it. airlock must get a new token and go on.
-d=$work/proxy
-mkdir -p "$d"
-echo '{"rules":[{"id":"slow","path":"/blobs/","method":"GET","nth":1,"action":"delay","seconds":5}]}' >"$d/rules.json"
-python3 "$AL_SRC/scripts/faultproxy.py" --upstream "http://$reg" --rules "$d/rules.json" \
-    --log "$d/log.jsonl" --env-file "$d/fault.env" </dev/null >"$d/proxy.out" 2>&1 &
-on_exit "kill $! 2>/dev/null"
-for _ in $(seq 100); do [ -f "$d/fault.env" ] && break; sleep 0.1; done
-# shellcheck disable=SC1091
-. "$d/fault.env"
+fault_proxy_up "$work/proxy" "http://$reg"
+fault_rules '{"rules":[{"id":"slow","path":"/blobs/","method":"GET","nth":1,"action":"delay","seconds":5}]}'
 tmark=$(wc -l <"$AL_TOKEN_LOG")
 RC=0
 clean_env "$FETCH" --store "$work/expiry.store" --insecure-registry "$AL_FAULT_PROXY" \

@@ -15,20 +15,7 @@ need curl
 work=$(tmpdir safety)
 EXPORT=$AL_BIN/airlock-export
 
-d=$work/proxy
-mkdir -p "$d"
-echo '{"rules": []}' >"$d/rules.json"
-python3 "$AL_SRC/scripts/faultproxy.py" --upstream "http://$AL_REG_PLAIN" --rules "$d/rules.json" \
-    --log "$d/log.jsonl" --env-file "$d/fault.env" </dev/null >"$d/proxy.out" 2>&1 &
-on_exit "kill $! 2>/dev/null"
-for _ in $(seq 100); do [ -f "$d/fault.env" ] && break; sleep 0.1; done
-# shellcheck disable=SC1091
-. "$d/fault.env"
-rules() {
-    printf '%s\n' "$1" >"$AL_FAULT_RULES.tmp"
-    mv -f "$AL_FAULT_RULES.tmp" "$AL_FAULT_RULES"
-    curl -s -o /dev/null "$AL_FAULT_URL/__fault/rules" || true
-}
+fault_proxy_up "$work/proxy" "http://$AL_REG_PLAIN"
 
 # --- a busy store ------------------------------------------------------------------
 store=$work/store
@@ -40,13 +27,13 @@ bad_modes=$(find "$store" \( -type f ! -perm 644 \) -o \( -type d ! -perm 755 \)
 
 # A fetch that hangs on a blob holds the store.
 pause_layer=$(seed_blobs rancher/mirrored-pause:3.6 '.kind == "layer"' | head -1)
-rules "{\"rules\":[{\"id\":\"s\",\"path\":\"/blobs/$pause_layer\",\"action\":\"stall\",\"bytes\":-1,\"seconds\":60}]}"
+fault_rules "{\"rules\":[{\"id\":\"s\",\"path\":\"/blobs/$pause_layer\",\"action\":\"stall\",\"bytes\":-1,\"seconds\":60}]}"
 "$FETCH" --store "$store" --registry "$AL_FAULT_PROXY" --insecure-registry "$AL_FAULT_PROXY" \
     --stall-timeout 120 rancher/mirrored-pause:3.6 >"$work/holder.out" 2>&1 &
 holder=$!
 on_exit "kill $holder 2>/dev/null"
 for _ in $(seq 100); do
-    [ "$(curl -s "$AL_FAULT_URL/__fault/stats" | jq '[.[] | .fired] | add // 0')" -ge 1 ] && break
+    [ "$(fault_fired s)" -ge 1 ] && break
     sleep 0.1
 done
 snapshot=$(cd "$store" && find blobs index.json -type f | sort | xargs sha256sum)
@@ -68,7 +55,7 @@ RC=0
 assert_eq 1 "$RC" "export of the image being fetched"
 kill "$holder" 2>/dev/null || true
 wait "$holder" 2>/dev/null || true
-rules '{"rules": []}'
+fault_rules '{"rules": []}'
 
 # --- a full disk ---------------------------------------------------------------------
 full=$work/full
