@@ -93,6 +93,19 @@ double al_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+char *al_format_utc(char *buf, size_t len, double epoch)
+{
+    time_t secs = (time_t)epoch;
+    int ms = (int)((epoch - (double)secs) * 1000.0);
+    ms = ms < 0 ? 0 : ms > 999 ? 999 : ms;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03dZ", base, ms);
+    return buf;
+}
+
 double al_mono(void)
 {
     struct timespec ts;

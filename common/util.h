@@ -23,6 +23,8 @@ char *al_format_bytes(char *buf, size_t len, uint64_t bytes);
 
 /* Seconds since the epoch, with sub-second precision (CLOCK_REALTIME). */
 double al_now(void);
+/* "2024-05-01T12:00:00.250Z" (UTC, milliseconds) into buf. Returns buf. */
+char *al_format_utc(char *buf, size_t len, double epoch);
 /* Monotonic seconds. */
 double al_mono(void);
 

@@ -1,4 +1,5 @@
 #include "export-report.h"
+#include "file.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -69,18 +70,6 @@ void al_export_report_set_error(al_export_report *rep, al_error *e)
         al_error_free(e);
 }
 
-char *al_export_report_time(char *buf, size_t len, double epoch)
-{
-    time_t secs = (time_t)epoch;
-    int ms = (int)((epoch - (double)secs) * 1000.0);
-    ms = ms < 0 ? 0 : ms > 999 ? 999 : ms;
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%s.%03dZ", base, ms);
-    return buf;
-}
 
 /* --- JSON ------------------------------------------------------------------ */
 
@@ -243,9 +232,9 @@ char *al_export_report_json(const al_export_report *rep)
     json_object_set_new(root, "version", str(rep->version ? rep->version : ""));
     json_object_set_new(root, "store", str(rep->store_dir ? rep->store_dir : ""));
     json_object_set_new(root, "started_at",
-                        json_string(al_export_report_time(t1, sizeof(t1), rep->started_at)));
+                        json_string(al_format_utc(t1, sizeof(t1), rep->started_at)));
     json_object_set_new(root, "finished_at",
-                        json_string(al_export_report_time(t2, sizeof(t2), rep->finished_at)));
+                        json_string(al_format_utc(t2, sizeof(t2), rep->finished_at)));
     json_object_set_new(root, "format", json_string(al_export_format_name(rep->format)));
     json_object_set_new(root, "compression", json_string(al_sink_kind_name(rep->compression)));
     json_object_set_new(root, "level", rep->level > 0 ? json_integer(rep->level) : json_null());
@@ -311,41 +300,5 @@ int al_export_write_text(const char *path, const char *text, size_t len, al_erro
 {
     if (strcmp(path, "-") == 0)
         return write_stdout(text, len, err);
-    _cleanup_free_ char *dir = al_xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL) {
-        free(dir);
-        dir = al_xstrdup(".");
-    } else {
-        slash[slash == dir ? 1 : 0] = '\0'; /* "/x" -> "/" */
-    }
-    /* Same directory, so the rename cannot cross filesystems; a name that
-     * a reader globbing for the report (*.json) does not pick up. */
-    _cleanup_free_ char *tmp = al_xasprintf("%s.tmp.XXXXXX", path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return al_error_set(err, AL_E_IO, errno, "create %s", tmp);
-    int e = 0;
-    const char *what = "write";
-    int wr = al_write_all(fd, text, len);
-    if (wr < 0)
-        e = -wr;
-    else if (fchmod(fd, 0644) < 0) /* mkstemp makes 0600; a report is for others to read */
-        e = errno, what = "chmod";
-    else if (fsync(fd) < 0)
-        e = errno, what = "fsync";
-    if (close(fd) < 0 && e == 0)
-        e = errno, what = "close";
-    if (e == 0 && rename(tmp, path) < 0)
-        e = errno, what = "rename";
-    if (e != 0) {
-        unlink(tmp);
-        return al_error_set(err, AL_E_IO, e, "%s %s", what, path);
-    }
-    /* The rename is done; a directory that refuses fsync (some network
-     * filesystems) does not undo it. As airlock-fetch does. */
-    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0)
-        (void)fsync(dfd);
-    return 0;
+    return al_file_write_atomic(path, text, len, err);
 }

@@ -75,14 +75,11 @@ void al_export_report_set_error(al_export_report *rep, al_error *e);
 /* OUT with every {arch} replaced by the platform's file-name tag. */
 char *al_export_output_path(const char *tmpl, const al_platform *p);
 
-/* "2024-05-01T12:00:00.250Z" (UTC, milliseconds). Returns buf. */
-char *al_export_report_time(char *buf, size_t len, double epoch);
-
 /* The JSON text (malloc'd, one trailing newline). */
 char *al_export_report_json(const al_export_report *rep);
 
-/* Write text to path atomically: a temp file in the same directory,
- * fsync, rename, fsync of the directory. "-" writes to stdout. */
+/* Write text to path atomically (al_file_write_atomic); "-" writes to
+ * stdout. */
 int al_export_write_text(const char *path, const char *text, size_t len, al_error **err);
 
 #endif

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "credentials.h"
+#include "file.h"
 #include "db.h"
 #include "engine.h"
 #include "log.h"
@@ -701,7 +702,7 @@ out:
                          .prune = pruned ? &prune_rep : NULL};
         al_error *we = NULL;
         _cleanup_free_ char *json = o->json_path ? al_report_json(&rep) : NULL;
-        if (json != NULL && al_report_write_file(o->json_path, json, &we) < 0) {
+        if (json != NULL && al_file_write_atomic(o->json_path, json, strlen(json), &we) < 0) {
             al_error_log("--json: %s", we->msg);
             al_error_clear(&we);
             if (exit_code == 0)
@@ -710,7 +711,7 @@ out:
         /* A lock file is only worth having when the fetch itself ran. */
         _cleanup_free_ char *lock =
             o->lock_path && n_results > 0 ? al_report_lock_text(&rep) : NULL;
-        if (lock != NULL && al_report_write_file(o->lock_path, lock, &we) < 0) {
+        if (lock != NULL && al_file_write_atomic(o->lock_path, lock, strlen(lock), &we) < 0) {
             al_error_log("--lock: %s", we->msg);
             al_error_clear(&we);
             if (exit_code == 0)

@@ -39,21 +39,6 @@ const char *al_report_status_name(al_image_status s)
     return "failed";
 }
 
-char *al_report_time(char *buf, size_t len, double epoch)
-{
-    time_t secs = (time_t)epoch;
-    int ms = (int)((epoch - (double)secs) * 1000.0);
-    if (ms < 0)
-        ms = 0;
-    if (ms > 999)
-        ms = 999;
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%s.%03dZ", base, ms);
-    return buf;
-}
 
 /* --- JSON ------------------------------------------------------------------ */
 
@@ -136,8 +121,8 @@ char *al_report_json(const al_report *rep)
         AL_REPORT_FORMAT, "tool", "airlock-fetch", "version", rep->version ? rep->version : "",
         "run_id", rep->run_id > 0 ? json_integer(rep->run_id) : json_null(), "store",
         rep->store_dir ? rep->store_dir : "", "started_at",
-        al_report_time(t1, sizeof(t1), rep->started_at), "finished_at",
-        al_report_time(t2, sizeof(t2), rep->finished_at), "exit_status", rep->exit_status, "error",
+        al_format_utc(t1, sizeof(t1), rep->started_at), "finished_at",
+        al_format_utc(t2, sizeof(t2), rep->finished_at), "exit_status", rep->exit_status, "error",
         error_json(rep->error), "images", images, "totals", totals);
     if (rep->prune != NULL)
         json_object_set_new(root, "prune", prune_json(rep->prune));
@@ -170,7 +155,7 @@ char *al_report_lock_text(const al_report *rep)
         al_xasprintf("# airlock-fetch lock file: the images of run %lld pinned by digest\n"
                      "# written %s from store %s\n"
                      "# use it as a list: airlock-export -f FILE, airlock-fetch -f FILE\n",
-                     (long long)rep->run_id, al_report_time(when, sizeof(when), rep->finished_at),
+                     (long long)rep->run_id, al_format_utc(when, sizeof(when), rep->finished_at),
                      rep->store_dir ? rep->store_dir : "");
     for (size_t i = 0; i < rep->n_results; i++) {
         const al_image_result *r = &rep->results[i];
@@ -193,45 +178,3 @@ char *al_report_lock_text(const al_report *rep)
 
 /* --- atomic write ------------------------------------------------------------ */
 
-int al_report_write_file(const char *path, const char *text, al_error **err)
-{
-    _cleanup_free_ char *dir = al_xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL) {
-        free(dir);
-        dir = al_xstrdup(".");
-    } else if (slash == dir) {
-        slash[1] = '\0';
-    } else {
-        *slash = '\0';
-    }
-    _cleanup_free_ char *tmp = al_xasprintf("%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return al_error_set(err, AL_E_IO, errno, "create %s", tmp);
-    int e = 0;
-    const char *what = "write";
-    int wr = al_write_all(fd, text, strlen(text));
-    if (wr < 0)
-        e = -wr;
-    else if (fchmod(fd, 0644) < 0)
-        e = errno, what = "chmod";
-    else if (fsync(fd) < 0)
-        e = errno, what = "fsync";
-    if (close(fd) < 0 && e == 0)
-        e = errno, what = "close";
-    if (e == 0 && rename(tmp, path) < 0)
-        e = errno, what = "rename";
-    if (e != 0) {
-        unlink(tmp);
-        return al_error_set(err, AL_E_IO, e, "%s %s", what, path);
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        /* The rename is done; a directory that refuses fsync (some network
-         * filesystems) does not undo it. */
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    return 0;
-}

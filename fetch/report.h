@@ -48,14 +48,10 @@ void al_report_totals_of(al_report_totals *out, const al_image_result *r, size_t
 /* "ok", "unchanged", "moved", "failed". */
 const char *al_report_status_name(al_image_status s);
 
-/* "2024-05-01T12:00:00.250Z". Returns buf. */
-char *al_report_time(char *buf, size_t len, double epoch);
 
 /* The texts (malloc'd). */
 char *al_report_json(const al_report *rep);
 char *al_report_lock_text(const al_report *rep);
 
-/* Write text to path atomically. */
-int al_report_write_file(const char *path, const char *text, al_error **err);
 
 #endif

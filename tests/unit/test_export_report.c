@@ -60,7 +60,7 @@ static void test_time(void **state)
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
         char buf[40];
-        assert_string_equal(al_export_report_time(buf, sizeof(buf), cases[i].t), cases[i].want);
+        assert_string_equal(al_format_utc(buf, sizeof(buf), cases[i].t), cases[i].want);
     }
 }
 

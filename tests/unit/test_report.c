@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "file.h"
 #include "report.h"
 #include "test-helpers.h"
 #include "util.h"
@@ -98,7 +99,7 @@ static void test_names_and_time(void **state)
     };
     char buf[40];
     for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++)
-        assert_string_equal(al_report_time(buf, sizeof(buf), cases[i].t), cases[i].want);
+        assert_string_equal(al_format_utc(buf, sizeof(buf), cases[i].t), cases[i].want);
 }
 
 static al_report base_report(const al_image_result *r, size_t n)
@@ -262,8 +263,8 @@ static void test_write_file(void **state)
     char *dir = th_mkdtemp();
     char *path = al_xasprintf("%s/report.json", dir);
     al_error *err = NULL;
-    assert_int_equal(al_report_write_file(path, "one\n", &err), 0);
-    assert_int_equal(al_report_write_file(path, "two\n", &err), 0);
+    assert_int_equal(al_file_write_atomic(path, "one\n", 4, &err), 0);
+    assert_int_equal(al_file_write_atomic(path, "two\n", 4, &err), 0);
     FILE *f = fopen(path, "r");
     char buf[16] = "";
     assert_non_null(fgets(buf, sizeof(buf), f));
@@ -281,7 +282,7 @@ static void test_write_file(void **state)
     assert_int_equal(entries, 1);
 
     char *bad = al_xasprintf("%s/no/such/dir/r.json", dir);
-    assert_int_equal(al_report_write_file(bad, "x", &err), AL_E_IO);
+    assert_int_equal(al_file_write_atomic(bad, "x", 1, &err), AL_E_IO);
     assert_non_null(err);
     assert_non_null(strstr(err->msg, bad));
     al_error_free(err);
@@ -289,7 +290,7 @@ static void test_write_file(void **state)
     /* A relative name is written in the current directory. */
     char *cwd = getcwd(NULL, 0);
     assert_int_equal(chdir(dir), 0);
-    assert_int_equal(al_report_write_file("rel.txt", "r\n", NULL), 0);
+    assert_int_equal(al_file_write_atomic("rel.txt", "r\n", 2, NULL), 0);
     assert_int_equal(chdir(cwd), 0);
     free(cwd);
     char *rel = al_xasprintf("%s/rel.txt", dir);
