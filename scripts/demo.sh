@@ -41,11 +41,11 @@ rig_parent=$(mktemp -d /tmp/airlock-demo-rig.XXXXXX)
 export AL_RIG_DIR=$rig_parent/rig
 stop_rig() {
     step "Stopping the registries"
-    bash "$repo/scripts/rig.sh" stop || true
+    bash "$repo/tests/infra/rig.sh" stop || true
     rm -rf "$rig_parent"
 }
 trap stop_rig EXIT
-bash scripts/rig.sh start --seed
+bash tests/infra/rig.sh start --seed
 # shellcheck disable=SC1091
 . "$AL_RIG_DIR/rig.env"
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install every Debian package that building, testing and the demo need, and
-# cache the busybox-static .debs (amd64 + arm64) that scripts/seed-images.py
+# cache the busybox-static .debs (amd64 + arm64) that tests/infra/seed-images.py
 # turns into image layers.
 #
 # Idempotent: when every package is already installed and both .debs are in
@@ -29,7 +29,7 @@ packages=(
     libcmocka-dev
     docker-registry containerd skopeo podman docker.io
     apache2-utils jq python3 python3-jsonschema zstd openssl sqlite3 tmux clang ca-certificates curl
-    nginx valgrind man-db groff-base
+    nginx valgrind man-db groff-base systemd
 )
 
 export DEBIAN_FRONTEND=noninteractive

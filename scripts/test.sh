@@ -2,8 +2,8 @@
 # The project's test command (README; CI runs it through .ci/run):
 #   1. install the Debian packages (scripts/install-deps.sh),
 #   2. configure and build with ASan+UBSan into build-test/,
-#   3. start the registry rig and seed it (scripts/rig.sh start --seed),
-#      and the consumers (scripts/consumers.sh start: containerd + dockerd),
+#   3. start the registry rig and seed it (tests/infra/rig.sh start --seed),
+#      and the consumers (tests/infra/consumers.sh start: containerd + dockerd),
 #   4. run ctest (unit + integration) with AL_RIG_ENV and AL_CONSUMERS_ENV
 #      pointing at them, so that every test reuses them,
 #   5. stop both (by PID), whatever happened, and exit with ctest's status.
@@ -33,9 +33,9 @@ export AL_RIG_DIR=$rig_parent/rig
 consumers_dir=$(mktemp -d /tmp/alc-test.XXXXXX)
 stop_services() {
     # consumers.sh stop: dockerd then containerd, by the PIDs it recorded.
-    bash "$repo/scripts/consumers.sh" stop "$consumers_dir" >/dev/null 2>&1 || true
+    bash "$repo/tests/infra/consumers.sh" stop "$consumers_dir" >/dev/null 2>&1 || true
     rm -rf --one-file-system "$consumers_dir"
-    bash "$repo/scripts/rig.sh" stop >/dev/null 2>&1 || true
+    bash "$repo/tests/infra/rig.sh" stop >/dev/null 2>&1 || true
     rm -rf "$rig_parent"
 }
 trap stop_services EXIT
@@ -46,11 +46,11 @@ seed_args=(--seed)
 if [ -n "${AL_SEED_BIG:-}" ]; then
     seed_args+=(--big)
 fi
-bash scripts/rig.sh start "${seed_args[@]}"
+bash tests/infra/rig.sh start "${seed_args[@]}"
 export AL_RIG_ENV=$AL_RIG_DIR/rig.env
 
 echo "== consumers" >&2
-bash scripts/consumers.sh start "$consumers_dir" >/dev/null
+bash tests/infra/consumers.sh start "$consumers_dir" >/dev/null
 export AL_CONSUMERS_ENV=$consumers_dir/consumers.env
 
 echo "== ctest" >&2

@@ -13,7 +13,7 @@ builds a Release airlock first. What this script sets up, under --work:
     per request and per new connection, --total-mbit for all connections,
     --conn-mbit for each) and a plain relay (no delay, no cap) that checks
     the proxy is not what limits;
-  * a private containerd (scripts/consumers.sh) for `ctr export`.
+  * a private containerd (tests/infra/consumers.sh) for `ctr export`.
 
 Everything started is stopped by PID at the end; --work is removed unless
 --keep. Timings are wall-clock medians of --runs runs; CPU, peak RSS and

@@ -289,7 +289,7 @@ class Corpus:
 def load_seed_registry():
     here = os.path.dirname(os.path.abspath(__file__))
     spec = importlib.util.spec_from_file_location("seed_images",
-                                                  os.path.join(here, "..", "seed-images.py"))
+                                                  os.path.join(here, "..", "..", "tests", "infra", "seed-images.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -4,7 +4,7 @@
 # Environment (ctest sets the first two; scripts/test.sh sets AL_RIG_ENV):
 #   AL_BIN      build directory holding airlock-fetch (default: $AL_SRC/build)
 #   AL_SRC      source directory (default: two levels above this file)
-#   AL_RIG_ENV  env file of a running, seeded rig (scripts/rig.sh); when
+#   AL_RIG_ENV  env file of a running, seeded rig (tests/infra/rig.sh); when
 #               unset, rig_up starts a private rig and stops it on exit.
 # shellcheck shell=bash
 
@@ -47,6 +47,12 @@ fail() {
     echo "FAIL: $TEST_NAME: $*" >&2
     exit 1
 }
+# skip REASON: the whole test cannot run here; ctest shows it as skipped
+# (SKIP_RETURN_CODE 77 in tests/CMakeLists.txt), never as passed.
+skip() {
+    echo "SKIP: $TEST_NAME: $*" >&2
+    exit 77
+}
 assert_eq() { # EXPECTED ACTUAL WHAT
     [ "$1" = "$2" ] || fail "${3:-value}: expected '$1', got '$2'"
 }
@@ -77,15 +83,15 @@ rig_up() {
         # shellcheck disable=SC1090
         . "$AL_RIG_ENV"
         if [ -z "${AL_SEED_JSON:-}" ]; then
-            AL_RIG_DIR=$AL_RIG_DIR bash "$AL_SRC/scripts/rig.sh" seed >&2
+            AL_RIG_DIR=$AL_RIG_DIR bash "$AL_SRC/tests/infra/rig.sh" seed >&2
             # shellcheck disable=SC1090
             . "$AL_RIG_ENV"
         fi
     else
         local dir
         dir=$(mktemp -d "${TMPDIR:-/tmp}/airlock-rig-${TEST_NAME}.XXXXXX")
-        on_exit "AL_RIG_DIR='$dir/rig' bash '$AL_SRC/scripts/rig.sh' stop >/dev/null 2>&1; rm -rf '$dir'"
-        AL_RIG_DIR=$dir/rig bash "$AL_SRC/scripts/rig.sh" start --seed >&2 ||
+        on_exit "AL_RIG_DIR='$dir/rig' bash '$AL_SRC/tests/infra/rig.sh' stop >/dev/null 2>&1; rm -rf '$dir'"
+        AL_RIG_DIR=$dir/rig bash "$AL_SRC/tests/infra/rig.sh" start --seed >&2 ||
             fail "could not start the rig"
         # shellcheck disable=SC1090
         . "$dir/rig/rig.env"
@@ -249,17 +255,17 @@ assert_no_canary() {
 
 # Fault proxy -----------------------------------------------------------
 # fault_proxy_up DIR UPSTREAM [faultproxy.py options]: start
-# scripts/faultproxy.sh in DIR in front of UPSTREAM, stop it on exit, and
+# tests/infra/faultproxy.sh in DIR in front of UPSTREAM, stop it on exit, and
 # load its AL_FAULT_* variables and the fault_* helpers of infra-lib.sh.
 fault_proxy_up() {
     local d=$1
     shift
     mkdir -p "$d"
-    bash "$AL_SRC/scripts/faultproxy.sh" start "$d" "$@" >"$d/start.log" 2>&1 ||
+    bash "$AL_SRC/tests/infra/faultproxy.sh" start "$d" "$@" >"$d/start.log" 2>&1 ||
         { show "$d/start.log"; fail "the fault proxy did not start"; }
-    on_exit "bash '$AL_SRC/scripts/faultproxy.sh' stop '$d' >/dev/null 2>&1"
+    on_exit "bash '$AL_SRC/tests/infra/faultproxy.sh' stop '$d' >/dev/null 2>&1"
     # shellcheck disable=SC1091
     . "$d/fault.env"
     # shellcheck source=infra-lib.sh
-    . "$AL_SRC/tests/integration/infra-lib.sh"
+    . "$AL_SRC/tests/infra/infra-lib.sh"
 }

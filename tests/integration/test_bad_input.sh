@@ -5,7 +5,7 @@
 #
 # Usage errors (exit 2) come from the command line and list files and must
 # not reach the network. Bad registry answers (exit 1) come from a fake
-# registry (scripts/fakeregistry.py) that serves exact bytes; distribution
+# registry (tests/infra/fakeregistry.py) that serves exact bytes; distribution
 # itself refuses to store most of them.
 . "$(dirname "$0")/lib.sh"
 rig_up
@@ -73,7 +73,7 @@ routes = {
 }
 json.dump(routes, open(sys.argv[1], "w"))
 PY
-python3 "$AL_SRC/scripts/fakeregistry.py" --port-file "$work/port" --log "$work/fake.log" "$work/routes.json" &
+python3 "$AL_SRC/tests/infra/fakeregistry.py" --port-file "$work/port" --log "$work/fake.log" "$work/routes.json" &
 fake_pid=$!
 on_exit "kill $fake_pid 2>/dev/null"
 for _ in $(seq 50); do [ -s "$work/port" ] && break; sleep 0.1; done

@@ -6,7 +6,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR
-source "$here/consumers-lib.sh"
+source "$here/../infra/consumers-lib.sh"
 
 work=$(mktemp -d /tmp/al-test-consumers.XXXXXX)
 passed=0 failed=0
@@ -27,7 +27,7 @@ equal() { if [[ $2 == "$3" ]]; then ok "$1"; else not_ok "$1: want '$2', got '$3
 
 # The layer payload need not run here; a small fixed file keeps the tarballs tiny.
 /usr/bin/python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256)) * 256)' >"$work/payload"
-/usr/bin/python3 "$here/demo-tarballs.py" "$work/payload" "$work/tars" || exit 1
+/usr/bin/python3 "$here/../infra/demo-tarballs.py" "$work/payload" "$work/tars" || exit 1
 manifest=$(jq -r '.hybrid.oci_manifest' "$work/tars/digests.json")
 config=$(jq -r '.config' "$work/tars/digests.json")
 hybrid=$work/tars/hybrid.tar

@@ -37,7 +37,7 @@ if command -v systemd-analyze >/dev/null; then
         { show "$work/verify.log"; fail "systemd-analyze verify: exit $rc"; }
     note "systemd-analyze verify: service and timer ok"
 else
-    note "SKIP systemd-analyze verify: systemd-analyze is not installed"
+    fail "systemd-analyze is not installed (scripts/install-deps.sh installs systemd)"
 fi
 
 # The paths the units use, moved under $work.

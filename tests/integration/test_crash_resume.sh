@@ -18,7 +18,7 @@ kills=${AL_CRASH_KILLS:-20}
 # The big image, pushed to the plain registry unless the rig has it already.
 big_json=$work/big.json
 if [ "$(seed -r '.images["library/big:1"].digest // empty')" = "" ]; then
-    python3 "$AL_SRC/scripts/seed-images.py" --registry "$AL_REG_PLAIN" --big --only library/big:1 \
+    python3 "$AL_SRC/tests/infra/seed-images.py" --registry "$AL_REG_PLAIN" --big --only library/big:1 \
         --out "$big_json" >"$work/seed.log" 2>&1 || { show "$work/seed.log"; fail "pushing library/big:1"; }
 else
     cp "$AL_SEED_JSON" "$big_json"

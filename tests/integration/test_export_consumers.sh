@@ -14,7 +14,7 @@
 #   - podman load lists each full docker.io name (no localhost/);
 #   - skopeo inspect docker-archive:OUT:REF reads each image.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/consumers-lib.sh"
+. "$(dirname "$0")/../infra/consumers-lib.sh"
 rig_up
 need tar
 need skopeo

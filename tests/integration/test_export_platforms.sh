@@ -11,7 +11,7 @@
 #   - the same holds at --level 22 for a tarball bigger than 32 MiB, where
 #     libzstd alone would pick a 64 MiB window.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/consumers-lib.sh"
+. "$(dirname "$0")/../infra/consumers-lib.sh"
 rig_up
 need tar
 need zstd

@@ -25,7 +25,7 @@ python3 -c 'import jsonschema' 2>/dev/null ||
 
 SCHEMA=$AL_SRC/docs/export-report.schema.json
 validate() {
-    python3 "$AL_SRC/tests/integration/validate-report.py" "$SCHEMA" "$@" ||
+    python3 "$AL_SRC/tests/infra/validate-report.py" "$SCHEMA" "$@" ||
         fail "$* does not validate against the schema"
 }
 expect_export() { expect_rc "$1" "$2" "${3:-airlock-export}"; }
@@ -186,11 +186,11 @@ assert_eq "$(stat -c %s "$out2/z.tar.zst")" "$(q .outputs[0].bytes)" "bytes of t
 
 # 7. The schema check can fail -------------------------------------------------------
 jq '.exit_status = 0' "$work/missing.json" >"$work/tampered.json"
-if python3 "$AL_SRC/tests/integration/validate-report.py" "$SCHEMA" "$work/tampered.json" 2>/dev/null; then
+if python3 "$AL_SRC/tests/infra/validate-report.py" "$SCHEMA" "$work/tampered.json" 2>/dev/null; then
     fail "a report with exit_status 0 and an error validates"
 fi
 jq 'del(.outputs[0].bytes)' "$work/ok.json" >"$work/tampered.json"
-if python3 "$AL_SRC/tests/integration/validate-report.py" "$SCHEMA" "$work/tampered.json" 2>/dev/null; then
+if python3 "$AL_SRC/tests/infra/validate-report.py" "$SCHEMA" "$work/tampered.json" 2>/dev/null; then
     fail "a report without outputs[0].bytes validates"
 fi
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Faults between airlock-fetch and the registry, injected by
-# scripts/faultproxy.py on chosen requests. For each: the fetch recovers
+# tests/infra/faultproxy.py on chosen requests. For each: the fetch recovers
 # (transient faults) or fails clearly (permanent ones), and no wrong blob is
 # ever stored.
 . "$(dirname "$0")/lib.sh"

@@ -83,7 +83,7 @@ assert_eq "$(db "$store" 'SELECT count(*) FROM tags')" "$(db "$store" 'SELECT co
 # first it holds amd-only's image, then arm-only's.
 mv_repo=library/moving-$$-$RANDOM
 mv_name=docker.io/$mv_repo:1
-python3 "$AL_SRC/scripts/seed-images.py" --registry "$AL_REG_PLAIN" \
+python3 "$AL_SRC/tests/infra/seed-images.py" --registry "$AL_REG_PLAIN" \
     --as "library/amd-only:1=$mv_repo:1" --out "$work/mv1.json" 2>/dev/null
 old=$(jq -r '.images[].digest' "$work/mv1.json")
 assert_eq "$(seed_digest library/amd-only:1)" "$old" "digest pushed as $mv_repo:1"
@@ -93,7 +93,7 @@ run_fetch "$work/mv-a" --store "$store2" -f "$work/moving.txt" "${reg_args[@]}"
 expect_rc 0 "$work/mv-a" "fetch of the moving tag"
 assert_eq ok "$(word_for "$work/mv-a.out" "$mv_name")" "first fetch of $mv_name"
 
-python3 "$AL_SRC/scripts/seed-images.py" --registry "$AL_REG_PLAIN" \
+python3 "$AL_SRC/tests/infra/seed-images.py" --registry "$AL_REG_PLAIN" \
     --as "library/arm-only:1=$mv_repo:1" --out "$work/mv2.json" 2>/dev/null
 new=$(jq -r '.images[].digest' "$work/mv2.json")
 [ "$new" != "$old" ] || fail "the tag did not move in the registry"

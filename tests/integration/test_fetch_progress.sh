@@ -20,7 +20,7 @@ work=$(tmpdir progress)
 big_digest=$(seed '.images["library/big:1"].digest // empty')
 if [ -z "$big_digest" ]; then
     note "pushing library/big:1 (the rig was seeded without --big)"
-    python3 "$AL_SRC/scripts/seed-images.py" --registry "$AL_REG_PLAIN" --big \
+    python3 "$AL_SRC/tests/infra/seed-images.py" --registry "$AL_REG_PLAIN" --big \
         --only library/big:1 --out "$work/big.json" >"$work/seed.log" 2>&1 ||
         { show "$work/seed.log"; fail "could not push library/big:1"; }
     big_digest=$(jq -r '.images["library/big:1"].digest' "$work/big.json")

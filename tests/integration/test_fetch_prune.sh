@@ -24,7 +24,7 @@ mv_name=docker.io/$mv_repo:1
 bb=docker.io/library/busybox:1.36
 
 push_as() { # SRC-REF OUT.json: push SRC's image as $mv_repo:1
-    python3 "$AL_SRC/scripts/seed-images.py" --registry "$AL_REG_PLAIN" --as "$1=$mv_repo:1" \
+    python3 "$AL_SRC/tests/infra/seed-images.py" --registry "$AL_REG_PLAIN" --as "$1=$mv_repo:1" \
         --out "$2" >/dev/null 2>&1 || fail "could not push $1 as $mv_repo:1"
 }
 graph_blobs() { jq -r '.images[].blobs[] | select(.attestation | not) | .digest' "$1" | sort -u; }
@@ -110,7 +110,7 @@ assert_eq "$(cat "$work/A-only.blobs")" "$(awk '$1 == "prunable" { print $2 }' "
 assert_grep "^dry run: would prune $(wc -l <"$work/A-only.blobs" | tr -d ' ') blobs, " "$work/dry.out" "dry-run summary"
 assert_eq "true 1 1" "$(jq -r '.prune | "\(.dry_run) \(.keep) \(.earlier_graphs_kept)"' "$work/dry.json")" "dry-run report"
 if python3 -c 'import jsonschema' 2>/dev/null; then
-    python3 "$AL_SRC/tests/integration/validate-report.py" "$AL_SRC/docs/fetch-report.schema.json" "$work/dry.json" ||
+    python3 "$AL_SRC/tests/infra/validate-report.py" "$AL_SRC/docs/fetch-report.schema.json" "$work/dry.json" ||
         fail "the prune report does not validate"
 fi
 

@@ -16,7 +16,7 @@ python3 -c 'import jsonschema' 2>/dev/null ||
 
 EXPORT=$AL_BIN/airlock-export
 SCHEMA=$AL_SRC/docs/fetch-report.schema.json
-validate() { python3 "$AL_SRC/tests/integration/validate-report.py" "$SCHEMA" "$@" || fail "$* does not validate against the schema"; }
+validate() { python3 "$AL_SRC/tests/infra/validate-report.py" "$SCHEMA" "$@" || fail "$* does not validate against the schema"; }
 
 work=$(tmpdir report)
 store=$work/store
@@ -27,7 +27,7 @@ mv_repo=library/report-moving-$$-$RANDOM
 mv_name=docker.io/$mv_repo:1
 missing_name=docker.io/library/not-there-$$:1
 push_as() { # SRC-REF OUT.json
-    python3 "$AL_SRC/scripts/seed-images.py" --registry "$AL_REG_PLAIN" --as "$1=$mv_repo:1" \
+    python3 "$AL_SRC/tests/infra/seed-images.py" --registry "$AL_REG_PLAIN" --as "$1=$mv_repo:1" \
         --out "$2" >/dev/null 2>&1 || fail "could not push $1 as $mv_repo:1"
 }
 push_as library/amd-only:1 "$work/mv1.json"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Self-test of the test infrastructure: scripts/faultproxy.sh, token-registry.sh
+# Self-test of the test infrastructure: tests/infra/faultproxy.sh, token-registry.sh
 # and mtls-proxy.sh, checked with curl and skopeo against a private plain
 # docker-registry started here. No airlock binary is involved: when this test
 # fails, the rig is broken, not airlock.
@@ -8,7 +8,7 @@
 set -euo pipefail
 
 src=${AL_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-scripts=$src/scripts
+infra=$src/tests/infra
 name=test_infra
 work=$(mktemp -d "${TMPDIR:-/tmp}/airlock-$name.XXXXXX")
 reg_pid=
@@ -18,9 +18,9 @@ note() { echo "--- $name: $*" >&2; }
 cleanup() {
     local rc=$?
     set +e
-    bash "$scripts/faultproxy.sh" stop "$work/fault" 2>/dev/null
-    bash "$scripts/token-registry.sh" stop "$work/token" 2>/dev/null
-    bash "$scripts/mtls-proxy.sh" stop "$work/mtls" 2>/dev/null
+    bash "$infra/faultproxy.sh" stop "$work/fault" 2>/dev/null
+    bash "$infra/token-registry.sh" stop "$work/token" 2>/dev/null
+    bash "$infra/mtls-proxy.sh" stop "$work/mtls" 2>/dev/null
     if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null; wait "$reg_pid" 2>/dev/null; fi
     if [ "$rc" != 0 ] || [ -n "${AL_KEEP_TMP:-}" ]; then
         echo "kept $work" >&2
@@ -99,11 +99,11 @@ push_image "http://$REG/v2/infra/hello" v1 >/dev/null
 
 # --- fault proxy -----------------------------------------------------------
 note "faultproxy"
-bash "$scripts/faultproxy.sh" start "$work/fault" "$REG"
+bash "$infra/faultproxy.sh" start "$work/fault" "$REG"
 # shellcheck disable=SC1091
 . "$work/fault/fault.env"
 # shellcheck disable=SC1091
-. "$src/tests/integration/infra-lib.sh"
+. "$src/tests/infra/infra-lib.sh"
 B=$AL_FAULT_URL/v2/infra/blob/blobs/$DIG
 get() { # CURL-ARGS... -> "http_code size curl_exit"; body in $work/out
     local out rc=0
@@ -184,7 +184,7 @@ expect "keep-alive" "200 0" "$("${C[@]}" -o /dev/null -o /dev/null -w '%{http_co
 
 # --- token registry --------------------------------------------------------
 note "token registry"
-AL_TOKEN_EXPIRY=4 AL_TOKEN_HARD_EXPIRY=1 bash "$scripts/token-registry.sh" start "$work/token"
+AL_TOKEN_EXPIRY=4 AL_TOKEN_HARD_EXPIRY=1 bash "$infra/token-registry.sh" start "$work/token"
 # shellcheck disable=SC1091
 . "$work/token/token.env"
 token() { # SCOPE [CURL-ARGS...]
@@ -207,7 +207,7 @@ other=$(token repository:private/hello:pull -u "$AL_TOKEN_OTHER_USER:$AL_TOKEN_O
 expect "other user on private" 401 "$("${C[@]}" -o /dev/null -w '%{http_code}' \
     -H "Authorization: Bearer $other" "http://$AL_TOKEN_REG/v2/private/hello/manifests/v1")"
 SRC_ARGS="--src-tls-verify=false --src-creds $AL_TOKEN_USER:$AL_TOKEN_PASS" \
-    bash "$scripts/token-registry.sh" copy "$work/token" "docker://$AL_TOKEN_REG/private/hello:v1" public/hello:v1
+    bash "$infra/token-registry.sh" copy "$work/token" "docker://$AL_TOKEN_REG/private/hello:v1" public/hello:v1
 expect "anonymous skopeo on public" "$pdig" "$(skopeo inspect --tls-verify=false \
     "docker://$AL_TOKEN_REG/public/hello:v1" | jq -r .Digest)"
 # distribution answers 404 for an OCI manifest unless the client accepts it.
@@ -224,7 +224,7 @@ fi
 
 # --- mTLS ------------------------------------------------------------------
 note "mtls proxy"
-bash "$scripts/mtls-proxy.sh" start "$work/mtls" "$REG"
+bash "$infra/mtls-proxy.sh" start "$work/mtls" "$REG"
 # shellcheck disable=SC1091
 . "$work/mtls/mtls.env"
 M=https://$AL_MTLS_REG/v2/infra/blob/blobs/$DIG

@@ -21,15 +21,15 @@ need nginx
 
 work=$(tmpdir access)
 tok=$work/tok
-AL_TOKEN_EXPIRY=4 AL_TOKEN_HARD_EXPIRY=1 bash "$AL_SRC/scripts/token-registry.sh" start "$tok" \
+AL_TOKEN_EXPIRY=4 AL_TOKEN_HARD_EXPIRY=1 bash "$AL_SRC/tests/infra/token-registry.sh" start "$tok" \
     >"$work/tok.log" 2>&1 || { show "$work/tok.log"; fail "token registry did not start"; }
-on_exit "bash '$AL_SRC/scripts/token-registry.sh' stop '$tok' >/dev/null 2>&1"
+on_exit "bash '$AL_SRC/tests/infra/token-registry.sh' stop '$tok' >/dev/null 2>&1"
 # shellcheck disable=SC1091
 . "$tok/token.env"
 for pair in "library/busybox:1.36 library/busybox:1.36" "library/busybox:1.36 private/app:1" \
     "rancher/mirrored-pause:3.6 private/pause:3.6" "calico/node:v3.28.0 private/calico:1"; do
     set -- $pair
-    SRC_ARGS=--src-tls-verify=false bash "$AL_SRC/scripts/token-registry.sh" copy "$tok" \
+    SRC_ARGS=--src-tls-verify=false bash "$AL_SRC/tests/infra/token-registry.sh" copy "$tok" \
         "docker://$AL_REG_PLAIN/$1" "$2" >>"$work/copy.log" 2>&1 || { show "$work/copy.log"; fail "copy $1"; }
 done
 reg=$AL_TOKEN_REG
@@ -141,9 +141,9 @@ assert_grep "TLS verification failed" "$work/no-ca.out" "TLS without the CA"
 
 # --- mTLS ---------------------------------------------------------------------------------
 m=$work/mtls
-bash "$AL_SRC/scripts/mtls-proxy.sh" start "$m" "$AL_REG_PLAIN" >"$work/mtls.log" 2>&1 ||
+bash "$AL_SRC/tests/infra/mtls-proxy.sh" start "$m" "$AL_REG_PLAIN" >"$work/mtls.log" 2>&1 ||
     { show "$work/mtls.log"; fail "mTLS proxy did not start"; }
-on_exit "bash '$AL_SRC/scripts/mtls-proxy.sh' stop '$m' >/dev/null 2>&1"
+on_exit "bash '$AL_SRC/tests/infra/mtls-proxy.sh' stop '$m' >/dev/null 2>&1"
 # shellcheck disable=SC1091
 . "$m/mtls.env"
 mref=$AL_MTLS_REG/library/busybox:1.36

@@ -1,7 +1,7 @@
-# Helpers for tests that use the fault proxy (scripts/faultproxy.sh).
+# Helpers for tests that use the fault proxy (tests/infra/faultproxy.sh).
 # Source it after starting the proxy and sourcing its DIR/fault.env:
-#   bash scripts/faultproxy.sh start "$d" "$AL_REG_PLAIN"; . "$d/fault.env"
-#   . tests/integration/infra-lib.sh
+#   bash tests/infra/faultproxy.sh start "$d" "$AL_REG_PLAIN"; . "$d/fault.env"
+#   . tests/infra/infra-lib.sh
 #   fault_rules '{"rules": [{"path": "/blobs/", "nth": 1, "action": "reset", "bytes": 1000}]}'
 #   ... run airlock-fetch against $AL_FAULT_PROXY ...
 #   n=$(fault_count 'select(.path | test("/blobs/"))')

@@ -4,8 +4,8 @@
 # private storage dirs). Everything lives under DIR; nothing touches the system
 # daemons, /var/lib or /run.
 #
-#   scripts/consumers.sh start [DIR]   start both daemons, write DIR/consumers.env
-#   scripts/consumers.sh stop  [DIR]   stop them by PID, unmount, remove DIR
+#   tests/infra/consumers.sh start [DIR]   start both daemons, write DIR/consumers.env
+#   tests/infra/consumers.sh stop  [DIR]   stop them by PID, unmount, remove DIR
 #
 # DIR defaults to /tmp/airlock-consumers-$UID. Sockets live under DIR, so keep it short:
 # a unix socket path must fit in 108 bytes.

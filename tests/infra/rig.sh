@@ -6,10 +6,10 @@
 #   tls    HTTPS with a certificate from a CA made here
 #   auth   HTTPS (same CA) + basic auth (htpasswd, bcrypt)
 #
-#   scripts/rig.sh start [--seed] [--big]   start them, write $AL_RIG_DIR/rig.env
-#   scripts/rig.sh seed [--big]             push the test images into all three
-#   scripts/rig.sh env                      print rig.env (to eval or source)
-#   scripts/rig.sh stop                     stop them by PID, remove $AL_RIG_DIR
+#   tests/infra/rig.sh start [--seed] [--big]   start them, write $AL_RIG_DIR/rig.env
+#   tests/infra/rig.sh seed [--big]             push the test images into all three
+#   tests/infra/rig.sh env                      print rig.env (to eval or source)
+#   tests/infra/rig.sh stop                     stop them by PID, remove $AL_RIG_DIR
 #
 # AL_RIG_DIR defaults to /tmp/airlock-rig-$UID. Everything the rig writes
 # (configs, certificates, storage, logs) lives there.
@@ -148,7 +148,7 @@ cmd_start() {
         # shellcheck disable=SC1090
         . "$env_file"
         if kill -0 "${AL_REG_PLAIN_PID:-0}" 2>/dev/null; then
-            die "a rig is already running in $rig_dir (scripts/rig.sh stop first)"
+            die "a rig is already running in $rig_dir (tests/infra/rig.sh stop first)"
         fi
         log "removing a stale rig in $rig_dir"
         rm -rf "$rig_dir"
@@ -184,7 +184,7 @@ cmd_start() {
     wait_up auth "https://127.0.0.1:$p_auth/v2/" 200 --cacert "$ca" -u "$auth_user:$auth_pass"
 
     {
-        echo "# airlock integration rig; written by scripts/rig.sh"
+        echo "# airlock integration rig; written by tests/infra/rig.sh"
         echo "export AL_RIG_DIR=$rig_dir"
         local n up
         for n in plain tls auth; do
@@ -246,7 +246,7 @@ cmd_stop() {
 }
 
 cmd_env() {
-    [ -f "$env_file" ] || die "no rig running in $rig_dir (scripts/rig.sh start)"
+    [ -f "$env_file" ] || die "no rig running in $rig_dir (tests/infra/rig.sh start)"
     cat "$env_file"
 }
 
@@ -258,7 +258,7 @@ cmd_seed() {
         *) die "seed: unknown argument: $a" ;;
         esac
     done
-    [ -f "$env_file" ] || die "no rig running in $rig_dir (scripts/rig.sh start)"
+    [ -f "$env_file" ] || die "no rig running in $rig_dir (tests/infra/rig.sh start)"
     # shellcheck disable=SC1090
     . "$env_file"
     local seed=$here/seed-images.py

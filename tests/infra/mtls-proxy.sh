@@ -4,8 +4,8 @@
 # registry. Certificates, config, pid file and logs all live under DIR; the
 # system nginx (/etc/nginx, /var/log/nginx, its service) is never touched.
 #
-#   scripts/mtls-proxy.sh start DIR UPSTREAM   start, write DIR/mtls.env
-#   scripts/mtls-proxy.sh stop DIR             stop it by PID (keeps DIR)
+#   tests/infra/mtls-proxy.sh start DIR UPSTREAM   start, write DIR/mtls.env
+#   tests/infra/mtls-proxy.sh stop DIR             stop it by PID (keeps DIR)
 #
 # UPSTREAM: http://HOST:PORT, https://HOST:PORT or HOST:PORT (= http).
 # The env file names a docker-style certs.d directory too:
@@ -86,7 +86,7 @@ write_conf() { # DIR PORT UPSTREAM-URL
         ;;
     esac
     cat >"$dir/nginx.conf" <<EOF
-# written by scripts/mtls-proxy.sh
+# written by tests/infra/mtls-proxy.sh
 $user_line
 worker_processes 1;
 pid $dir/nginx.pid;
@@ -172,7 +172,7 @@ cmd_start() {
     chmod 600 "$cd/client.key"
 
     cat >"$dir/mtls.env.tmp" <<EOF
-# mTLS registry proxy; written by scripts/mtls-proxy.sh
+# mTLS registry proxy; written by tests/infra/mtls-proxy.sh
 export AL_MTLS_DIR=$dir
 export AL_MTLS_REG=127.0.0.1:$port
 export AL_MTLS_UPSTREAM=$up

@@ -2,11 +2,11 @@
 # Probe what real consumers do with hand-made docker-save tarballs. Run by hand (it is
 # not a test: it asserts nothing, it records). Findings go to stdout and OUTDIR/probe.log.
 #
-#   tests/integration/probe_consumers.sh [OUTDIR]
+#   tests/infra/probe_consumers.sh [OUTDIR]
 #
 # Needs: a static busybox. $AL_PROBE_BUSYBOX if set, else `apt-get download
 # busybox-static:amd64` (Debian mirror) into OUTDIR, extracted with dpkg-deb.
-# Starts private containerd + dockerd (scripts/consumers.sh) unless AL_CONSUMERS_ENV
+# Starts private containerd + dockerd (tests/infra/consumers.sh) unless AL_CONSUMERS_ENV
 # points at running ones; podman and skopeo use private storage.
 set -uo pipefail
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Start or stop scripts/faultproxy.py in DIR, in front of one registry.
+# Start or stop tests/infra/faultproxy.py in DIR, in front of one registry.
 #
-#   scripts/faultproxy.sh start DIR UPSTREAM [faultproxy.py options]
-#   scripts/faultproxy.sh stop DIR
+#   tests/infra/faultproxy.sh start DIR UPSTREAM [faultproxy.py options]
+#   tests/infra/faultproxy.sh stop DIR
 #
 # UPSTREAM: http://HOST:PORT, https://HOST:PORT or HOST:PORT (= http). For an
 # https upstream pass --ca CA.crt. Writes DIR/fault.env (AL_FAULT_PROXY,

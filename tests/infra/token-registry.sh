@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# A registry behind Docker token auth: scripts/tokenserver.py issues the JWTs,
+# A registry behind Docker token auth: tests/infra/tokenserver.py issues the JWTs,
 # Debian's docker-registry (distribution 2.8, plain HTTP) checks them.
 #
-#   scripts/token-registry.sh start DIR        start both, write DIR/token.env
-#   scripts/token-registry.sh stop DIR         stop them by PID (keeps DIR)
-#   scripts/token-registry.sh copy DIR SRC DST skopeo copy --all an image in,
+#   tests/infra/token-registry.sh start DIR        start both, write DIR/token.env
+#   tests/infra/token-registry.sh stop DIR         stop them by PID (keeps DIR)
+#   tests/infra/token-registry.sh copy DIR SRC DST skopeo copy --all an image in,
 #        SRC a skopeo ref (docker://127.0.0.1:5000/library/busybox:1.36,
 #        oci:/path:tag, ...), DST a repo:tag of this registry; pushes with
 #        AL_TOKEN_USER's token (push scope). Extra skopeo arguments for the
@@ -174,7 +174,7 @@ cmd_start() {
         "curl -s --noproxy '*' -D - -o /dev/null http://127.0.0.1:$port/v2/ | grep -qi 'www-authenticate: Bearer realm=\"$AL_TOKEN_REALM\"'"
 
     cat >"$dir/token.env.tmp" <<EOF
-# token-auth registry; written by scripts/token-registry.sh
+# token-auth registry; written by tests/infra/token-registry.sh
 export AL_TOKEN_DIR=$dir
 export AL_TOKEN_REG=127.0.0.1:$port
 export AL_TOKEN_REALM=$AL_TOKEN_REALM

@@ -3,7 +3,7 @@
 # Source this file, then call consumers_up.
 #
 #   consumers_up                       use $AL_CONSUMERS_ENV if set; else start private
-#                                      daemons (scripts/consumers.sh) and stop them on EXIT
+#                                      daemons (tests/infra/consumers.sh) and stop them on EXIT
 #   consumers_down                     stop what consumers_up started (no-op otherwise)
 #   consumers_reset                    remove every image from every consumer
 #
@@ -24,7 +24,7 @@
 # different version.
 
 AL_CONSUMERS_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-AL_CONSUMERS_SCRIPT=${AL_CONSUMERS_SCRIPT:-$AL_CONSUMERS_LIB_DIR/../../scripts/consumers.sh}
+AL_CONSUMERS_SCRIPT=${AL_CONSUMERS_SCRIPT:-$AL_CONSUMERS_LIB_DIR/consumers.sh}
 AL_CTR_NAMESPACE=${AL_CTR_NAMESPACE:-airlock}
 _al_consumers_started_dir=''
 

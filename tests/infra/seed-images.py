@@ -565,7 +565,7 @@ def main():
     ap.add_argument("--password-file")
     ap.add_argument("--big", action="store_true", help="also push library/big:1 (~120 MB layer)")
     ap.add_argument("--cache", default=os.environ.get("AL_CACHE",
-                                                      os.path.join(here, "..", "build", "cache")))
+                                                      os.path.join(here, "..", "..", "build", "cache")))
     ap.add_argument("--out", help="write the JSON description here")
     ap.add_argument("--only", action="append", help="push only this ref (repeatable)")
     ap.add_argument("--as", dest="push_as", action="append", metavar="SRC=DST",
