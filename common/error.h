@@ -47,7 +47,8 @@ void al_error_clear(al_error **err);
 /* Short upper-case name of a code ("IO", "AUTH", ...). */
 const char *al_errc_name(al_errc code);
 
-/* Exit code of the programs for an error code (README: 2 usage/input, 3 store unusable, 1 otherwise). */
+/* Exit code of the programs for an error code (README: 2 usage/input, 3 store unusable, 1
+ * otherwise). */
 int al_errc_exit(al_errc code);
 
 #endif

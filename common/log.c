@@ -6,9 +6,18 @@
 static al_log_level level = AL_LOG_INFO;
 static const char *prog = "airlock";
 
-void al_log_set_level(al_log_level lvl) { level = lvl; }
-al_log_level al_log_get_level(void) { return level; }
-void al_log_set_prog(const char *p) { prog = p; }
+void al_log_set_level(al_log_level lvl)
+{
+    level = lvl;
+}
+al_log_level al_log_get_level(void)
+{
+    return level;
+}
+void al_log_set_prog(const char *p)
+{
+    prog = p;
+}
 
 void al_log(al_log_level lvl, const char *fmt, ...)
 {

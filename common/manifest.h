@@ -44,7 +44,7 @@ typedef enum {
 } al_manifest_kind;
 
 typedef struct al_descriptor {
-    char *media_type; /* as written (may be NULL for OCI index children that omit it) */
+    char *media_type;           /* as written (may be NULL for OCI index children that omit it) */
     char digest[AL_DIGEST_BUF]; /* validated */
     int64_t size;               /* >= 0 */
     bool has_platform;

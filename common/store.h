@@ -76,8 +76,7 @@ uint64_t al_blob_writer_resumed_at(const al_blob_writer *w);
 void al_blob_writer_suspend(al_blob_writer *w);
 
 /* Write a small blob held in memory (a manifest) through the same path. */
-int al_store_put_blob(al_store *s, const char *digest, const void *buf, size_t len,
-                      al_error **err);
+int al_store_put_blob(al_store *s, const char *digest, const void *buf, size_t len, al_error **err);
 
 /* Read a whole small blob (manifest, config), refusing more than `cap`
  * bytes (AL_E_SIZE), and verify its digest (AL_E_DIGEST: "blob X is

@@ -32,7 +32,10 @@ double al_mono(void);
 int al_write_all(int fd, const void *buf, size_t len);
 
 /* Cleanup attributes (crun/systemd style). */
-static inline void al_freep(void *p) { free(*(void **)p); }
+static inline void al_freep(void *p)
+{
+    free(*(void **)p);
+}
 void al_closep(int *fd);
 void al_fclosep(FILE **f);
 #define _cleanup_(f) __attribute__((cleanup(f)))

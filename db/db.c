@@ -772,4 +772,3 @@ int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed
         return al_error_set(err, AL_E_NOT_FOUND, 0, "run %lld not found", (long long)run_id);
     return 0;
 }
-

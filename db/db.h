@@ -32,8 +32,7 @@ void al_db_free(al_db *db);
 int al_db_blob_add(al_db *db, const char *digest, int64_t size, const char *media_type,
                    al_error **err);
 /* *found: a row exists. *size_out (may be NULL) gets its size. */
-int al_db_blob_get(al_db *db, const char *digest, bool *found, int64_t *size_out,
-                   al_error **err);
+int al_db_blob_get(al_db *db, const char *digest, bool *found, int64_t *size_out, al_error **err);
 
 /* Graphs ------------------------------------------------------------ */
 typedef struct al_graph_manifest {
@@ -58,8 +57,8 @@ typedef struct al_graph_edge {
 /* One fetched ref: its root and every manifest and edge beneath it that
  * this run stored (children filtered out by --platform are not listed). */
 typedef struct al_graph {
-    const char *full_name;   /* tags.full_name: "docker.io/library/busybox:1.36", or name@digest */
-    const char *source;      /* where it was fetched from: "127.0.0.1:5000/library/busybox" */
+    const char *full_name; /* tags.full_name: "docker.io/library/busybox:1.36", or name@digest */
+    const char *source;    /* where it was fetched from: "127.0.0.1:5000/library/busybox" */
     const char *root_digest;
     const char *root_media_type;
     int64_t root_size;
@@ -75,8 +74,8 @@ typedef struct al_graph {
  * on insert, checked_at = now, changed_at = now when the digest differs,
  * and a tag_history row (old, new, run) when it moved. *moved_from (may be
  * NULL) gets the previous digest or "" when the tag is new or unchanged. */
-int al_db_graph_commit(al_db *db, const al_graph *g, int64_t run_id,
-                       char moved_from[AL_DIGEST_BUF], al_error **err);
+int al_db_graph_commit(al_db *db, const al_graph *g, int64_t run_id, char moved_from[AL_DIGEST_BUF],
+                       al_error **err);
 
 /* True when a manifest row exists for digest. */
 int al_db_manifest_has(al_db *db, const char *digest, bool *found, al_error **err);
@@ -103,8 +102,8 @@ void al_tags_free(al_tag *tags, size_t n);
 /* Runs -------------------------------------------------------------- */
 /* argv_text must hold no secrets (the caller drops password flags). */
 int al_db_run_begin(al_db *db, const char *argv_text, int64_t *run_id_out, al_error **err);
-int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed,
-                     int64_t bytes, al_error **err);
+int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed, int64_t bytes,
+                     al_error **err);
 
 /* Prune with retention (db/db-prune.c) ------------------------------ */
 /* What a prune keeps reachable: every tag row that is not being removed,
@@ -118,9 +117,9 @@ int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed
 typedef struct al_prune_opts {
     const char *const *remove; /* tags.full_name values to drop (borrowed) */
     size_t n_remove;
-    int keep;                  /* earlier digests kept per tag, >= 0 */
-    double protect_since;      /* epoch seconds; 0: protect nothing */
-    bool dry_run;              /* compute only: the transaction is rolled back */
+    int keep;             /* earlier digests kept per tag, >= 0 */
+    double protect_since; /* epoch seconds; 0: protect nothing */
+    bool dry_run;         /* compute only: the transaction is rolled back */
 } al_prune_opts;
 
 typedef struct al_prune_blob {
@@ -136,10 +135,10 @@ typedef struct al_prune_tag {
 typedef struct al_prune_result {
     al_prune_blob *blobs; /* rows deleted (or that would be), ordered by digest */
     size_t n_blobs;
-    int64_t bytes;        /* their sizes, summed */
+    int64_t bytes;         /* their sizes, summed */
     al_prune_tag *removed; /* tags removed, ordered by name */
     size_t n_removed;
-    char **missing;       /* opts->remove names that are not tags */
+    char **missing; /* opts->remove names that are not tags */
     size_t n_missing;
     size_t n_history_kept; /* earlier (tag, digest) graphs kept by opts->keep */
 } al_prune_result;

@@ -599,7 +599,7 @@ static int write_blob_read(writer *w, const blob *b, int fd, al_error **err)
 typedef struct verifier {
     al_archive *a; /* borrowed */
     unsigned char *buf;
-    al_error *err; /* the first failure */
+    al_error *err;      /* the first failure */
     atomic_bool stop;   /* the writer gave up: stop too */
     atomic_bool failed; /* err is set: the writer may give up */
 } verifier;
@@ -663,8 +663,8 @@ static int write_blob_copy(writer *w, const blob *b, int fd, al_error **err)
     }
     if (r == AL_E_SIZE)
         r = al_error_set(err, AL_E_SIZE, 0,
-                         "blob %s of %s is corrupt: its size changed while it was read",
-                         b->digest, b->owner);
+                         "blob %s of %s is corrupt: its size changed while it was read", b->digest,
+                         b->owner);
     else if (r < 0)
         al_error_wrap(err, "blob %s of %s", b->digest, b->owner);
     return r;

@@ -70,7 +70,6 @@ void al_export_report_set_error(al_export_report *rep, al_error *e)
         al_error_free(e);
 }
 
-
 /* --- JSON ------------------------------------------------------------------ */
 
 /* json_string() refuses invalid UTF-8 (a path or a hand-edited database

@@ -1,7 +1,7 @@
 /* WWW-Authenticate challenges (RFC 7235) as registries send them:
- *   Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:x:pull"
- *   Basic realm="Registry Realm"
- * Only the first challenge of the header is read. */
+ *   Bearer
+ * realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:x:pull" Basic
+ * realm="Registry Realm" Only the first challenge of the header is read. */
 #ifndef AL_CHALLENGE_H
 #define AL_CHALLENGE_H
 

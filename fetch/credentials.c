@@ -84,7 +84,8 @@ static char *normalise_key(const char *key)
 static bool is_docker_hub(const char *host)
 {
     return strcmp(host, "index.docker.io") == 0 || strcmp(host, "docker.io") == 0 ||
-           strcmp(host, "registry-1.docker.io") == 0 || strcmp(host, "registry.hub.docker.com") == 0;
+           strcmp(host, "registry-1.docker.io") == 0 ||
+           strcmp(host, "registry.hub.docker.com") == 0;
 }
 
 static bool same_registry(const char *a, const char *b)
@@ -253,8 +254,8 @@ static int load_file(al_creds *c, const char *path, bool must_exist, bool contai
     return r;
 }
 
-int al_creds_new(al_creds **out, const char *user, const char *password,
-                 const char *docker_config, al_error **err)
+int al_creds_new(al_creds **out, const char *user, const char *password, const char *docker_config,
+                 al_error **err)
 {
     al_creds *c = al_xcalloc(1, sizeof(*c));
     if (user != NULL) {

@@ -23,18 +23,18 @@
 typedef struct al_creds al_creds;
 
 typedef struct al_cred {
-    char *user;           /* NULL with an identity token alone */
+    char *user; /* NULL with an identity token alone */
     char *password;
     char *identity_token; /* OAuth2 refresh token (docker login with SSO), or NULL */
-    char *origin;         /* where it came from, for messages: "--username", "/root/.docker/config.json" */
+    char *origin; /* where it came from, for messages: "--username", "/root/.docker/config.json" */
 } al_cred;
 
 /* user/password: command-line credentials, or NULL. docker_config:
  * explicit config.json path, or NULL for the default. A missing default
  * file is not an error; a file that exists but cannot be read or parsed
  * is (AL_E_USAGE, "FILE:LINE: ..."). */
-int al_creds_new(al_creds **out, const char *user, const char *password,
-                 const char *docker_config, al_error **err);
+int al_creds_new(al_creds **out, const char *user, const char *password, const char *docker_config,
+                 al_error **err);
 void al_creds_free(al_creds *c);
 
 /* Credentials for host ("127.0.0.1:5000", "registry-1.docker.io"):

@@ -20,13 +20,13 @@ typedef struct xfer {
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
     al_blob_writer *writer;
-    al_error *sink_err;   /* failure inside a callback: abort the transfer */
-    double not_before;    /* monotonic time before which a retry may not start */
-    double retry_after;   /* from the Retry-After header, seconds, or -1 */
-    int64_t range_start;  /* from Content-Range of a 206, or -1 */
-    uint64_t resumed_at;  /* bytes of the blob we asked the server to skip */
-    bool bad_range;       /* the 206 did not start where we asked */
-    bool fresh_retry;     /* retry once without the partial file */
+    al_error *sink_err;  /* failure inside a callback: abort the transfer */
+    double not_before;   /* monotonic time before which a retry may not start */
+    double retry_after;  /* from the Retry-After header, seconds, or -1 */
+    int64_t range_start; /* from Content-Range of a 206, or -1 */
+    uint64_t resumed_at; /* bytes of the blob we asked the server to skip */
+    bool bad_range;      /* the 206 did not start where we asked */
+    bool fresh_retry;    /* retry once without the partial file */
     bool in_flight;
     bool done;
     struct al_engine *engine; /* for the progress hook (borrowed) */
@@ -347,8 +347,8 @@ static void xfer_setup(al_engine *e, xfer *x)
     if (r->head)
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     if (r->ca_pem != NULL) {
-        struct curl_blob blob = {.data = (void *)r->ca_pem, .len = r->ca_pem_len,
-                                 .flags = CURL_BLOB_NOCOPY};
+        struct curl_blob blob = {
+            .data = (void *)r->ca_pem, .len = r->ca_pem_len, .flags = CURL_BLOB_NOCOPY};
         curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
     }
     if (r->client_cert != NULL) {
@@ -388,14 +388,13 @@ static void xfer_setup(al_engine *e, xfer *x)
             al_blob_writer_abort(old);
             x->fresh_retry = false;
         }
-        if (al_store_blob_resume(&x->writer, r->store, r->blob_digest, r->blob_size,
-                                 &x->resumed_at, &x->sink_err) == 0 &&
+        if (al_store_blob_resume(&x->writer, r->store, r->blob_digest, r->blob_size, &x->resumed_at,
+                                 &x->sink_err) == 0 &&
             x->resumed_at > 0) {
             _cleanup_free_ char *hd =
                 al_xasprintf("Range: bytes=%llu-", (unsigned long long)x->resumed_at);
             x->headers = curl_slist_append(x->headers, hd);
-            al_debug("resuming %s at byte %llu", r->blob_digest,
-                     (unsigned long long)x->resumed_at);
+            al_debug("resuming %s at byte %llu", r->blob_digest, (unsigned long long)x->resumed_at);
         }
     }
     if (x->headers != NULL)
@@ -413,10 +412,8 @@ static bool transient_curl(CURLcode c)
     case CURLE_GOT_NOTHING:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
-    case CURLE_COULDNT_RESOLVE_HOST:
-        return true;
-    default:
-        return false;
+    case CURLE_COULDNT_RESOLVE_HOST: return true;
+    default: return false;
     }
 }
 

@@ -40,12 +40,12 @@ typedef void (*al_engine_progress_fn)(void *user, al_xfer_event ev, const struct
                                       uint64_t have);
 
 typedef struct al_engine_opts {
-    int jobs;               /* concurrent transfers (default 8) */
-    long connect_timeout;   /* seconds */
-    long low_speed_time;    /* seconds below low_speed_limit bytes/s before a stall is cut */
-    long low_speed_limit;   /* bytes per second */
-    int max_retries;        /* per request, for transient failures */
-    bool debug_http;        /* AL_DEBUG_HTTP=1: curl's trace on stderr, credentials redacted */
+    int jobs;             /* concurrent transfers (default 8) */
+    long connect_timeout; /* seconds */
+    long low_speed_time;  /* seconds below low_speed_limit bytes/s before a stall is cut */
+    long low_speed_limit; /* bytes per second */
+    int max_retries;      /* per request, for transient failures */
+    bool debug_http;      /* AL_DEBUG_HTTP=1: curl's trace on stderr, credentials redacted */
     al_engine_progress_fn progress; /* NULL: no progress reporting */
     void *progress_user;            /* borrowed, passed to progress */
 } al_engine_opts;
@@ -58,40 +58,40 @@ void al_engine_free(al_engine *e);
 
 typedef struct al_request {
     /* Input. */
-    char *url;            /* owned */
-    bool head;            /* HEAD instead of GET */
-    bool insecure;        /* skip TLS peer/host verification (--insecure-registry) */
-    char *accept;         /* Accept header value, owned, may be NULL */
-    char *authorization;  /* full header value ("Bearer x"), owned, may be NULL; never logged */
-    char *post_fields;    /* POST this urlencoded form instead of GET (owned; secrets: wiped) */
-    const char *ca_pem;   /* CA bundle (PEM text) replacing the default, or NULL (borrowed) */
+    char *url;           /* owned */
+    bool head;           /* HEAD instead of GET */
+    bool insecure;       /* skip TLS peer/host verification (--insecure-registry) */
+    char *accept;        /* Accept header value, owned, may be NULL */
+    char *authorization; /* full header value ("Bearer x"), owned, may be NULL; never logged */
+    char *post_fields;   /* POST this urlencoded form instead of GET (owned; secrets: wiped) */
+    const char *ca_pem;  /* CA bundle (PEM text) replacing the default, or NULL (borrowed) */
     size_t ca_pem_len;
     const char *client_cert; /* client certificate and key files for mTLS, or NULL (borrowed) */
     const char *client_key;
-    size_t mem_cap;       /* memory sink: refuse bodies larger than this (AL_E_SIZE) */
+    size_t mem_cap; /* memory sink: refuse bodies larger than this (AL_E_SIZE) */
     /* Blob sink: when `store` is set, a 2xx body is streamed into a blob
      * writer for `blob_digest` with `blob_size`; commit verifies both. */
-    al_store *store;      /* borrowed */
+    al_store *store; /* borrowed */
     char blob_digest[AL_DIGEST_BUF];
     int64_t blob_size;
 
     /* Output (reset before each attempt). */
-    long status;          /* final HTTP status, 0 when no response */
+    long status; /* final HTTP status, 0 when no response */
     char *content_type;
-    char *docker_digest;  /* Docker-Content-Digest */
+    char *docker_digest; /* Docker-Content-Digest */
     char *www_authenticate;
     char *location;
     char *ratelimit_remaining; /* RateLimit-Remaining ("76;w=21600"), as sent */
     char *ratelimit_limit;     /* RateLimit-Limit */
-    int64_t content_length; /* -1 when unknown */
-    char *body;           /* memory sink, or the first bytes of a non-2xx body; NUL-terminated */
+    int64_t content_length;    /* -1 when unknown */
+    char *body; /* memory sink, or the first bytes of a non-2xx body; NUL-terminated */
     size_t body_len;
-    uint64_t bytes;       /* body bytes received in the successful attempt */
+    uint64_t bytes; /* body bytes received in the successful attempt */
     int attempts;
-    int transport_code;   /* CURLcode of the last attempt, 0 when a response arrived */
-    al_error *err;        /* transport or sink failure; NULL when a response was received */
+    int transport_code; /* CURLcode of the last attempt, 0 when a response arrived */
+    al_error *err;      /* transport or sink failure; NULL when a response was received */
 
-    void *user;           /* caller's */
+    void *user; /* caller's */
 
     /* Engine-private. */
     void *priv;
@@ -110,8 +110,8 @@ int al_engine_run(al_engine *e, al_request **reqs, size_t n);
 
 /* Counters for the whole run. */
 typedef struct al_engine_stats {
-    uint64_t requests;      /* HTTP requests answered (any status) */
-    uint64_t blob_bytes;    /* bytes written into blobs */
+    uint64_t requests;   /* HTTP requests answered (any status) */
+    uint64_t blob_bytes; /* bytes written into blobs */
     uint64_t retries;
 } al_engine_stats;
 const al_engine_stats *al_engine_get_stats(const al_engine *e);

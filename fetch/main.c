@@ -33,7 +33,8 @@ static const char usage_text[] =
     "Mirror container images from Docker/OCI registries into an airlock store.\n"
     "\n"
     "Images:\n"
-    "  REF                        image reference (busybox, rancher/pause:3.6, quay.io/a/b@sha256:...)\n"
+    "  REF                        image reference (busybox, rancher/pause:3.6, "
+    "quay.io/a/b@sha256:...)\n"
     "  -f, --file FILE            read refs from FILE, one per line ('-' = stdin; repeatable)\n"
     "      --registry HOST[:PORT] fetch docker.io images from HOST instead of Docker Hub,\n"
     "                             keeping their docker.io names (default: Docker Hub)\n"
@@ -409,8 +410,7 @@ static int parse_cli(cli *o, int argc, char **argv)
         case OPT_DRY_RUN: o->dry_run = true; break;
         case OPT_KEEP:
             if (!parse_int(optarg, 0, 10000, &v))
-                return usage_error("--keep: expected a number from 0 to 10000, got \"%s\"",
-                                   optarg);
+                return usage_error("--keep: expected a number from 0 to 10000, got \"%s\"", optarg);
             o->keep = (int)v;
             o->keep_set = true;
             break;

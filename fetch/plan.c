@@ -17,14 +17,14 @@ typedef struct mnode {
     int64_t want_size; /* from the parent descriptor, -1 for a root */
     char *body;
     size_t len;
-    bool local;        /* already in the store */
+    bool local; /* already in the store */
     al_manifest *m;
     bool has_platform;
     al_platform platform;
     char parent[AL_DIGEST_BUF]; /* "" for the root */
     int position;
-    bool resolved;     /* body present and parsed */
-    bool dropped;      /* filtered out by platform */
+    bool resolved; /* body present and parsed */
+    bool dropped;  /* filtered out by platform */
     /* Image manifests: the config. */
     char *config_body;
     size_t config_len;
@@ -35,9 +35,9 @@ typedef struct image {
     const al_reflist_entry *entry; /* borrowed */
     al_image_result *res;          /* borrowed */
     char *tag_key;
-    char *host;   /* endpoint of the current attempt */
-    char *repo;   /* repository path at that endpoint */
-    char *source; /* host/repo, recorded in the tags row */
+    char *host;      /* endpoint of the current attempt */
+    char *repo;      /* repository path at that endpoint */
+    char *source;    /* host/repo, recorded in the tags row */
     size_t endpoint; /* index into the image's endpoint list */
     bool failed;
     bool had_tag;
@@ -331,8 +331,7 @@ static void resolve_children(al_fetch_ctx *ctx, image **ims, size_t n)
                     fail(im, e);
                     break;
                 }
-                al_call *c = al_call_new(AL_CALL_MANIFEST_GET, call_host(im),
-                                         im->repo, nd->digest);
+                al_call *c = al_call_new(AL_CALL_MANIFEST_GET, call_host(im), im->repo, nd->digest);
                 c->user = im;
                 idx[nc] = j;
                 calls[nc++] = c;
@@ -381,7 +380,8 @@ static void accept_config(al_fetch_ctx *ctx, image *im, mnode *nd, char *body, s
     }
     if ((int64_t)len != cd->size) {
         free(body);
-        failf(im, AL_E_SIZE, "config %s: size mismatch: expected %lld bytes, got %zu", cd->digest, (long long)cd->size, len);
+        failf(im, AL_E_SIZE, "config %s: size mismatch: expected %lld bytes, got %zu", cd->digest,
+              (long long)cd->size, len);
         return;
     }
     nd->config_body = body;
@@ -433,8 +433,7 @@ static void resolve_configs(al_fetch_ctx *ctx, image **ims, size_t n)
                 fail(im, e);
                 break;
             }
-            al_call *c = al_call_new(AL_CALL_BLOB_MEM, call_host(im), im->repo,
-                                     cd->digest);
+            al_call *c = al_call_new(AL_CALL_BLOB_MEM, call_host(im), im->repo, cd->digest);
             c->mem_cap = AL_CONFIG_MAX;
             c->user = im;
             owners[nc] = nd;
@@ -589,8 +588,7 @@ static void fetch_layers(al_fetch_ctx *ctx, image **ims, size_t n, blob_need **n
                          b->digest, (long long)have, (long long)b->size);
             continue;
         }
-        al_call *c = al_call_new(AL_CALL_BLOB_STORE, b->first->host, b->first->repo,
-                                 b->digest);
+        al_call *c = al_call_new(AL_CALL_BLOB_STORE, b->first->host, b->first->repo, b->digest);
         c->store = ctx->store;
         c->size = b->size;
         c->user = b;

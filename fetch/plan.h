@@ -30,11 +30,11 @@ typedef struct al_mirror {
 } al_mirror;
 
 typedef struct al_fetch_opts {
-    const char *registry_override;    /* --registry: the only endpoint for docker.io refs */
-    const al_mirror *mirrors;         /* tried in order before the upstream */
+    const char *registry_override; /* --registry: the only endpoint for docker.io refs */
+    const al_mirror *mirrors;      /* tried in order before the upstream */
     size_t n_mirrors;
-    bool no_fallback;                 /* never fall back to the upstream itself */
-    const al_platform *platforms;     /* --platform; n_platforms == 0: all */
+    bool no_fallback;             /* never fall back to the upstream itself */
+    const al_platform *platforms; /* --platform; n_platforms == 0: all */
     size_t n_platforms;
     bool include_attestations;
 } al_fetch_opts;
@@ -42,17 +42,17 @@ typedef struct al_fetch_opts {
 typedef enum { AL_IMG_OK, AL_IMG_UNCHANGED, AL_IMG_MOVED, AL_IMG_FAILED } al_image_status;
 
 typedef struct al_image_result {
-    char *full_name;     /* tags.full_name */
+    char *full_name; /* tags.full_name */
     al_image_status status;
     char digest[AL_DIGEST_BUF];
     char old_digest[AL_DIGEST_BUF]; /* when moved */
-    char *platforms;     /* "linux/amd64,linux/arm64" or "" */
+    char *platforms;                /* "linux/amd64,linux/arm64" or "" */
     int new_blobs;
     uint64_t new_bytes;
     al_error *err;
     /* For the run report (fetch/report.c). */
-    int graph_blobs;     /* distinct blobs of the committed graph: manifests, configs, layers */
-    double done_at;      /* al_mono() at the end of the pass that committed or failed it */
+    int graph_blobs; /* distinct blobs of the committed graph: manifests, configs, layers */
+    double done_at;  /* al_mono() at the end of the pass that committed or failed it */
 } al_image_result;
 
 typedef struct al_fetch_ctx {

@@ -20,7 +20,7 @@ typedef enum { AUTH_UNKNOWN, AUTH_NONE, AUTH_BASIC, AUTH_BEARER } auth_kind;
 
 typedef struct token {
     char *scope;
-    char *value; /* "Bearer ..." */
+    char *value;    /* "Bearer ..." */
     double expires; /* monotonic */
 } token;
 
@@ -33,14 +33,14 @@ typedef struct host_state {
     char *client_cert, *client_key;
     bool cred_loaded;
     const al_cred *cred; /* borrowed from the creds cache; NULL: anonymous */
-    bool plain_http; /* insecure host that does not speak TLS */
+    bool plain_http;     /* insecure host that does not speak TLS */
     auth_kind auth;
     char *realm, *service;
     token *tokens;
     size_t n_tokens;
     al_error *fatal; /* e.g. wrong credentials: every later call fails with it */
     long rl_limit, rl_remaining, rl_window; /* -1 until the registry tells */
-    bool creds_ok; /* a token was granted with our credentials */
+    bool creds_ok;                          /* a token was granted with our credentials */
 } host_state;
 
 struct al_registry {
@@ -345,9 +345,8 @@ static char *base_url(const host_state *h)
 static char *call_url(const host_state *h, const al_call *c)
 {
     _cleanup_free_ char *base = base_url(h);
-    const char *kind = (c->op == AL_CALL_MANIFEST_HEAD || c->op == AL_CALL_MANIFEST_GET)
-                           ? "manifests"
-                           : "blobs";
+    const char *kind =
+        (c->op == AL_CALL_MANIFEST_HEAD || c->op == AL_CALL_MANIFEST_GET) ? "manifests" : "blobs";
     return al_xasprintf("%s/v2/%s/%s/%s", base, c->repo, kind, c->reference);
 }
 
@@ -393,9 +392,9 @@ static int http_error(al_error **err, const al_request *q, const char *method)
 {
     _cleanup_free_ char *url = al_url_redact(q->url);
     _cleanup_free_ char *detail = registry_error_detail(q);
-    al_errc code = q->status == 404 ? AL_E_NOT_FOUND
+    al_errc code = q->status == 404                         ? AL_E_NOT_FOUND
                    : (q->status == 401 || q->status == 403) ? AL_E_AUTH
-                                                             : AL_E_HTTP;
+                                                            : AL_E_HTTP;
     return al_error_set(err, code, 0, "%s %s: HTTP %ld %s%s", method, url, q->status,
                         reason_phrase(q->status), detail);
 }
@@ -655,8 +654,9 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
         q->err = NULL;
         if (q->transport_code == CURLE_PEER_FAILED_VERIFICATION ||
             q->transport_code == CURLE_SSL_CACERT_BADFILE)
-            al_error_wrap(&e, "TLS verification failed for %s (use --ca-cert FILE, or "
-                              "--insecure-registry %s to skip verification)",
+            al_error_wrap(&e,
+                          "TLS verification failed for %s (use --ca-cert FILE, or "
+                          "--insecure-registry %s to skip verification)",
                           h->host, h->host);
         finish(c, e);
         return false;
@@ -709,8 +709,8 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
         bool have_creds = cred != NULL && cred->user != NULL;
         bool bearer = ch.scheme == AL_AUTH_SCHEME_BEARER;
         if (bearer) {
-            bool changed = h->auth != AUTH_BEARER || h->realm == NULL ||
-                           strcmp(h->realm, ch.realm) != 0;
+            bool changed =
+                h->auth != AUTH_BEARER || h->realm == NULL || strcmp(h->realm, ch.realm) != 0;
             h->auth = AUTH_BEARER;
             free(h->realm);
             free(h->service);

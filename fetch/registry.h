@@ -19,11 +19,11 @@
 typedef struct al_registry al_registry;
 
 typedef struct al_registry_opts {
-    al_creds *creds;           /* borrowed; may be NULL */
-    char **insecure_hosts;     /* borrowed: HOST[:PORT] entries */
+    al_creds *creds;       /* borrowed; may be NULL */
+    char **insecure_hosts; /* borrowed: HOST[:PORT] entries */
     size_t n_insecure;
-    const char *ca_cert;       /* --ca-cert: extra CAs for every host, or NULL */
-    const char *client_cert;   /* --client-cert/--client-key for every host, or NULL */
+    const char *ca_cert;     /* --ca-cert: extra CAs for every host, or NULL */
+    const char *client_cert; /* --client-cert/--client-key for every host, or NULL */
     const char *client_key;
     /* Directories searched for docker's per-host TLS files
      * (DIR/HOST[:PORT]/{*.crt,client.cert,client.key}); NULL-terminated.
@@ -75,9 +75,9 @@ int al_registry_run(al_registry *r, al_call **calls, size_t n);
  * Hub sends on manifest requests). */
 typedef struct al_quota {
     const char *host;
-    long limit;     /* -1 when not sent */
+    long limit; /* -1 when not sent */
     long remaining;
-    long window;    /* seconds, -1 when not sent */
+    long window; /* seconds, -1 when not sent */
 } al_quota;
 /* Fills up to max entries; returns how many hosts reported a quota. */
 size_t al_registry_quotas(const al_registry *r, al_quota *out, size_t max);

@@ -39,7 +39,6 @@ const char *al_report_status_name(al_image_status s)
     return "failed";
 }
 
-
 /* --- JSON ------------------------------------------------------------------ */
 
 static json_t *str_or_null(const char *s)
@@ -177,4 +176,3 @@ char *al_report_lock_text(const al_report *rep)
 }
 
 /* --- atomic write ------------------------------------------------------------ */
-

@@ -48,10 +48,8 @@ void al_report_totals_of(al_report_totals *out, const al_image_result *r, size_t
 /* "ok", "unchanged", "moved", "failed". */
 const char *al_report_status_name(al_image_status s);
 
-
 /* The texts (malloc'd). */
 char *al_report_json(const al_report *rep);
 char *al_report_lock_text(const al_report *rep);
-
 
 #endif

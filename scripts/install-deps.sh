@@ -28,7 +28,7 @@ packages=(
     libcurl4-openssl-dev libsqlite3-dev libjansson-dev libzstd-dev libssl-dev zlib1g-dev
     libcmocka-dev
     docker-registry containerd skopeo podman docker.io
-    apache2-utils jq python3 python3-jsonschema zstd openssl sqlite3 tmux clang ca-certificates curl
+    apache2-utils jq python3 python3-jsonschema zstd openssl sqlite3 tmux clang clang-format ca-certificates curl
     nginx valgrind man-db groff-base systemd
 )
 

@@ -20,11 +20,14 @@ static void test_challenges(void **state)
         al_auth_scheme scheme;
         const char *realm, *service, *scope;
     } cases[] = {
-        {"Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",scope=\"repository:library/busybox:pull\"",
+        {"Bearer "
+         "realm=\"https://auth.docker.io/"
+         "token\",service=\"registry.docker.io\",scope=\"repository:library/busybox:pull\"",
          0, AL_AUTH_SCHEME_BEARER, "https://auth.docker.io/token", "registry.docker.io",
          "repository:library/busybox:pull"},
         {"bearer realm=\"https://h/t\"", 0, AL_AUTH_SCHEME_BEARER, "https://h/t", NULL, NULL},
-        {"Bearer  realm = \"https://h/t\" , service=svc", 0, AL_AUTH_SCHEME_BEARER, "https://h/t", "svc", NULL},
+        {"Bearer  realm = \"https://h/t\" , service=svc", 0, AL_AUTH_SCHEME_BEARER, "https://h/t",
+         "svc", NULL},
         {"Basic realm=\"Registry Realm\"", 0, AL_AUTH_SCHEME_BASIC, "Registry Realm", NULL, NULL},
         {"Basic", 0, AL_AUTH_SCHEME_BASIC, NULL, NULL, NULL},
         {"Bearer realm=\"a\\\"b\"", 0, AL_AUTH_SCHEME_BEARER, "a\"b", NULL, NULL},
@@ -127,15 +130,17 @@ static void test_helpers(void **state)
     char path[512], cfg[512], auth[512];
     /* A helper that answers for one server and says "not found" otherwise. */
     snprintf(path, sizeof(path), "%s/docker-credential-fake", dir);
-    write_file(path,
-               "#!/bin/sh\nread s\n"
-               "case \"$s\" in\n"
-               "reg.example.com) echo '{\"ServerURL\":\"x\",\"Username\":\"hu\",\"Secret\":\"hs\"}';;\n"
-               "tok.example.com) echo '{\"ServerURL\":\"x\",\"Username\":\"<token>\",\"Secret\":\"rt\"}';;\n"
-               "https://index.docker.io/v1/) echo '{\"Username\":\"hub\",\"Secret\":\"h\"}';;\n"
-               "*) echo 'credentials not found in native keychain'; exit 1;;\n"
-               "esac\n",
-               0755);
+    write_file(
+        path,
+        "#!/bin/sh\nread s\n"
+        "case \"$s\" in\n"
+        "reg.example.com) echo '{\"ServerURL\":\"x\",\"Username\":\"hu\",\"Secret\":\"hs\"}';;\n"
+        "tok.example.com) echo "
+        "'{\"ServerURL\":\"x\",\"Username\":\"<token>\",\"Secret\":\"rt\"}';;\n"
+        "https://index.docker.io/v1/) echo '{\"Username\":\"hub\",\"Secret\":\"h\"}';;\n"
+        "*) echo 'credentials not found in native keychain'; exit 1;;\n"
+        "esac\n",
+        0755);
     snprintf(path, sizeof(path), "%s/docker-credential-broken", dir);
     write_file(path, "#!/bin/sh\necho oops >&2; exit 3\n", 0755);
     char newpath[1024];

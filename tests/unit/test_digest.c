@@ -7,7 +7,8 @@
 
 #include "digest.h"
 
-static const char *EMPTY = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+static const char *EMPTY =
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 static void test_valid(void **state)
 {
@@ -25,7 +26,10 @@ static void test_valid(void **state)
         {"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85", AL_E_PARSE},
         {"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8555", AL_E_PARSE},
         {"md5:d41d8cd98f00b204e9800998ecf8427e", AL_E_PARSE},
-        {"sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e", AL_E_UNSUPPORTED},
+        {"sha512:"
+         "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d28"
+         "77eec2f63b931bd47417a81a538327af927da3e",
+         AL_E_UNSUPPORTED},
         {"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85/", AL_E_PARSE},
         {"SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", AL_E_PARSE},
     };
@@ -87,7 +91,8 @@ static void test_hash(void **state)
     al_hasher_update(h, "c", 1);
     assert_int_equal(al_hasher_size(h), 3);
     al_hasher_final(h, out);
-    assert_string_equal(out, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_string_equal(out,
+                        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     /* reusable after final */
     al_hasher_final(h, out);
     assert_string_equal(out, EMPTY);

@@ -214,7 +214,7 @@ static const parse_case CASES[] = {
      NULL, AL_E_PARSE, 0, 0, "platform \"linux/../x\""},
     {"child platform variant too long",
      OCI_IDX("{\"size\":1,\"digest\":\"" D1 "\",\"platform\":{\"os\":\"linux\",\"architecture\":"
-                                            "\"arm\",\"variant\":\"v7vvvvvvvvvvvvvvvvvvvv\"}}"),
+             "\"arm\",\"variant\":\"v7vvvvvvvvvvvvvvvvvvvv\"}}"),
      NULL, AL_E_PARSE, 0, 0, "too long"},
 };
 

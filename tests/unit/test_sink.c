@@ -140,13 +140,18 @@ static void test_roundtrip_libs(void **state)
         const size_t *pieces;
         size_t n_pieces;
     } cases[] = {
-        {AL_SINK_PLAIN, 0, 0, PIECES_SMALL, 6},      {AL_SINK_PLAIN, 0, 5000000, PIECES_SMALL, 6},
-        {AL_SINK_PLAIN, 0, 9000000, PIECES_BIG, 3},  {AL_SINK_ZSTD, 0, 0, PIECES_SMALL, 6},
+        {AL_SINK_PLAIN, 0, 0, PIECES_SMALL, 6},
+        {AL_SINK_PLAIN, 0, 5000000, PIECES_SMALL, 6},
+        {AL_SINK_PLAIN, 0, 9000000, PIECES_BIG, 3},
+        {AL_SINK_ZSTD, 0, 0, PIECES_SMALL, 6},
         /* Past the writeback step (16 MiB) more than once. */
         {AL_SINK_PLAIN, 0, 40000000, PIECES_BIG, 3},
-        {AL_SINK_ZSTD, 0, 5000000, PIECES_SMALL, 6}, {AL_SINK_ZSTD, 1, 9000000, PIECES_BIG, 3},
-        {AL_SINK_ZSTD, 19, 300000, PIECES_SMALL, 6}, {AL_SINK_GZIP, 0, 0, PIECES_SMALL, 6},
-        {AL_SINK_GZIP, 0, 5000000, PIECES_SMALL, 6}, {AL_SINK_GZIP, 1, 9000000, PIECES_BIG, 3},
+        {AL_SINK_ZSTD, 0, 5000000, PIECES_SMALL, 6},
+        {AL_SINK_ZSTD, 1, 9000000, PIECES_BIG, 3},
+        {AL_SINK_ZSTD, 19, 300000, PIECES_SMALL, 6},
+        {AL_SINK_GZIP, 0, 0, PIECES_SMALL, 6},
+        {AL_SINK_GZIP, 0, 5000000, PIECES_SMALL, 6},
+        {AL_SINK_GZIP, 1, 9000000, PIECES_BIG, 3},
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
         unsigned char *data = make_data(cases[i].n);
@@ -347,9 +352,9 @@ static void test_copy_fd(void **state)
     static const struct {
         al_sink_kind kind;
         int out;
-        size_t file_len;        /* the input file */
-        uint64_t offset, len;   /* the range copied */
-        int rc;                 /* AL_E_SIZE: the file ends first */
+        size_t file_len;      /* the input file */
+        uint64_t offset, len; /* the range copied */
+        int rc;               /* AL_E_SIZE: the file ends first */
     } cases[] = {
         {AL_SINK_PLAIN, OUT_FILE, 3000000, 0, 3000000, 0},
         {AL_SINK_PLAIN, OUT_FILE, 3000000, 12345, 2000000, 0},

@@ -245,13 +245,13 @@ static void test_copy_fd(void **state)
     static const char content[] = "0123456789abcdefghijklmnopqrstuvwxyz";
     assert_int_equal(al_write_all(in, content, sizeof(content) - 1), 0);
     static const struct {
-        uint64_t size;         /* announced */
-        uint64_t off, len;     /* copied from the file, after writing "W" */
+        uint64_t size;     /* announced */
+        uint64_t off, len; /* copied from the file, after writing "W" */
         int rc_copy, rc_end;
     } cases[] = {
-        {11, 0, 10, 0, 0},                /* W + 10 bytes */
-        {31, 5, 30, 0, 0},                /* W + 30 bytes, from offset 5 */
-        {5, 0, 10, AL_E_SIZE, AL_E_SIZE}, /* more than announced: refused, nothing copied */
+        {11, 0, 10, 0, 0},                  /* W + 10 bytes */
+        {31, 5, 30, 0, 0},                  /* W + 30 bytes, from offset 5 */
+        {5, 0, 10, AL_E_SIZE, AL_E_SIZE},   /* more than announced: refused, nothing copied */
         {30, 30, 10, AL_E_SIZE, AL_E_SIZE}, /* the file ends first */
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
@@ -275,8 +275,8 @@ static void test_copy_fd(void **state)
             assert_int_equal(al_tar_file_end(b.tar, &err), 0);
             assert_int_equal(al_tar_finish(a.tar, &err), 0);
             assert_int_equal(al_tar_finish(b.tar, &err), 0);
-            assert_int_equal(al_tar_bytes(a.tar), al_tar_entry_size("f", cases[i].size) +
-                                                      AL_TAR_TRAILER_SIZE);
+            assert_int_equal(al_tar_bytes(a.tar),
+                             al_tar_entry_size("f", cases[i].size) + AL_TAR_TRAILER_SIZE);
         }
         size_t la, lb;
         unsigned char *ba = fx_close(&a, &la);
@@ -397,10 +397,8 @@ static void test_gnu_tar_roundtrip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_header_fields),
-        cmocka_unit_test(test_big_size),
-        cmocka_unit_test(test_size_enforced),
-        cmocka_unit_test(test_gnu_tar_roundtrip),
+        cmocka_unit_test(test_header_fields), cmocka_unit_test(test_big_size),
+        cmocka_unit_test(test_size_enforced), cmocka_unit_test(test_gnu_tar_roundtrip),
         cmocka_unit_test(test_copy_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
