@@ -717,6 +717,17 @@ static void test_other_types(void **state)
     assert_int_equal(x->state, AL_GRAPH_SKIPPED);
     assert_int_equal(x->kind, AL_GRAPH_OTHER);
     assert_int_equal(reads_of(&s, art), 0);
+    /* The step agrees. */
+    blob *rb = find(&s, root);
+    al_manifest *m = NULL;
+    assert_int_equal(al_graph_accept_manifest(&m, NULL, 1, rb->body, strlen(rb->body), NULL, NULL),
+                     0);
+    size_t *next = NULL, n = 0;
+    assert_int_equal(al_graph_next(&next, &n, root, m, 1, NULL, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(next[0], 0);
+    free(next);
+    al_manifest_free(m);
     mem_free(&s);
 }
 
