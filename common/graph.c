@@ -313,6 +313,8 @@ static int walk_index(walker *w, al_graph_node *n, al_error **err)
     int r = 0;
     if (w->o->order == AL_GRAPH_PARENTS_FIRST && (r = w->visit(w->ud, n, err)) != 0)
         return r;
+    /* Indexes are refused above level N, so a path holds at most N. */
+    assert(w->depth < (int)AL_ARRAY_SIZE(w->path));
     w->path[w->depth++] = n->digest;
     for (size_t i = 0; i < m->n_children && r == 0; i++)
         r = walk_node(w, &m->children[i], n->digest, i, n->level + 1, err);
@@ -322,13 +324,16 @@ static int walk_index(walker *w, al_graph_node *n, al_error **err)
     return r;
 }
 
-/* Before loading: is the entry followed at all? Returns 1 to load it, or
- * the visitor's answer for a node settled without loading (0 also for a
- * digest already reached, which is not visited again). */
-static int screen(walker *w, al_graph_node *n, al_error **err)
+/* Before loading: is the entry followed at all? *load says to load it;
+ * otherwise the node is settled here and the visitor's answer returned (0
+ * for a digest already reached, which is not visited again). */
+static int screen(walker *w, al_graph_node *n, bool *load, al_error **err)
 {
-    if (n->parent == NULL)
-        return 1;
+    *load = false;
+    if (n->parent == NULL) {
+        *load = true;
+        return 0;
+    }
     if (n->kind == AL_GRAPH_OTHER || !entry_selected(n->desc, w->o->select)) {
         n->state = AL_GRAPH_SKIPPED;
         return w->visit(w->ud, n, err);
@@ -348,7 +353,8 @@ static int screen(walker *w, al_graph_node *n, al_error **err)
         too_deep(&e, n->digest, n->level);
         return visit_failed(w, n, e, n->digest, err);
     }
-    return 1;
+    *load = true;
+    return 0;
 }
 
 static int walk_node(walker *w, const al_descriptor *d, const char *parent, size_t position,
@@ -365,8 +371,9 @@ static int walk_node(walker *w, const al_descriptor *d, const char *parent, size
         .has_platform = d->has_platform,
         .platform = d->platform,
     };
-    int r = screen(w, &n, err);
-    if (r != 1)
+    bool load = false;
+    int r = screen(w, &n, &load, err);
+    if (!load)
         return r;
     seen_add(&w->seen, n.digest);
     al_manifest *m = NULL;

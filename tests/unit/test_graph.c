@@ -415,6 +415,17 @@ static void test_platforms_and_attestations(void **state)
             assert_true(b->has_config);
         }
     }
+    /* AL_GRAPH_STOP at a skipped entry ends the walk there: nothing more
+     * is visited or read. */
+    for (size_t i = 0; i < s.n; i++)
+        s.b[i].reads = 0;
+    rec st = {.stop_after = 3};
+    al_graph_walk_opts so = {.select = &cases[0].sel};
+    assert_int_equal(walk(&s, root, &so, &st, NULL), 0);
+    assert_int_equal(st.n, 3);
+    assert_int_equal(st.v[2].state, AL_GRAPH_SKIPPED);
+    assert_string_equal(st.v[2].digest, arm);
+    assert_int_equal(reads_of(&s, arm) + reads_of(&s, ppc) + reads_of(&s, bare), 0);
     /* The step gives the same entries (the bare one: its config decides). */
     al_manifest *m = NULL;
     al_error *err = NULL;
