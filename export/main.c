@@ -8,6 +8,7 @@
 #include "../common/log.h"
 #include "../common/platform.h"
 #include "../common/reflist.h"
+#include "../common/sanitize.h"
 #include "../common/sink.h"
 #include "../common/store.h"
 #include "../common/util.h"
@@ -515,9 +516,10 @@ static int print_verify_report(FILE *out, bool json, void *ud, al_error **err)
             json_object_set_new(o, "severity",
                                 json_string(p->severity == AL_VERIFY_ERROR ? "error" : "info"));
             json_object_set_new(o, "kind", json_string(p->kind));
-            /* File names in messages may not be UTF-8. */
-            json_t *m = json_string(p->message);
-            json_object_set_new(o, "message", m ? m : json_null());
+            /* Messages quote file names and database rows, which may hold
+             * any bytes: sanitised, they are valid UTF-8 without controls. */
+            _cleanup_free_ char *msg = al_sanitize(p->message, AL_SANITIZE_LINE);
+            json_object_set_new(o, "message", json_string(msg));
             json_array_append_new(list, o);
         }
         json_object_set_new(doc, "problems", list);
@@ -527,8 +529,9 @@ static int print_verify_report(FILE *out, bool json, void *ud, al_error **err)
     } else {
         for (size_t i = 0; i < rep->n_problems; i++) {
             const al_verify_problem *p = &rep->problems[i];
+            _cleanup_free_ char *msg = al_sanitize(p->message, AL_SANITIZE_LINE);
             fprintf(out, "%s: %s: %s\n", p->severity == AL_VERIFY_ERROR ? "error" : "info", p->kind,
-                    p->message);
+                    msg);
         }
         char notes[48] = "";
         if (rep->n_infos > 0)

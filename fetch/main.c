@@ -20,6 +20,7 @@
 #include "reflist.h"
 #include "registry.h"
 #include "report.h"
+#include "sanitize.h"
 #include "store.h"
 #include "util.h"
 
@@ -518,19 +519,24 @@ static void print_results(const cli *o, const al_image_result *results, const al
 {
     for (size_t i = 0; i < o->list.n; i++) {
         const al_image_result *r = &results[i];
+        /* The last guard: a message may quote a registry, and no part of a
+         * result line may start another (docs/STYLE.md, Output). */
+        _cleanup_free_ char *name = al_sanitize(r->full_name, AL_SANITIZE_LINE);
         if (r->status == AL_IMG_FAILED) {
-            printf("%-9s %s  %s\n", status_word(r->status), r->full_name,
-                   r->err ? r->err->msg : "unknown error");
+            _cleanup_free_ char *msg =
+                al_sanitize(r->err ? r->err->msg : "unknown error", AL_SANITIZE_LINE);
+            printf("%-9s %s  %s\n", status_word(r->status), name, msg);
             continue;
         }
         char b[32];
+        _cleanup_free_ char *plats = al_sanitize(r->platforms, AL_SANITIZE_LINE);
         if (r->status == AL_IMG_MOVED)
-            printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status),
-                   r->full_name, r->old_digest, r->digest, r->platforms, r->new_blobs,
-                   r->new_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), r->new_bytes));
+            printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status), name,
+                   r->old_digest, r->digest, plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+                   al_format_bytes(b, sizeof(b), r->new_bytes));
         else
-            printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), r->full_name,
-                   r->digest, r->platforms, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+            printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), name, r->digest,
+                   plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
                    al_format_bytes(b, sizeof(b), r->new_bytes));
     }
     char b[32];
@@ -548,11 +554,17 @@ static void print_results(const cli *o, const al_image_result *results, const al
 static void print_prune(const al_prune_report *p)
 {
     char b[32], b2[32];
-    for (size_t i = 0; i < p->db.n_removed; i++)
-        printf("%-9s %s  %s\n", p->dry_run ? "removable" : "removed", p->db.removed[i].full_name,
+    /* Tag names come back from the database: sanitised like any text from
+     * outside before they reach the terminal. */
+    for (size_t i = 0; i < p->db.n_removed; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->db.removed[i].full_name, AL_SANITIZE_LINE);
+        printf("%-9s %s  %s\n", p->dry_run ? "removable" : "removed", name,
                p->db.removed[i].digest);
-    for (size_t i = 0; i < p->db.n_missing; i++)
-        printf("%-9s %s  not in the store\n", "FAILED", p->db.missing[i]);
+    }
+    for (size_t i = 0; i < p->db.n_missing; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->db.missing[i], AL_SANITIZE_LINE);
+        printf("%-9s %s  not in the store\n", "FAILED", name);
+    }
     if (p->dry_run)
         for (size_t i = 0; i < p->db.n_blobs; i++)
             printf("%-9s %s  %s\n", "prunable", p->db.blobs[i].digest,

@@ -10,6 +10,7 @@
 #include "challenge.h"
 #include "log.h"
 #include "manifest.h"
+#include "sanitize.h"
 #include "util.h"
 
 #define MAX_ROUNDS 16
@@ -378,9 +379,13 @@ static char *registry_error_detail(const al_request *q)
     const char *code = json_string_value(json_object_get(e0, "code"));
     const char *msg = json_string_value(json_object_get(e0, "message"));
     char *out;
-    if (code != NULL)
-        out = al_xasprintf(" (%.60s%s%.200s)", code, msg ? ": " : "", msg ? msg : "");
-    else if (q->content_type != NULL && strstr(q->content_type, "html") != NULL)
+    if (code != NULL) {
+        /* The registry's words, escaped and capped before they join a
+         * message: no ESC sequence, no newline forging a result line. */
+        _cleanup_free_ char *c = al_sanitize(code, 60);
+        _cleanup_free_ char *m = al_sanitize(msg, 200);
+        out = al_xasprintf(" (%s%s%s)", c, msg ? ": " : "", m);
+    } else if (q->content_type != NULL && strstr(q->content_type, "html") != NULL)
         out = al_xstrdup(" (the server answered with an HTML page, not a registry API response)");
     else
         out = al_xstrdup("");
@@ -449,7 +454,8 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
         curl_url_cleanup(u);
         if (uc != CURLUE_OK) {
             al_error *e = NULL;
-            al_error_set(&e, AL_E_AUTH, 0, "%s: invalid token realm \"%.200s\"", h->host, h->realm);
+            _cleanup_free_ char *realm = al_sanitize(h->realm, 200);
+            al_error_set(&e, AL_E_AUTH, 0, "%s: invalid token realm \"%s\"", h->host, realm);
             h->fatal = e;
             continue;
         }
