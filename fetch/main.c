@@ -24,9 +24,6 @@
 #include "store.h"
 #include "util.h"
 
-#define EXIT_PARTIAL 1
-#define EXIT_USAGE 2
-#define EXIT_STORE 3
 #define AL_FETCH_VERSION "0.1.0"
 
 static const char usage_text[] =
@@ -163,7 +160,7 @@ static int usage_error(const char *fmt, ...)
     va_end(ap);
     al_error_log("%s", msg);
     fputs("Try 'airlock-fetch --help'.\n", stderr);
-    return EXIT_USAGE;
+    return AL_EXIT_USAGE;
 }
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
@@ -432,7 +429,7 @@ static int parse_cli(cli *o, int argc, char **argv)
         case 'v': verbosity = AL_LOG_DEBUG; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case OPT_VERSION: puts("airlock-fetch " AL_FETCH_VERSION); return 0;
-        default: fputs("Try 'airlock-fetch --help'.\n", stderr); return EXIT_USAGE;
+        default: fputs("Try 'airlock-fetch --help'.\n", stderr); return AL_EXIT_USAGE;
         }
     }
     al_log_set_level((al_log_level)verbosity);
@@ -480,7 +477,7 @@ static int parse_cli(cli *o, int argc, char **argv)
         if (al_reflist_add_file(list, files[i], &e) < 0) {
             al_error_log("%s", e->msg);
             al_error_free(e);
-            return EXIT_USAGE;
+            return AL_EXIT_USAGE;
         }
     }
     if (list->n_problems > 0) {
@@ -488,7 +485,7 @@ static int parse_cli(cli *o, int argc, char **argv)
             al_error_log("%s", list->problems[i]);
         al_error_log("%zu bad reference%s: nothing fetched", list->n_problems,
                      list->n_problems == 1 ? "" : "s");
-        return EXIT_USAGE;
+        return AL_EXIT_USAGE;
     }
     if (list->n == 0 && !o->prune)
         return usage_error("no images given (REF arguments or -f FILE)");
@@ -612,24 +609,24 @@ static int run(cli *o, int argc, char **argv)
         al_progress_attach(progress, &o->eopts);
     }
     if (al_creds_new(&creds, o->username, password, NULL, &err) < 0) {
-        exit_code = EXIT_USAGE;
+        exit_code = AL_EXIT_USAGE;
         goto out;
     }
     if (al_store_open(&store, o->store_dir, AL_STORE_WRITE, &err) < 0 ||
         al_db_open(&db, al_store_db_path(store), false, &err) < 0) {
-        exit_code = EXIT_STORE;
+        exit_code = AL_EXIT_STORE;
         goto out;
     }
     args = argv_text(argc, argv);
     if (al_db_run_begin(db, args, &run_id, &err) < 0) {
-        exit_code = EXIT_STORE;
+        exit_code = AL_EXIT_STORE;
         goto out;
     }
     run_open = true;
     int rc = 0;
     if (o->list.n > 0) {
         if (al_engine_new(&engine, &o->eopts, &err) < 0) {
-            exit_code = EXIT_PARTIAL;
+            exit_code = al_errc_exit(err->code);
             goto out;
         }
         const char *certs_dirs[] = {o->certs_dir, NULL};
@@ -682,9 +679,9 @@ static int run(cli *o, int argc, char **argv)
         }
     }
     if (rc < 0)
-        exit_code = EXIT_STORE;
+        exit_code = AL_EXIT_STORE;
     else if (tot.failed > 0 || (pruned && prune_rep.db.n_missing > 0))
-        exit_code = EXIT_PARTIAL;
+        exit_code = AL_EXIT_FAILED;
 
 out:
     if (run_open) {
@@ -693,7 +690,7 @@ out:
             err == NULL) {
             err = fe;
             fe = NULL;
-            exit_code = EXIT_STORE;
+            exit_code = AL_EXIT_STORE;
         }
         al_error_free(fe);
     }
@@ -718,7 +715,7 @@ out:
             al_error_log("--json: %s", we->msg);
             al_error_clear(&we);
             if (exit_code == 0)
-                exit_code = EXIT_PARTIAL;
+                exit_code = AL_EXIT_FAILED;
         }
         /* A lock file is only worth having when the fetch itself ran. */
         _cleanup_free_ char *lock =
@@ -727,7 +724,7 @@ out:
             al_error_log("--lock: %s", we->msg);
             al_error_clear(&we);
             if (exit_code == 0)
-                exit_code = EXIT_PARTIAL;
+                exit_code = AL_EXIT_FAILED;
         }
     }
     if (err != NULL)

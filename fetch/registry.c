@@ -532,11 +532,8 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
                 if (c->done || strcmp(c->host, h->host) != 0)
                     continue;
                 _cleanup_free_ char *s = scope_of(c);
-                if (strcmp(s, scopes[i]) == 0) {
-                    al_error *copy = NULL;
-                    al_error_set(&copy, e->code, 0, "%s", e->msg);
-                    finish(c, copy);
-                }
+                if (strcmp(s, scopes[i]) == 0)
+                    finish(c, al_error_copy(e));
             }
             if (rejected && h->fatal == NULL) {
                 /* Wrong credentials: every other call to this registry
@@ -708,8 +705,7 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
         const al_cred *cred = host_cred(r, h);
         if (h->fatal != NULL) { /* the credential lookup itself failed */
             al_challenge_dispose(&ch);
-            al_error_set(&e, h->fatal->code, 0, "%s", h->fatal->msg);
-            finish(c, e);
+            finish(c, al_error_copy(h->fatal));
             return false;
         }
         bool have_creds = cred != NULL && cred->user != NULL;
@@ -744,9 +740,7 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
                              h->host);
                 if (h->fatal == NULL) {
                     h->fatal = e;
-                    al_error *copy = NULL;
-                    al_error_set(&copy, AL_E_AUTH, 0, "%s", h->fatal->msg);
-                    e = copy;
+                    e = al_error_copy(h->fatal);
                 }
                 finish(c, e);
                 return false;
@@ -796,11 +790,8 @@ int al_registry_run(al_registry *r, al_call **calls, size_t n)
             if (c->done)
                 continue;
             host_state *h = get_host(r, c->host);
-            if (h->fatal != NULL) {
-                al_error *e = NULL;
-                al_error_set(&e, h->fatal->code, 0, "%s", h->fatal->msg);
-                finish(c, e);
-            }
+            if (h->fatal != NULL)
+                finish(c, al_error_copy(h->fatal));
         }
         fetch_tokens(r, calls, n);
         size_t nr = 0;
