@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "challenge.h"
+#include "hostpolicy.h"
 #include "log.h"
 #include "manifest.h"
 #include "sanitize.h"
@@ -27,14 +28,15 @@ typedef struct token {
 
 typedef struct host_state {
     char *host;
-    bool insecure;
+    bool insecure;      /* --insecure-registry: unverified TLS or plain HTTP */
+    bool plain_http_ok; /* insecure, or a local address (docs/DESIGN.md, Security) */
     bool tls_loaded;
     char *ca_pem; /* system CAs + --ca-cert + certs.d CAs, when any extra */
     size_t ca_len;
     char *client_cert, *client_key;
     bool cred_loaded;
     const al_cred *cred; /* borrowed from the creds cache; NULL: anonymous */
-    bool plain_http;     /* insecure host that does not speak TLS */
+    bool plain_http;     /* a plain_http_ok host that does not speak TLS */
     auth_kind auth;
     char *realm, *service;
     token *tokens;
@@ -47,6 +49,7 @@ typedef struct host_state {
 struct al_registry {
     al_engine *engine;
     al_registry_opts opts;
+    al_hostpolicy policy;
     host_state **hosts; /* each allocated on its own: pointers stay valid */
     size_t n_hosts;
 };
@@ -58,6 +61,7 @@ int al_registry_new(al_registry **out, al_engine *engine, const al_registry_opts
     al_registry *r = al_xcalloc(1, sizeof(*r));
     r->engine = engine;
     r->opts = *opts;
+    r->policy = (al_hostpolicy){opts->insecure_hosts, opts->n_insecure};
     *out = r;
     return 0;
 }
@@ -88,10 +92,7 @@ void al_registry_free(al_registry *r)
 
 bool al_registry_is_insecure(const al_registry *r, const char *host)
 {
-    for (size_t i = 0; i < r->opts.n_insecure; i++)
-        if (strcmp(r->opts.insecure_hosts[i], host) == 0)
-            return true;
-    return false;
+    return al_hostpolicy_is_insecure(&r->policy, host);
 }
 
 static host_state *get_host(al_registry *r, const char *host)
@@ -104,6 +105,7 @@ static host_state *get_host(al_registry *r, const char *host)
     r->hosts[r->n_hosts++] = h;
     h->host = al_xstrdup(host);
     h->insecure = al_registry_is_insecure(r, host);
+    h->plain_http_ok = al_hostpolicy_plain_http_ok(&r->policy, host);
     h->rl_limit = h->rl_remaining = h->rl_window = -1;
     return h;
 }
@@ -216,22 +218,6 @@ static const al_cred *host_cred(al_registry *r, host_state *h)
             h->cred = NULL;
     }
     return h->cred;
-}
-
-/* "host[:port]" of a URL, or NULL. */
-static char *hostport_of(const char *url)
-{
-    CURLU *u = curl_url();
-    char *host = NULL, *port = NULL, *out = NULL;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-        curl_url_get(u, CURLUPART_PORT, &port, 0);
-        out = port ? al_xasprintf("%s:%s", host, port) : al_xstrdup(host);
-    }
-    curl_free(host);
-    curl_free(port);
-    curl_url_cleanup(u);
-    return out;
 }
 
 /* "76;w=21600" -> 76 and 21600. */
@@ -416,6 +402,21 @@ static void finish(al_call *c, al_error *e)
     c->err = e;
 }
 
+/* A cause every call to this host shares: its full message, with what to
+ * do, is logged once on stderr, and this call (when given) and every later
+ * one to the host fail with a short line that refers to it, instead of the
+ * same advice once per image (docs/DESIGN.md, Security). */
+static void fail_host(host_state *h, al_call *c, al_error *e, const char *what)
+{
+    if (h->fatal == NULL) {
+        al_error_log("%s", e->msg);
+        al_error_set(&h->fatal, e->code, 0, "%s: %s (see the error on stderr)", h->host, what);
+    }
+    al_error_free(e);
+    if (c != NULL)
+        finish(c, al_error_copy(h->fatal));
+}
+
 /* Fetch bearer tokens for every (host, scope) some pending call lacks. */
 static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
 {
@@ -484,7 +485,7 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
         }
         curl_free(url);
         q->mem_cap = TOKEN_MAX;
-        _cleanup_free_ char *realm_host = hostport_of(h->realm);
+        _cleanup_free_ char *realm_host = al_url_hostport(h->realm);
         if (realm_host != NULL)
             apply_tls(r, get_host(r, realm_host), q);
         reqs[nr] = q;
@@ -603,7 +604,7 @@ static al_request *build_request(al_registry *r, host_state *h, al_call *c)
     q->head = c->op == AL_CALL_MANIFEST_HEAD;
     if (c->off_host) {
         /* TLS settings follow the host actually contacted. */
-        _cleanup_free_ char *hp = hostport_of(q->url);
+        _cleanup_free_ char *hp = al_url_hostport(q->url);
         if (hp != NULL)
             apply_tls(r, get_host(r, hp), q);
     } else {
@@ -642,26 +643,65 @@ static al_request *build_request(al_registry *r, host_state *h, al_call *c)
     return q;
 }
 
+/* HTTPS failed at the handshake for a host that may be spoken to in plain
+ * HTTP: switch the host to http, once, and send the call again. An
+ * --insecure-registry host switches on any handshake failure (as before);
+ * a local address, allowed without the flag, only when the peer answered
+ * in plain HTTP, and that is said once on stderr. */
+static bool retry_over_http(host_state *h, const al_call *c, const al_request *q)
+{
+    if (!h->plain_http_ok || c->next_url != NULL || q->transport_code != CURLE_SSL_CONNECT_ERROR)
+        return false;
+    if (h->plain_http) /* another call switched the host while this one was out */
+        return strncmp(q->url, "https://", 8) == 0;
+    if (!h->insecure && !al_tls_error_is_plain_http(q->err->msg))
+        return false;
+    h->plain_http = true;
+    if (!h->insecure)
+        al_info("%s speaks plain HTTP: using it (a local address needs no --insecure-registry)",
+                h->host);
+    return true;
+}
+
+/* A transport failure ends the call. A cause that every call to the host
+ * shares (plain HTTP where HTTPS is required, a certificate that does not
+ * verify) is said once, with what to do, and fails the host. */
+static void transport_failure(host_state *h, al_call *c, al_request *q)
+{
+    al_error *e = q->err;
+    q->err = NULL;
+    bool own_host = c->next_url == NULL; /* not a redirect target's failure */
+    if (own_host && q->transport_code == CURLE_SSL_CONNECT_ERROR && !h->plain_http_ok &&
+        al_tls_error_is_plain_http(e->msg)) {
+        al_error_wrap(&e,
+                      "%s seems to speak plain HTTP, not HTTPS: to fetch from it over plain HTTP, "
+                      "pass --insecure-registry %s",
+                      h->host, h->host);
+        fail_host(h, c, e, "plain-HTTP registry refused");
+        return;
+    }
+    if (q->transport_code == CURLE_PEER_FAILED_VERIFICATION ||
+        q->transport_code == CURLE_SSL_CACERT_BADFILE) {
+        al_error_wrap(&e,
+                      "TLS verification failed for %s (use --ca-cert FILE, or "
+                      "--insecure-registry %s to skip verification)",
+                      h->host, h->host);
+        if (own_host) {
+            fail_host(h, c, e, "TLS verification failed");
+            return;
+        }
+    }
+    finish(c, e);
+}
+
 /* Handle one response; returns true when the call must go another round. */
 static bool handle_response(al_registry *r, host_state *h, al_call *c, al_request *q,
                             bool *probe_ok)
 {
     if (q->err != NULL) {
-        /* HTTPS to a plain-HTTP --insecure-registry: switch once to http. */
-        if (h->insecure && !h->plain_http && c->next_url == NULL &&
-            q->transport_code == CURLE_SSL_CONNECT_ERROR) {
-            h->plain_http = true;
+        if (retry_over_http(h, c, q))
             return true;
-        }
-        al_error *e = q->err;
-        q->err = NULL;
-        if (q->transport_code == CURLE_PEER_FAILED_VERIFICATION ||
-            q->transport_code == CURLE_SSL_CACERT_BADFILE)
-            al_error_wrap(&e,
-                          "TLS verification failed for %s (use --ca-cert FILE, or "
-                          "--insecure-registry %s to skip verification)",
-                          h->host, h->host);
-        finish(c, e);
+        transport_failure(h, c, q);
         return false;
     }
     *probe_ok = q->status != 401;
