@@ -1,5 +1,6 @@
 #include "registry.h"
 
+#include <assert.h>
 #include <curl/curl.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -417,6 +418,23 @@ static void fail_host(host_state *h, al_call *c, al_error *e, const char *what)
         finish(c, al_error_copy(h->fatal));
 }
 
+/* Credentials go to a token realm only over HTTPS, or over plain HTTP to a
+ * host allowed it (docs/DESIGN.md, Security). Otherwise every call to the
+ * registry fails, naming the realm, and nothing is sent. */
+static bool realm_may_take(al_registry *r, host_state *h, const al_cred *cred)
+{
+    bool secret = cred != NULL && (cred->user != NULL || cred->identity_token != NULL);
+    if (!secret || al_hostpolicy_credentials_ok(&r->policy, h->realm))
+        return true;
+    _cleanup_free_ char *redacted = al_url_redact(h->realm);
+    _cleanup_free_ char *realm = al_sanitize(redacted, 200);
+    al_error_set(&h->fatal, AL_E_AUTH, 0,
+                 "%s: token realm %s is plain HTTP: credentials (from %s) go only over HTTPS, "
+                 "or to a local address or an --insecure-registry host; nothing was sent",
+                 h->host, realm, cred->origin);
+    return false;
+}
+
 /* Fetch bearer tokens for every (host, scope) some pending call lacks. */
 static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
 {
@@ -461,6 +479,10 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
             continue;
         }
         const al_cred *cred = host_cred(r, h);
+        if (!realm_may_take(r, h, cred)) {
+            curl_free(url);
+            continue;
+        }
         al_request *q;
         if (cred != NULL && cred->identity_token != NULL) {
             /* An identity token (docker login via SSO) is an OAuth2
@@ -640,6 +662,9 @@ static al_request *build_request(al_registry *r, host_state *h, al_call *c)
             c->sent_auth = true;
         }
     }
+    /* The registry is spoken to in plain HTTP only when it may be, so its
+     * credentials never go anywhere else (docs/DESIGN.md, Security). */
+    assert(q->authorization == NULL || al_hostpolicy_credentials_ok(&r->policy, q->url));
     return q;
 }
 
