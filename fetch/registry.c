@@ -435,6 +435,17 @@ static bool realm_may_take(al_registry *r, host_state *h, const al_cred *cred)
     return false;
 }
 
+/* A bearer token goes into an Authorization header: only visible ASCII
+ * (RFC 6750's token68 is a subset), so that a CR LF from a token server
+ * never becomes a header of its own. The token itself is never shown. */
+static bool token_is_visible_ascii(const char *tok)
+{
+    for (const unsigned char *p = (const unsigned char *)tok; *p; p++)
+        if (*p < 0x21 || *p > 0x7e)
+            return false;
+    return true;
+}
+
 /* Fetch bearer tokens for every (host, scope) some pending call lacks. */
 static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
 {
@@ -539,6 +550,11 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
             if (tok == NULL || *tok == '\0')
                 al_error_set(&e, AL_E_AUTH, 0, "%s: token server %s returned no token", h->host,
                              url);
+            else if (!token_is_visible_ascii(tok))
+                al_error_set(&e, AL_E_AUTH, 0,
+                             "%s: token server %s returned a token holding a byte outside "
+                             "visible ASCII (a control byte, a space): refused",
+                             h->host, url);
             else {
                 put_token(h, scopes[i], al_xasprintf("Bearer %s", tok), ttl > 0 ? (double)ttl : 60);
                 h->creds_ok = true;
