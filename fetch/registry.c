@@ -714,11 +714,13 @@ static void transport_failure(host_state *h, al_call *c, al_request *q)
     bool own_host = c->next_url == NULL; /* not a redirect target's failure */
     if (own_host && q->transport_code == CURLE_SSL_CONNECT_ERROR && !h->plain_http_ok &&
         al_tls_error_is_plain_http(e->msg)) {
-        al_error_wrap(&e,
-                      "%s seems to speak plain HTTP, not HTTPS: to fetch from it over plain HTTP, "
-                      "pass --insecure-registry %s",
-                      h->host, h->host);
-        fail_host(h, c, e, "plain-HTTP registry refused");
+        al_error *advice = NULL;
+        al_error_set(&advice, AL_E_NET, 0,
+                     "%s seems to speak plain HTTP, not HTTPS (%s); to fetch from it over plain "
+                     "HTTP, pass --insecure-registry %s",
+                     h->host, e->msg, h->host);
+        al_error_free(e);
+        fail_host(h, c, advice, "plain-HTTP registry refused");
         return;
     }
     if (q->transport_code == CURLE_PEER_FAILED_VERIFICATION ||
