@@ -185,12 +185,8 @@ for repo in ("bad/kind", "bad/config"):
         out[f"/v2/{repo}/blobs/{sha(blob)}"] = r(blob, OCT)
 json.dump(out, open(routes, "w"), indent=1)
 PY
-python3 "$AL_SRC/tests/infra/fakeregistry.py" --port-file "$f/port" --log "$f/log" "$f/routes.json" &
-fake_pid=$!
-on_exit "kill $fake_pid 2>/dev/null"
-for _ in $(seq 50); do [ -s "$f/port" ] && break; sleep 0.1; done
-[ -s "$f/port" ] || fail "the fake registry did not start"
-fake=127.0.0.1:$(cat "$f/port")
+fake_registry_up "$f/srv" "$f/routes.json" --log "$f/log"
+fake=127.0.0.1:$FAKE_PORT
 before=$(snapshot "$A")
 for case in "kind|descriptor names an image manifest.*content is an index|$(sha "$f/inner.json")" \
     "config|config $(sha "$f/config").*not valid JSON|$(sha "$f/config")"; do
