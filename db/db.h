@@ -110,7 +110,8 @@ int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed
  * and for each of those tags the `keep` digests it pointed at most
  * recently before its current one (tag_history: a digest counts from the
  * last move away from it), each with its whole graph (child manifests,
- * configs, layers through edges and manifests.config_digest). Blob rows
+ * configs, layers through edges and manifests.config_digest, no deeper
+ * than the image graph's level limit, common/graph.h). Blob rows
  * added at or after protect_since stay too, so that the layers a failed
  * image downloaded in this run are not fetched again tomorrow. Everything
  * else is unreachable: its blobs, manifests and edges rows go. */

@@ -4,6 +4,7 @@
  * of many gigabytes is checked at disk speed with flat memory. */
 #include "verify.h"
 #include "closure.h"
+#include "../common/graph.h"
 #include "../common/manifest.h"
 #include "../common/util.h"
 
@@ -412,54 +413,85 @@ static bool has_edge(const al_db_snapshot *s, const char *parent, al_edge_kind k
     return false;
 }
 
+/* One tag's graph walked over the blobs themselves (common/graph.h): what
+ * export would read, by the rules fetch and export follow. */
+typedef struct tag_walk {
+    verifier *v;
+    const al_closure *c; /* the tag's graph as its rows record it */
+    damage *d;
+    bool *reported; /* per blob row: a problem about it was reported (once for every tag) */
+} tag_walk;
+
+/* Only what the tag's rows name is its graph: an index may list platforms
+ * that were not fetched, and other tags' blobs may sit in the store. */
+static bool in_graph(const tag_walk *t, const char *digest)
+{
+    long bi = al_db_snapshot_blob_index(&t->v->snap, digest);
+    return bi >= 0 && al_closure_has(t->c, bi);
+}
+
+static bool first_report(const tag_walk *t, const char *digest)
+{
+    long bi = al_db_snapshot_blob_index(&t->v->snap, digest);
+    if (bi < 0 || t->reported[bi])
+        return false;
+    t->reported[bi] = true;
+    return true;
+}
+
 /* An image manifest's own descriptors: its config and layers must be
  * there with the sizes it gives, whatever the edges say. */
-static void check_image_manifest(verifier *v, const char *digest, damage *d, bool *reported,
-                                 size_t manifest_index)
+static void check_image_manifest(tag_walk *t, const al_graph_node *n)
 {
-    _cleanup_free_ char *buf = NULL;
-    size_t len = 0;
-    al_manifest *m = NULL;
-    if (al_store_read_blob(v->store, digest, AL_MANIFEST_MAX, &buf, &len, NULL) < 0)
-        return; /* already named by blob_trouble */
-    al_error *perr = NULL;
-    const al_db_manifest *row = &v->snap.manifests[manifest_index];
-    if (al_manifest_parse(&m, buf, len, row->media_type, &perr) < 0) {
-        if (!reported[manifest_index])
-            verr(v, "corrupt", "manifest %s does not parse: %s", digest, perr->msg);
-        reported[manifest_index] = true;
-        al_error_free(perr);
-        damage_add(d, digest, "unparsable");
-        return;
-    }
-    if (al_manifest_is_index(m)) {
-        al_manifest_free(m);
-        return;
-    }
+    verifier *v = t->v;
+    const al_manifest *m = n->m;
     const char *why = blob_trouble(v, m->config.digest, m->config.size);
     if (why != NULL)
-        damage_add(d, m->config.digest, why);
-    bool edges_ok = has_edge(&v->snap, digest, AL_EDGE_CONFIG, m->config.digest);
+        damage_add(t->d, m->config.digest, why);
+    bool edges_ok = has_edge(&v->snap, n->digest, AL_EDGE_CONFIG, m->config.digest);
     for (size_t i = 0; i < m->n_layers; i++) {
         const al_descriptor *l = &m->layers[i];
         if ((why = blob_trouble(v, l->digest, l->size)) != NULL)
-            damage_add(d, l->digest, why);
-        edges_ok = edges_ok && has_edge(&v->snap, digest, AL_EDGE_LAYER, l->digest);
+            damage_add(t->d, l->digest, why);
+        edges_ok = edges_ok && has_edge(&v->snap, n->digest, AL_EDGE_LAYER, l->digest);
     }
-    if (!edges_ok && !reported[manifest_index]) {
+    if (!edges_ok && first_report(t, n->digest))
         verr(v, "database", "manifest %s: its edges rows do not list every blob it references",
-             digest);
-        reported[manifest_index] = true;
+             n->digest);
+}
+
+static int tag_visit(void *ud, const al_graph_node *n, al_error **err)
+{
+    tag_walk *t = ud;
+    if (!in_graph(t, n->digest))
+        return 0;
+    if (n->state == AL_GRAPH_VISITED && n->kind == AL_GRAPH_IMAGE) {
+        check_image_manifest(t, n);
+        return 0;
     }
-    al_manifest_free(m);
+    if (n->state != AL_GRAPH_FAILED)
+        return 0;
+    /* A file that is absent, unreadable or does not hash to its name is
+     * already a problem of its own (missing, io, corrupt). What is left is
+     * content that hashes right but that export could not use: a body that
+     * does not parse or is not what its descriptor says, a config that is
+     * not an image config, an index nested too deep. */
+    if (n->error->code == AL_E_NOT_FOUND || n->error->code == AL_E_DIGEST ||
+        n->error->code == AL_E_IO)
+        return 0;
+    if (first_report(t, n->error_digest))
+        verr(t->v, "corrupt", "%s", n->error->msg);
+    damage_add(t->d, n->error_digest, "refused by the graph rules");
+    return 0;
 }
 
 static void check_tags(verifier *v)
 {
     const al_db_snapshot *s = &v->snap;
-    /* Per manifest row: a manifest-level problem was reported (once,
-     * however many tags share it). */
-    bool *reported = al_xcalloc(s->n_manifests + 1, sizeof(*reported));
+    bool *reported = al_xcalloc(s->n_blobs + 1, sizeof(*reported));
+    al_graph_source src;
+    al_graph_store_source(&src, v->store);
+    al_graph_walk_opts o = {.configs = true};
     for (size_t t = 0; t < s->n_tags; t++) {
         const al_tag *tag = &s->tags[t];
         if (!al_digest_valid(tag->digest))
@@ -476,10 +508,11 @@ static void check_tags(verifier *v)
             const char *why = blob_trouble(v, digest, -1);
             if (why != NULL)
                 damage_add(&d, digest, why);
-            const al_db_manifest *m = al_db_snapshot_manifest(s, digest);
-            if (m != NULL && !m->is_index && why == NULL)
-                check_image_manifest(v, digest, &d, reported, (size_t)(m - s->manifests));
         }
+        tag_walk tw = {.v = v, .c = &c, .d = &d, .reported = reported};
+        al_descriptor root = {.media_type = tag->media_type, .size = -1};
+        snprintf(root.digest, sizeof(root.digest), "%s", tag->digest);
+        al_graph_walk(&src, &root, &o, tag_visit, &tw, NULL);
         if (d.n > 0) {
             char *list = al_xstrdup("");
             for (size_t i = 0; i < d.n && i < MAX_NAMED; i++) {
