@@ -350,7 +350,11 @@ static int parse_cli(cli *o, int argc, char **argv)
         case OPT_MIRROR_ONLY: o->mirror_only = true; break;
         case OPT_PLATFORM: platform_arg = optarg; break;
         case OPT_ATTEST: o->attest = true; break;
-        case OPT_STORE: o->store_dir = optarg; break;
+        case OPT_STORE:
+            if (*optarg == '\0')
+                return usage_error("--store: expected a directory, got an empty string");
+            o->store_dir = optarg;
+            break;
         case 'j':
             if (!parse_int(optarg, 1, 256, &v))
                 return usage_error("--jobs: expected a number from 1 to 256, got \"%s\"", optarg);
