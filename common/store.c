@@ -528,6 +528,29 @@ static int open_readonly(al_store *s, al_error **err)
     return al_store_gc_hold(s, err);
 }
 
+/* SQLite opens airlock.db (and its -wal and -shm) by path, the one thing
+ * in the store not opened through our fds: refuse a database that is not
+ * a regular file. (SQLITE_OPEN_NOFOLLOW would refuse a store reached
+ * through any symlink in its path, which users legitimately have.) */
+static int check_db_files(const al_store *s, al_error **err)
+{
+    static const char *const names[] = {"airlock.db", "airlock.db-wal", "airlock.db-shm"};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(names); i++) {
+        struct stat st;
+        if (fstatat(s->root_fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;
+            return al_error_set(err, AL_E_IO, errno, "stat %s/%s", s->dir, names[i]);
+        }
+        if (!S_ISREG(st.st_mode))
+            return al_error_set(err, AL_E_IO, 0,
+                                "%s/%s is not a regular file (a symbolic link?): refusing to "
+                                "open it",
+                                s->dir, names[i]);
+    }
+    return 0;
+}
+
 int al_store_open(al_store **out, const char *dir, al_store_mode mode, al_error **err)
 {
     *out = NULL;
@@ -543,6 +566,8 @@ int al_store_open(al_store **out, const char *dir, al_store_mode mode, al_error 
     s->mode = mode;
     s->root_fd = s->blobs_fd = s->tmp_fd = s->lock_fd = s->gc_fd = -1;
     int r = mode == AL_STORE_WRITE ? open_write(s, err) : open_readonly(s, err);
+    if (r == 0)
+        r = check_db_files(s, err);
     if (r < 0) {
         al_store_free(s);
         return r;
