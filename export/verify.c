@@ -629,7 +629,10 @@ static void check_tmp(verifier *v)
             continue;
         char sb[32];
         al_format_bytes(sb, sizeof(sb), (uint64_t)st.st_size);
-        if (v->rep->writer_active)
+        if (S_ISDIR(st.st_mode))
+            vinfo(v, "tmp", "tmp/%s (a directory): not made by airlock; --prune leaves it alone",
+                  names[i]);
+        else if (v->rep->writer_active)
             vinfo(v, "tmp", "tmp/%s (%s): in use by the running airlock-fetch", names[i], sb);
         else if (strncmp(names[i], "partial-", 8) == 0)
             vinfo(v, "tmp",
