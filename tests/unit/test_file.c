@@ -101,6 +101,8 @@ static void test_temp_beside(void **state)
     assert_memory_equal(target, prefix, strlen(prefix));
     assert_non_null(strstr(target, ".partial"));
     assert_string_equal(target + strlen(target) - strlen(".partial"), ".partial");
+    /* OUT.<16 hex>.partial: a name nobody can plant a link at beforehand. */
+    assert_int_equal(strlen(target), strlen(f->out) + 1 + 16 + strlen(".partial"));
     free(prefix);
     assert_int_equal(write(al_file_fd(w), "one", 3), 3);
     assert_int_equal(al_file_commit(w, &err), 0);
@@ -161,6 +163,14 @@ static void test_symlink_at_out(void **state)
     assert_int_equal(lstat(f->out, &st), 0);
     assert_true(S_ISREG(st.st_mode));
     assert_content(f->out, "forced");
+    /* A link planted at OUT.partial (the fixed temp name of earlier
+     * versions) is no temp file of ours either. */
+    char *old_tmp = al_xasprintf("%s.partial", f->out);
+    assert_int_equal(symlink(f->victim, old_tmp), 0);
+    assert_int_equal(write_via(f->out, true, "again", &err), 0);
+    assert_content(f->victim, "victim\n");
+    assert_content(f->out, "again");
+    free(old_tmp);
     /* A dangling link counts as OUT too. */
     char *dangling = al_xasprintf("%s/dangling.tar", f->dir);
     char *nowhere = al_xasprintf("%s/nowhere", f->dir);
