@@ -18,10 +18,11 @@
  *     exists"); of two writers racing for one OUT exactly one wins;
  *   - with force, a plain rename over the old OUT (if OUT is a symlink,
  *     the link itself is replaced, never its target).
- * A filesystem without RENAME_NOREPLACE gets link() then unlink() of the
- * temp name (link fails on an existing OUT just as atomically); one that
- * has neither (vfat) gets a check for OUT followed by the rename: there,
- * and only there, a writer that creates OUT between the two is replaced.
+ * A filesystem whose rename refuses RENAME_NOREPLACE (some network and
+ * FUSE ones) gets link() then unlink() of the temp name (link fails on an
+ * existing OUT just as atomically); one without hard links either gets a
+ * check for OUT followed by the rename: there, and only there, a writer
+ * that creates OUT between the two is replaced.
  * docs/DESIGN.md, "Output files". */
 #ifndef AL_FILE_H
 #define AL_FILE_H
