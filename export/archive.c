@@ -154,8 +154,11 @@ static int open_blob(al_archive *a, const char *digest, uint64_t want_size, cons
 {
     int64_t size = 0;
     int fd = al_store_blob_open(a->store, digest, &size, err);
+    if (fd == AL_E_NOT_FOUND)
+        return al_error_set(err, AL_E_NOT_FOUND, ENOENT, "blob %s of %s is missing from the store",
+                            digest, owner);
     if (fd < 0)
-        return al_error_wrap(err, "blob %s of %s", digest, owner);
+        return al_error_wrap(err, "%s", owner);
     if ((uint64_t)size != want_size) {
         close(fd);
         return al_error_set(err, AL_E_SIZE, 0,

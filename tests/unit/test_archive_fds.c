@@ -1,15 +1,23 @@
-/* export/archive: a zstd decompression context that cannot be made (the
- * library returns NULL) is an error naming the blob, not a crash. This
- * binary is linked with --wrap=ZSTD_createDCtx (tests/CMakeLists.txt). */
+/* export/archive and the files it reads:
+ *   - each blob is opened once and hashed from the fd it is copied from,
+ *     never opened again by path (a path may name another file by then);
+ *   - a zstd decompression context that cannot be made (the library
+ *     returns NULL) is an error naming the blob, not a crash.
+ * This binary is linked with --wrap for ZSTD_createDCtx, open64 and
+ * openat64 (tests/CMakeLists.txt); the stand-ins count and pass on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
+
+#include <pthread.h>
+#include <unistd.h>
 
 #include "archive.h"
 #include "db.h"
@@ -17,6 +25,7 @@
 #include "manifest.h"
 #include "ref.h"
 #include "select.h"
+#include "sink.h"
 #include "store.h"
 #include "test-helpers.h"
 
@@ -27,6 +36,42 @@ ZSTD_DCtx *__real_ZSTD_createDCtx(void);
 ZSTD_DCtx *__wrap_ZSTD_createDCtx(void)
 {
     return dctx_fails ? NULL : __real_ZSTD_createDCtx();
+}
+
+/* Opens of a path holding `watch` (a blob's hex), from any thread. */
+static const char *volatile watch;
+static int n_opens;
+static pthread_mutex_t opens_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void count_open(const char *path)
+{
+    const char *w = watch;
+    if (w != NULL && strstr(path, w) != NULL) {
+        pthread_mutex_lock(&opens_mu);
+        n_opens++;
+        pthread_mutex_unlock(&opens_mu);
+    }
+}
+
+int __real_open64(const char *path, int flags, ...);
+int __real_openat64(int dirfd, const char *path, int flags, ...);
+int __wrap_open64(const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+    va_end(ap);
+    count_open(path);
+    return __real_open64(path, flags, mode);
+}
+int __wrap_openat64(int dirfd, const char *path, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    mode_t mode = (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+    va_end(ap);
+    count_open(path);
+    return __real_openat64(dirfd, path, flags, mode);
 }
 
 typedef struct {
@@ -99,17 +144,54 @@ static int teardown(void **state)
     return 0;
 }
 
-static void test_dctx_null(void **state)
+static void select_z(fx *f, al_selection *sel)
 {
-    fx *f = *state;
     al_ref *ref = NULL;
     assert_int_equal(al_ref_parse(&ref, "z:1", NULL), 0);
     al_platform p;
     assert_int_equal(al_platform_parse(&p, "linux/amd64", NULL), 0);
+    al_selection_init(sel);
+    assert_int_equal(al_export_select(sel, f->s, f->db, &ref, 1, false, &p, 1, NULL), 0);
+    assert_int_equal(sel->n_problems, 0);
+    al_ref_free(ref);
+}
+
+/* A plain tarball with verification: the copy goes through the kernel and
+ * the hash runs on a second thread; that thread must hash the fd the
+ * writer copies from, so the layer's file is opened exactly once. */
+static void test_blob_opened_once(void **state)
+{
+    fx *f = *state;
     al_selection sel;
-    al_selection_init(&sel);
-    assert_int_equal(al_export_select(&sel, f->s, f->db, &ref, 1, false, &p, 1, NULL), 0);
-    assert_int_equal(sel.n_problems, 0);
+    select_z(f, &sel);
+    al_archive_opts o = {.format = AL_FORMAT_OCI, .verify = true};
+    al_archive *a = NULL;
+    al_error *err = NULL;
+    assert_int_equal(al_archive_plan(&a, f->s, &sel.sets[0], &o, &err), 0);
+    char *path = al_xasprintf("%s/out.tar", f->dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    al_sink *sink = NULL;
+    assert_int_equal(al_sink_new(&sink, fd, AL_SINK_PLAIN, 0, 1, &err), 0);
+    watch = al_digest_hex(f->layer);
+    n_opens = 0;
+    assert_int_equal(al_archive_write(a, sink, &err), 0);
+    watch = NULL;
+    assert_int_equal(al_sink_finish(sink, &err), 0);
+    if (n_opens != 1)
+        fail_msg("the layer was opened %d times while it was written and verified", n_opens);
+    al_sink_free(sink);
+    close(fd);
+    free(path);
+    al_archive_free(a);
+    al_selection_dispose(&sel);
+}
+
+static void test_dctx_null(void **state)
+{
+    fx *f = *state;
+    al_selection sel;
+    select_z(f, &sel);
     /* Decompressing zstd layers for docker: planning reads the layer. */
     al_archive_opts o = {.format = AL_FORMAT_HYBRID, .decompress_zstd = true, .verify = true};
     al_archive *a = NULL;
@@ -126,12 +208,12 @@ static void test_dctx_null(void **state)
     assert_int_equal(al_archive_plan(&a, f->s, &sel.sets[0], &o, &err), 0);
     al_archive_free(a);
     al_selection_dispose(&sel);
-    al_ref_free(ref);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_blob_opened_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dctx_null, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
