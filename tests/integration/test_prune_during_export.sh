@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A prune never deletes what an export is reading (issue 15, item 6): the
 # GC lock.
-#   An image of 10 layers, 50 MB in all, is exported to a pipe that a slow
-#   reader drains at 40 MB/s, so the export streams for more than 1 s; once the
-#   first MiB has arrived, `airlock-fetch --prune --remove` of that very
-#   image runs. 20 rounds (AL_GC_ROUNDS), each:
+#   An image of 10 layers, 50 MB in all, is exported to a pipe whose reader
+#   stops after the first MiB, so the export is stalled mid-stream (holding
+#   its first layer open and the others not yet), and `airlock-fetch --prune
+#   --remove` of that very image runs; then the reader drains the rest.
+#   20 rounds (AL_GC_ROUNDS), each:
 #     - the prune succeeds and says it deferred the files (one line:
 #       "deferred N files ...: an airlock-export is reading the store");
 #     - the export completes (exit 0) and its tarball is whole: every blob
@@ -19,6 +20,7 @@ rig_up
 work=$(tmpdir gc)
 store=$work/store
 rounds=${AL_GC_ROUNDS:-20}
+on_exit "touch '$work/go' 2>/dev/null" # a failed round must not leave the reader waiting
 repo=airlock-test/gc-$$-$RANDOM
 ref=$repo:1
 name=docker.io/$ref
@@ -29,12 +31,13 @@ python3 "$AL_SRC/tests/infra/push-layers.py" --registry "$AL_REG_PLAIN" --repo "
     { show "$work/push.err"; fail "could not push $ref"; }
 mapfile -t blobs < <(jq -r '.digest, .config, .layers[].digest' "$work/img.json")
 
-# slowread OUT STARTED RATE: stdin to OUT at RATE bytes/s; STARTED appears
-# once the first MiB is through.
-cat >"$work/slowread.py" <<'EOF'
-import sys, time
-out, started, rate = sys.argv[1], sys.argv[2], int(sys.argv[3])
-t0, n, marked = time.monotonic(), 0, False
+# gateread OUT STARTED GO: stdin to OUT; once the first MiB is through,
+# STARTED appears and reading stops until GO does (the writer blocks on the
+# full pipe meanwhile).
+cat >"$work/gateread.py" <<'EOF'
+import os, sys, time
+out, started, go = sys.argv[1:4]
+n, gated = 0, False
 with open(out, "wb") as f:
     while True:
         b = sys.stdin.buffer.read1(256 * 1024)
@@ -42,12 +45,12 @@ with open(out, "wb") as f:
             break
         f.write(b)
         n += len(b)
-        if not marked and n >= 1 << 20:
+        if not gated and n >= 1 << 20:
             open(started, "w").close()
-            marked = True
-        ahead = n / rate - (time.monotonic() - t0)
-        if ahead > 0:
-            time.sleep(ahead)
+            gated = True
+            deadline = time.monotonic() + 120
+            while not os.path.exists(go) and time.monotonic() < deadline:
+                time.sleep(0.02)
 EOF
 
 # verify_tarball TAR: whole, and holds every blob of the image.
@@ -71,11 +74,11 @@ for ((i = 1; i <= rounds; i++)); do
     if [ "$i" -gt 1 ]; then
         assert_grep "0 new blobs" "$work/fetch-$i.out" "round $i: the fetch after a deferred sweep"
     fi
-    rm -f "$work/started" "$work/out.tar" "$work/export.rc"
+    rm -f "$work/started" "$work/go" "$work/out.tar" "$work/export.rc"
     (
         set +e
         "$EXPORT" --store "$store" --platform linux/amd64 -o - "$ref" 2>"$work/export.err" |
-            python3 "$work/slowread.py" "$work/out.tar" "$work/started" 40000000
+            python3 "$work/gateread.py" "$work/out.tar" "$work/started" "$work/go"
         echo "${PIPESTATUS[0]}" >"$work/export.rc"
     ) &
     reader=$!
@@ -86,6 +89,7 @@ for ((i = 1; i <= rounds; i++)); do
     [ -e "$work/started" ] || { show "$work/export.err"; fail "round $i: the export did not start streaming"; }
     run_fetch "$work/prune-$i" --store "$store" --prune --remove "$ref"
     expect_rc 0 "$work/prune-$i" "round $i: --prune --remove during the export"
+    touch "$work/go"
     assert_grep "^deferred +12 files, .*: an airlock-export is reading the store" "$work/prune-$i.out" \
         "round $i: the prune's deferred sweep"
     wait "$reader" || true
