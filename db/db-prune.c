@@ -270,6 +270,32 @@ int al_db_prune(al_db *db, const al_prune_opts *opts, al_prune_result *out, al_e
     return r;
 }
 
+/* The runs that never finished after the last fetch run that did (the
+ * current run excluded): their downloads may still lack rows. A prune-only
+ * run records no images, so it does not count as a fetch that completed,
+ * and two prunes in a row after a kill keep the killed run's work. */
+static const char since_sql[] =
+    "SELECT min(started_at) FROM runs"
+    " WHERE finished_at IS NULL AND id <> ?1"
+    "   AND id > COALESCE((SELECT max(id) FROM runs WHERE finished_at IS NOT NULL AND id <> ?1"
+    "                        AND COALESCE(images_ok, 0) + COALESCE(images_failed, 0) > 0), 0)";
+
+int al_db_prune_since(al_db *db, int64_t current_run, double *since_out, al_error **err)
+{
+    *since_out = 0;
+    sqlite3 *h = al_db_sqlite(db);
+    _cleanup_finalize_ sqlite3_stmt *st = NULL;
+    int r = prepare(h, &st, since_sql, "find interrupted runs", err);
+    if (r < 0)
+        return r;
+    sqlite3_bind_int64(st, 1, current_run);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return fail_sql(h, err, "find interrupted runs");
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *since_out = sqlite3_column_double(st, 0);
+    return 0;
+}
+
 void al_prune_result_dispose(al_prune_result *r)
 {
     if (r == NULL)

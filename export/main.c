@@ -5,6 +5,7 @@
 #include "export-report.h"
 #include "select.h"
 #include "verify.h"
+#include "../common/file.h"
 #include "../common/log.h"
 #include "../common/platform.h"
 #include "../common/reflist.h"
@@ -18,7 +19,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,14 +55,10 @@ typedef struct options {
     const char *json_path; /* --json FILE: the run report, or a store tool's JSON */
 } options;
 
-/* The .partial file being written, removed if a signal ends us. */
-static char *volatile g_partial;
-
+/* A signal ends us: the temp file being written goes (common/file.h). */
 static void on_signal(int sig)
 {
-    char *p = g_partial;
-    if (p != NULL)
-        unlink(p);
+    al_file_abort_all();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -78,7 +74,8 @@ static void usage(FILE *f)
            "\n"
            "  -o, --output OUT        tarball to write (required); '-' = stdout. With several\n"
            "                          platforms OUT must contain {arch} (images-{arch}.tar.zst).\n"
-           "                          Written as OUT.partial, then renamed.\n"
+           "                          Written beside it as OUT.<random>.partial, then\n"
+           "                          renamed.\n"
            "  -f, --file LIST         read refs from LIST, one per line, '#' comments; '-' =\n"
            "                          stdin. Repeatable. Same format as airlock-fetch.\n"
            "      --all               export every tag in the store\n"
@@ -205,20 +202,10 @@ static void draw_progress(void *ud, uint64_t done, uint64_t total)
         fputs("\r\033[K", stderr);
 }
 
-static int fsync_dir_of(const char *path, al_error **err)
-{
-    _cleanup_free_ char *copy = al_xstrdup(path);
-    const char *dir = dirname(copy);
-    _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return al_error_set(err, AL_E_IO, errno, "open %s", dir);
-    if (fsync(fd) < 0)
-        return al_error_set(err, AL_E_IO, errno, "fsync %s", dir);
-    return 0;
-}
-
-/* Write one tarball to path ("-" = stdout): OUT.partial, fsync, rename,
- * fsync the directory; on failure the .partial goes away. */
+/* Write one tarball to path ("-" = stdout) through common/file.h: a temp
+ * file beside it, fsync, rename (never over an OUT that appeared
+ * meanwhile, unless --force), fsync the directory; on failure the temp
+ * file goes away. */
 static int write_tarball(al_archive *a, const char *path, const options *o, progress *pg,
                          uint64_t *bytes_out, al_error **err)
 {
@@ -226,16 +213,12 @@ static int write_tarball(al_archive *a, const char *path, const options *o, prog
     al_sink_kind kind = o->compress_set ? o->compress
                         : to_stdout     ? AL_SINK_PLAIN
                                         : al_sink_kind_from_path(path);
-    _cleanup_free_ char *partial = to_stdout ? NULL : al_xasprintf("%s.partial", path);
-    int fd = 1;
-    if (!to_stdout) {
-        fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0)
-            return al_error_set(err, AL_E_IO, errno, "create %s", partial);
-        g_partial = partial;
-    }
+    al_file *file = NULL;
+    int r = to_stdout ? 0 : al_file_begin(&file, path, o->force, err);
     al_sink *sink = NULL;
-    int r = al_sink_new(&sink, fd, kind, o->level, 0, err);
+    if (r == 0)
+        r = al_sink_new(&sink, to_stdout ? STDOUT_FILENO : al_file_fd(file), kind, o->level, 0,
+                        err);
     if (r == 0)
         r = al_archive_write(a, sink, err);
     if (r == 0)
@@ -243,19 +226,10 @@ static int write_tarball(al_archive *a, const char *path, const options *o, prog
     if (sink)
         *bytes_out = al_sink_bytes_out(sink);
     al_sink_free(sink);
-    if (!to_stdout) {
-        if (r == 0 && fsync(fd) < 0)
-            r = al_error_set(err, AL_E_IO, errno, "fsync %s", partial);
-        if (close(fd) < 0 && r == 0)
-            r = al_error_set(err, AL_E_IO, errno, "close %s", partial);
-        if (r == 0 && rename(partial, path) < 0)
-            r = al_error_set(err, AL_E_IO, errno, "rename %s to %s", partial, path);
-        if (r < 0)
-            unlink(partial);
-        g_partial = NULL;
-        if (r == 0)
-            r = fsync_dir_of(path, err);
-    }
+    if (file != NULL && r == 0)
+        r = al_file_commit(file, err);
+    else
+        al_file_abort(file);
     if (pg->on)
         fputs("\r\033[K", stderr);
     if (r < 0)
@@ -274,11 +248,19 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":o:f:p:qvhV", long_opts, NULL)) != -1) {
         switch (c) {
-        case 'o': o->output = optarg; break;
+        case 'o':
+            if (*optarg == '\0')
+                return usage_error("-o: expected a file name or '-', got an empty string");
+            o->output = optarg;
+            break;
         case 'f': o->lists[o->n_lists++] = optarg; break;
         case OPT_ALL: o->all = true; break;
         case 'p': o->platforms = optarg; break;
-        case OPT_STORE: o->store = optarg; break;
+        case OPT_STORE:
+            if (*optarg == '\0')
+                return usage_error("--store: expected a directory, got an empty string");
+            o->store = optarg;
+            break;
         case OPT_FORMAT:
             if (al_export_format_parse(&o->format, optarg, &err) < 0) {
                 int rc = usage_error("--format: %s", err->msg);
@@ -742,8 +724,8 @@ static int run_main(run *R, int argc, char **argv)
     if (!to_stdout && !o->force) {
         for (size_t p = 0; p < R->sel.n_sets; p++) {
             _cleanup_free_ char *path = al_export_output_path(o->output, &R->sel.sets[p].platform);
-            struct stat st;
-            if (stat(path, &st) == 0)
+            struct stat st; /* lstat: a dangling symlink at OUT counts as OUT */
+            if (lstat(path, &st) == 0)
                 return fail_msg(R, AL_E_IO, AL_EXIT_FAILED,
                                 "%s exists: nothing written (--force replaces it)", path);
         }
