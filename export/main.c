@@ -1,6 +1,7 @@
 /* airlock-export: write docker-save style tarballs from the store, offline.
  * Flags and files only; the work is in select.c and archive.c. */
 #include "archive.h"
+#include "check.h"
 #include "inspect.h"
 #include "export-report.h"
 #include "select.h"
@@ -54,6 +55,9 @@ typedef struct options {
     bool list;
     const char *inspect; /* REF */
     bool verify_store;
+    bool check;      /* --check ARCHIVE... */
+    char **archives; /* borrowed from argv */
+    size_t n_archives;
     const char *json_path; /* --json FILE: the run report, or a store tool's JSON */
 } options;
 
@@ -75,6 +79,7 @@ static void usage(FILE *f)
         f, "Usage: " PROG " [OPTIONS] [REF]... -o OUT [--json FILE]\n"
            "       " PROG " [--store DIR] --list | --inspect REF | --verify-store\n"
            "                      [--json FILE]\n"
+           "       " PROG " --check ARCHIVE... [--json FILE]\n"
            "Write the images REF (and those of -f lists, or --all) from the store as a\n"
            "tarball that docker load, ctr/k3s import and podman load read. Offline.\n"
            "\n"
@@ -114,14 +119,23 @@ static void usage(FILE *f)
            "      --json FILE         with --list, --inspect or --verify-store: write the\n"
            "                          JSON form to FILE too; '-' = JSON instead of text\n"
            "\n"
+           "Archive check (offline, no store):\n"
+           "      --check ARCHIVE...  read docker-save/OCI archives made by anything (plain,\n"
+           "                          gzip, zstd, ...) and report what docker load and\n"
+           "                          containerd import would reject: missing, extra or\n"
+           "                          corrupt blobs, layers against diff_ids, names\n"
+           "                          containerd would mangle, zstd windows above 32 MiB,\n"
+           "                          truncation, unsafe members; one line per problem\n"
+           "                          (exit 1 if any); --json FILE: the JSON report too\n"
+           "\n"
            "  -q, --quiet             only errors and warnings\n"
            "  -v, --verbose           more detail\n"
            "  -h, --help              this help\n"
            "  -V, --version           print the version\n"
            "\n"
            "Exit status: 0 ok; 1 export failed (refs or platforms not in the store, corrupt\n"
-           "blob, write error), --inspect REF not in the store, or --verify-store found\n"
-           "problems; 2 usage or bad input; 3 store unusable.\n");
+           "blob, write error), --inspect REF not in the store, --verify-store or --check\n"
+           "found problems; 2 usage or bad input; 3 store unusable.\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -155,6 +169,7 @@ enum {
     OPT_VERIFY_STORE,
     OPT_JSON,
     OPT_FORCE,
+    OPT_CHECK,
 };
 
 static const struct option long_opts[] = {
@@ -173,6 +188,7 @@ static const struct option long_opts[] = {
     {"verify-store", no_argument, NULL, OPT_VERIFY_STORE},
     {"json", required_argument, NULL, OPT_JSON},
     {"force", no_argument, NULL, OPT_FORCE},
+    {"check", no_argument, NULL, OPT_CHECK},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -317,6 +333,7 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
             o->json_path = optarg;
             break;
         case OPT_FORCE: o->force = true; break;
+        case OPT_CHECK: o->check = true; break;
         case 'q': o->quiet = true; break;
         case 'v': o->verbose = true; break;
         case 'h': usage(stdout); return -1;
@@ -337,6 +354,12 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
             al_error_free(err);
             return EXIT_USAGE;
         }
+    }
+    if (o->check) {
+        /* --check takes archives, not refs. */
+        o->archives = argv + optind;
+        o->n_archives = (size_t)(argc - optind);
+        return 0;
     }
     for (int i = optind; i < argc; i++)
         al_reflist_add_arg(refs, argv[i], i - optind + 1);
@@ -639,6 +662,45 @@ static int store_tools(run *R)
     return 0;
 }
 
+/* --check ARCHIVE...: no store; every archive checked, a line per problem
+ * and a summary line each on stdout. */
+static int check_archives(const options *o)
+{
+    if (o->list || o->inspect != NULL || o->verify_store || o->all || o->n_lists > 0 ||
+        o->output != NULL || o->store != NULL || o->platforms != NULL)
+        return usage_error("--check takes archives only (no store, refs, -f, --all, -o, -p)");
+    if (o->n_archives == 0)
+        return usage_error("--check: no archive given");
+    if (o->json_path != NULL && strcmp(o->json_path, "-") == 0)
+        return usage_error("--check --json: give the report a file name (stdout has the text)");
+    al_check_result *res = al_xcalloc(o->n_archives, sizeof(*res));
+    size_t bad = 0;
+    for (size_t i = 0; i < o->n_archives; i++) {
+        al_check_file(&res[i], o->archives[i], NULL);
+        al_check_print(stdout, &res[i]);
+        fflush(stdout);
+        bad += res[i].n_errors > 0;
+    }
+    int rc = bad > 0 ? EXIT_FAILED : 0;
+    if (o->n_archives > 1)
+        printf("%zu archive%s checked: %zu ok, %zu failed\n", o->n_archives,
+               o->n_archives == 1 ? "" : "s", o->n_archives - bad, bad);
+    if (o->json_path != NULL) {
+        _cleanup_free_ char *text = al_check_report_json(res, o->n_archives, AL_VERSION);
+        al_error *err = NULL;
+        if (al_export_write_text(o->json_path, text, strlen(text), &err) < 0)
+            rc = report(err, EXIT_FAILED);
+    }
+    for (size_t i = 0; i < o->n_archives; i++)
+        al_check_result_dispose(&res[i]);
+    free(res);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        al_error_log("write stdout: %s", strerror(errno));
+        return EXIT_FAILED;
+    }
+    return rc;
+}
+
 static int run_main(run *R, int argc, char **argv)
 {
     options *o = &R->o;
@@ -655,6 +717,8 @@ static int run_main(run *R, int argc, char **argv)
             al_error_log("%s", R->refs.problems[i]);
         return EXIT_USAGE;
     }
+    if (o->check)
+        return check_archives(o);
     if (o->list || o->inspect != NULL || o->verify_store)
         return store_tools(R);
     if (R->refs.n == 0 && !o->all)
