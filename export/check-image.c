@@ -370,6 +370,23 @@ static const al_member *desc_blob(ctx *c, const al_descriptor *d, const char *pa
     return m;
 }
 
+/* Two names for the same image: "busybox:1.36" in manifest.json is
+ * docker.io/library/busybox:1.36 in index.json. */
+static bool same_name(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return true;
+    al_ref *x = NULL, *y = NULL;
+    bool same = strcmp(a, b) == 0;
+    if (!same && al_ref_parse(&x, a, NULL) == 0 && al_ref_parse(&y, b, NULL) == 0) {
+        _cleanup_free_ char *fx = al_ref_full(x), *fy = al_ref_full(y);
+        same = strcmp(fx, fy) == 0;
+    }
+    al_ref_free(x);
+    al_ref_free(y);
+    return same;
+}
+
 /* A hybrid archive names each image twice (manifest.json and index.json):
  * the last image added, from index.json, is folded into its docker twice. */
 static void merge_with_docker(al_check_result *r)
@@ -378,11 +395,13 @@ static void merge_with_docker(al_check_result *r)
     for (size_t i = 0; i + 1 < r->n_images; i++) {
         al_check_image *im = &r->images[i];
         if (im->manifest_digest[0] || strcmp(im->config_digest, last->config_digest) != 0 ||
-            (im->name && last->name && strcmp(im->name, last->name) != 0))
+            !same_name(im->name, last->name))
             continue;
         memcpy(im->manifest_digest, last->manifest_digest, sizeof(im->manifest_digest));
-        if (im->name == NULL)
+        if (last->name != NULL) { /* index.json's name: the one containerd keeps */
+            free(im->name);
             im->name = al_steal_ptr(&last->name);
+        }
         free(last->name);
         free(last->platform);
         r->n_images--;
@@ -559,7 +578,7 @@ static void check_blobs(ctx *c)
         if (f != NULL && !f->incomplete && strcmp(f->digest, want) != 0)
             al_check_add(c->r, AL_CHECK_ERROR, m->name, "%s hashes to %s",
                          f == m ? "content" : "linked content", f->digest);
-        if (!c->used[m->order] && find_raw(c, m->name) == m)
+        if (!c->used[m->order] && find_raw(c, m->name) == m && s->read_error == NULL)
             al_check_add(c->r, AL_CHECK_ERROR, m->name,
                          "an extra blob: nothing in manifest.json or index.json refers to it");
     }
@@ -576,8 +595,10 @@ static void check_structure(ctx *c)
     al_check_result *r = c->r;
     r->kind = mj && c->containerd_oci ? "hybrid" : mj ? "docker" : ij ? "oci" : "unknown";
     if (mj == NULL && ij == NULL) {
-        al_check_add(r, AL_CHECK_ERROR, NULL,
-                     "neither manifest.json nor index.json: not a docker-save or OCI archive");
+        /* A truncated archive lacks them too: its read error says why. */
+        if (c->s->read_error == NULL)
+            al_check_add(r, AL_CHECK_ERROR, NULL,
+                         "neither manifest.json nor index.json: not a docker-save or OCI archive");
         return;
     }
     if (lay != NULL) {

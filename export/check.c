@@ -87,7 +87,8 @@ int al_check_file(al_check_result *out, const char *path, al_error **err)
     out->data_bytes = s.data_bytes;
     out->members = s.n_members;
     check_kind(out, &s);
-    qsort(out->platforms, out->n_platforms, sizeof(*out->platforms), cmp_str);
+    if (out->n_platforms > 1)
+        qsort(out->platforms, out->n_platforms, sizeof(*out->platforms), cmp_str);
     al_scan_dispose(&s);
     (void)err;
     return 0;
