@@ -74,7 +74,12 @@ static void test_frame_window(void **state)
     one_frame(300000, 3, 0, false);  /* window descriptor */
     one_frame(300000, 3, 26, false); /* 64 MiB window */
     one_frame(300000, 3, 27, false); /* 128 MiB */
-    one_frame(70000, 1, 17, false);  /* a mantissa */
+    /* libzstd writes power-of-two windows only: a mantissa by hand
+     * (exponent 7, mantissa 3: 2^17 + 3 * 2^14). */
+    static const unsigned char mantissa[] = {0x28, 0xb5, 0x2f, 0xfd, 0x00, 7 << 3 | 3};
+    uint64_t wm = 0;
+    assert_int_equal(1, al_zstd_frame_window(mantissa, sizeof(mantissa), &wm));
+    assert_int_equal(131072 + 3 * 16384, wm);
     static const unsigned char skippable[] = {0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0};
     uint64_t w = 0;
     assert_int_equal(0, al_zstd_frame_window(skippable, sizeof(skippable), &w));
