@@ -206,7 +206,31 @@ static void add_images(json_t *list, counts *c, const al_export_report *rep, siz
     }
 }
 
-static json_t *output_json(const al_export_output *o)
+static size_t skipped_for(const al_export_report *rep, size_t p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rep->n_skipped; i++)
+        n += rep->skipped[i].platform == (int)p;
+    return n;
+}
+
+static json_t *skipped_json(const al_export_report *rep)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < rep->n_skipped; i++) {
+        const al_export_skip *k = &rep->skipped[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "ref", str(given_text(rep->refs, k->ref)));
+        json_object_set_new(o, "name", str(k->ref));
+        json_object_set_new(o, "platform", plat_json(&rep->outputs[k->platform].platform));
+        json_object_set_new(o, "output", str(rep->outputs[k->platform].path));
+        json_object_set_new(o, "reason", str(k->reason));
+        json_array_append_new(list, o);
+    }
+    return list;
+}
+
+static json_t *output_json(const al_export_output *o, size_t skipped)
 {
     json_t *j = json_object();
     json_object_set_new(j, "path", str(o->path));
@@ -217,6 +241,7 @@ static json_t *output_json(const al_export_output *o)
     json_object_set_new(j, "blobs", json_integer((json_int_t)o->blobs));
     json_object_set_new(j, "blob_bytes", json_integer((json_int_t)o->blob_bytes));
     json_object_set_new(j, "images", json_integer((json_int_t)o->images));
+    json_object_set_new(j, "skipped", json_integer((json_int_t)skipped));
     json_object_set_new(j, "seconds", json_real(o->seconds));
     json_object_set_new(j, "error", error_json(o->error, NULL));
     return j;
@@ -240,6 +265,7 @@ char *al_export_report_json(const al_export_report *rep)
     json_object_set_new(root, "decompress_zstd_layers", json_boolean(rep->decompress_zstd));
     json_object_set_new(root, "verify", json_boolean(rep->verify));
     json_object_set_new(root, "all", json_boolean(rep->all));
+    json_object_set_new(root, "skip_missing_platforms", json_boolean(rep->skip_missing_platforms));
     json_t *plats = json_array();
     for (size_t i = 0; i < rep->n_outputs; i++)
         json_array_append_new(plats, plat_json(&rep->outputs[i].platform));
@@ -254,7 +280,7 @@ char *al_export_report_json(const al_export_report *rep)
     size_t written = 0;
     for (size_t p = 0; p < rep->n_outputs; p++) {
         const al_export_output *o = &rep->outputs[p];
-        json_array_append_new(outputs, output_json(o));
+        json_array_append_new(outputs, output_json(o, skipped_for(rep, p)));
         if (rep->sel != NULL)
             add_images(images, &c, rep, p);
         if (o->status == AL_OUTPUT_WRITTEN) {
@@ -265,12 +291,14 @@ char *al_export_report_json(const al_export_report *rep)
     }
     json_object_set_new(root, "outputs", outputs);
     json_object_set_new(root, "images", images);
+    json_object_set_new(root, "skipped", skipped_json(rep));
     json_t *tot = json_object();
     json_object_set_new(tot, "outputs", json_integer((json_int_t)rep->n_outputs));
     json_object_set_new(tot, "written", json_integer((json_int_t)written));
     json_object_set_new(tot, "images", json_integer((json_int_t)c.images));
     json_object_set_new(tot, "exported", json_integer((json_int_t)c.exported));
     json_object_set_new(tot, "failed", json_integer((json_int_t)c.failed));
+    json_object_set_new(tot, "skipped", json_integer((json_int_t)rep->n_skipped));
     json_object_set_new(tot, "blobs", json_integer((json_int_t)blobs));
     json_object_set_new(tot, "bytes", json_integer((json_int_t)bytes));
     double secs = rep->finished_at - rep->started_at;

@@ -45,6 +45,13 @@ typedef struct al_export_output {
     al_error *error; /* why this file failed, or NULL */
 } al_export_output;
 
+/* An image left out of one platform's tarball by --skip-missing-platforms. */
+typedef struct al_export_skip {
+    char *ref;    /* full normalised ref */
+    int platform; /* index into outputs */
+    char *reason; /* "docker.io/x:1 has no linux/arm64 manifest (it has linux/amd64)" */
+} al_export_skip;
+
 typedef struct al_export_report {
     const char *version;            /* borrowed */
     const char *store_dir;          /* borrowed, as given */
@@ -57,6 +64,9 @@ typedef struct al_export_report {
     const al_selection *sel;   /* borrowed; NULL until the selection was made */
     al_export_output *outputs; /* owned, n_outputs; in platform order */
     size_t n_outputs;
+    const al_export_skip *skipped; /* borrowed; --skip-missing-platforms */
+    size_t n_skipped;
+    bool skip_missing_platforms;
     int exit_status;
     al_error *error; /* owned: what stopped the run, or NULL */
 } al_export_report;

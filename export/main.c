@@ -50,6 +50,7 @@ typedef struct options {
     bool decompress_zstd;
     bool verify;
     bool force;
+    bool skip_missing_platforms;
     bool quiet, verbose;
     /* Store tools: at most one of these modes. */
     bool list;
@@ -90,6 +91,10 @@ static void usage(FILE *f)
            "                          stdin. Repeatable. Same format as airlock-fetch.\n"
            "      --all               export every tag in the store\n"
            "  -p, --platform LIST     os/arch[/variant][,...] (default: this host's platform)\n"
+           "      --skip-missing-platforms\n"
+           "                          an image that lacks one of the platforms is left out\n"
+           "                          of that platform's tarball (listed on stderr and in\n"
+           "                          the report) instead of stopping the export\n"
            "      --store DIR         the store (default: $AIRLOCK_STORE, else " DEFAULT_STORE ")\n"
            "      --format FMT        hybrid (default): docker manifest.json + OCI index.json;\n"
            "                          docker: manifest.json and repositories only;\n"
@@ -170,6 +175,7 @@ enum {
     OPT_JSON,
     OPT_FORCE,
     OPT_CHECK,
+    OPT_SKIP_MISSING,
 };
 
 static const struct option long_opts[] = {
@@ -189,6 +195,7 @@ static const struct option long_opts[] = {
     {"json", required_argument, NULL, OPT_JSON},
     {"force", no_argument, NULL, OPT_FORCE},
     {"check", no_argument, NULL, OPT_CHECK},
+    {"skip-missing-platforms", no_argument, NULL, OPT_SKIP_MISSING},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -334,6 +341,7 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
             break;
         case OPT_FORCE: o->force = true; break;
         case OPT_CHECK: o->check = true; break;
+        case OPT_SKIP_MISSING: o->skip_missing_platforms = true; break;
         case 'q': o->quiet = true; break;
         case 'v': o->verbose = true; break;
         case 'h': usage(stdout); return -1;
@@ -378,10 +386,17 @@ typedef struct run {
     al_selection sel;
     al_export_report rep; /* with --json FILE, from the store's opening on */
     bool rep_on;
+    al_export_skip *skipped; /* --skip-missing-platforms: what was left out */
+    size_t n_skipped;
 } run;
 
 static void run_dispose(run *R)
 {
+    for (size_t i = 0; i < R->n_skipped; i++) {
+        free(R->skipped[i].ref);
+        free(R->skipped[i].reason);
+    }
+    free(R->skipped);
     al_export_report_dispose(&R->rep);
     al_selection_dispose(&R->sel);
     free(R->ref_arr);
@@ -416,6 +431,46 @@ static int fail_msg(run *R, al_errc code, int exit_code, const char *fmt, ...)
     al_error *err = NULL;
     al_error_set(&err, code, 0, "%s", msg);
     return fail(R, err, exit_code);
+}
+
+/* --skip-missing-platforms: the problems that only say "this image has no
+ * manifest for that platform" leave the selection's problems and become
+ * skips, listed per platform on stderr; whatever else is wrong (not in the
+ * store, a corrupt blob) still stops the export. */
+static void take_skips(run *R)
+{
+    al_selection *sel = &R->sel;
+    size_t kept = 0;
+    for (size_t i = 0; i < sel->n_problems; i++) {
+        al_select_problem *pi = &sel->problem_info[i];
+        if (!pi->lacks_platform || pi->platform < 0) {
+            sel->problems[kept] = sel->problems[i];
+            sel->problem_info[kept++] = *pi;
+            continue;
+        }
+        R->skipped = al_xrealloc(R->skipped, (R->n_skipped + 1) * sizeof(*R->skipped));
+        R->skipped[R->n_skipped++] =
+            (al_export_skip){.ref = pi->ref, .platform = pi->platform, .reason = sel->problems[i]};
+    }
+    sel->n_problems = kept;
+    for (size_t p = 0; p < sel->n_sets; p++) {
+        char buf[96];
+        al_platform_format(&sel->sets[p].platform, buf, sizeof(buf));
+        size_t n = 0;
+        for (size_t i = 0; i < R->n_skipped; i++)
+            n += R->skipped[i].platform == (int)p;
+        if (n == 0)
+            continue;
+        al_warn("%s: skipping %zu image%s without that platform (--skip-missing-platforms):", buf,
+                n, n == 1 ? "" : "s");
+        for (size_t i = 0; i < R->n_skipped; i++)
+            if (R->skipped[i].platform == (int)p)
+                al_warn("  skipped %s", R->skipped[i].reason);
+    }
+    if (R->rep_on) {
+        R->rep.skipped = R->skipped;
+        R->rep.n_skipped = R->n_skipped;
+    }
 }
 
 /* Write the tarball of one platform. Returns an exit code. */
@@ -767,6 +822,7 @@ static int run_main(run *R, int argc, char **argv)
         R->rep.decompress_zstd = o->decompress_zstd;
         R->rep.verify = o->verify;
         R->rep.all = o->all;
+        R->rep.skip_missing_platforms = o->skip_missing_platforms;
         R->rep.refs = &R->refs;
         R->rep_on = true;
     }
@@ -785,6 +841,8 @@ static int run_main(run *R, int argc, char **argv)
         return fail(R, err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
     }
     R->rep.sel = &R->sel;
+    if (o->skip_missing_platforms)
+        take_skips(R);
     if (R->sel.n_problems > 0) {
         for (size_t i = 0; i < R->sel.n_problems; i++)
             al_error_log("%s", R->sel.problems[i]);
