@@ -1,5 +1,6 @@
 #include "export-report.h"
 #include "file.h"
+#include "split-run.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -224,7 +225,31 @@ static json_t *skipped_json(const al_export_report *rep)
         json_object_set_new(o, "name", str(k->ref));
         json_object_set_new(o, "platform", plat_json(&rep->outputs[k->platform].platform));
         json_object_set_new(o, "output", str(rep->outputs[k->platform].path));
+        json_object_set_new(o, "why", json_string(k->why ? k->why : "platform"));
         json_object_set_new(o, "reason", str(k->reason));
+        json_object_set_new(o, "root_digest",
+                            k->root_digest[0] ? json_string(k->root_digest) : json_null());
+        json_object_set_new(o, "manifest_digest",
+                            k->manifest_digest[0] ? json_string(k->manifest_digest) : json_null());
+        json_array_append_new(list, o);
+    }
+    return list;
+}
+
+/* --split image: every file of the directories, written or not. */
+static json_t *archives_json(const al_export_report *rep)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; rep->split != NULL && i < rep->split->n; i++) {
+        const al_split_file *f = &rep->split->f[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "path", str(f->path));
+        json_object_set_new(o, "platform", plat_json(&rep->outputs[f->platform].platform));
+        json_object_set_new(o, "name", str(f->ref));
+        json_object_set_new(o, "manifest_digest",
+                            f->manifest_digest[0] ? json_string(f->manifest_digest) : json_null());
+        json_object_set_new(o, "status", json_string(al_split_status_name(f->status)));
+        json_object_set_new(o, "bytes", json_integer((json_int_t)f->bytes));
         json_array_append_new(list, o);
     }
     return list;
@@ -266,6 +291,8 @@ char *al_export_report_json(const al_export_report *rep)
     json_object_set_new(root, "verify", json_boolean(rep->verify));
     json_object_set_new(root, "all", json_boolean(rep->all));
     json_object_set_new(root, "skip_missing_platforms", json_boolean(rep->skip_missing_platforms));
+    json_object_set_new(root, "since", str(rep->since_path));
+    json_object_set_new(root, "split", json_boolean(rep->split != NULL));
     json_t *plats = json_array();
     for (size_t i = 0; i < rep->n_outputs; i++)
         json_array_append_new(plats, plat_json(&rep->outputs[i].platform));
@@ -292,6 +319,7 @@ char *al_export_report_json(const al_export_report *rep)
     json_object_set_new(root, "outputs", outputs);
     json_object_set_new(root, "images", images);
     json_object_set_new(root, "skipped", skipped_json(rep));
+    json_object_set_new(root, "archives", archives_json(rep));
     json_t *tot = json_object();
     json_object_set_new(tot, "outputs", json_integer((json_int_t)rep->n_outputs));
     json_object_set_new(tot, "written", json_integer((json_int_t)written));
