@@ -11,8 +11,9 @@
 void al_check_add(al_check_result *r, al_check_severity sev, const char *member, const char *fmt,
                   ...) __attribute__((format(printf, 4, 5)));
 
-/* s with control bytes, DEL and non-ASCII bytes as \xNN (malloc'd): member
- * names and JSON strings come from the archive and may hold anything. */
+/* s through al_sanitize (control bytes and invalid UTF-8 as \xNN, one
+ * line; malloc'd): member names and JSON strings come from the archive and
+ * may hold anything. */
 char *al_check_printable(const char *s);
 
 /* An image archive: docker save, OCI layout, or both. */

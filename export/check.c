@@ -1,5 +1,6 @@
 /* --check: open, scan once, dispatch on what the file is, print, report. */
 #include "check-private.h"
+#include "../common/sanitize.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -12,18 +13,8 @@
 
 char *al_check_printable(const char *s)
 {
-    size_t n = strlen(s);
-    char *out = al_xmalloc(4 * n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch >= 0x7f || ch == '\\')
-            k += (size_t)sprintf(out + k, "\\x%02x", ch);
-        else
-            out[k++] = (char)ch;
-    }
-    out[k] = '\0';
-    return out;
+    /* The project's one sanitiser (common/sanitize.h). */
+    return al_sanitize(s, AL_SANITIZE_LINE);
 }
 
 void al_check_add(al_check_result *r, al_check_severity sev, const char *member, const char *fmt,
@@ -31,8 +22,11 @@ void al_check_add(al_check_result *r, al_check_severity sev, const char *member,
 {
     va_list ap;
     va_start(ap, fmt);
-    char *msg = al_xvasprintf(fmt, ap);
+    _cleanup_free_ char *raw = al_xvasprintf(fmt, ap);
     va_end(ap);
+    /* Its parts are sanitised already; once more for whatever a parser's
+     * message carried (al_sanitize leaves clean text as it is). */
+    char *msg = al_sanitize(raw, AL_SANITIZE_LINE);
     r->problems = al_xrealloc(r->problems, (r->n_problems + 1) * sizeof(*r->problems));
     r->problems[r->n_problems++] = (al_check_problem){
         .severity = sev,

@@ -3,6 +3,7 @@
 #include "since.h"
 #include "../common/ref.h"
 #include "../common/reflist.h"
+#include "../common/sanitize.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -120,9 +121,11 @@ static int read_json(al_since *s, const char *buf, size_t len, al_error **err)
 {
     json_error_t je;
     json_t *root = json_loadb(buf, len, 0, &je);
-    if (root == NULL)
+    if (root == NULL) {
+        _cleanup_free_ char *why = al_sanitize(je.text, 200);
         return al_error_set(err, AL_E_USAGE, 0, "--since %s: not valid JSON: line %d: %s", s->path,
-                            je.line, je.text);
+                            je.line, why);
+    }
     const char *tool = json_string_value(json_object_get(root, "tool"));
     int r;
     if (tool != NULL && strcmp(tool, "airlock-export") == 0 &&

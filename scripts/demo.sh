@@ -70,8 +70,9 @@ bash tests/infra/rig.sh start --seed
 # shellcheck disable=SC1091
 . "$AL_RIG_DIR/rig.env"
 reg=$AL_REG_PLAIN
-# The registry speaks plain HTTP on 127.0.0.1: --insecure-registry allows that.
-reg_args=(--registry "$reg" --insecure-registry "$reg")
+# The registry speaks plain HTTP on 127.0.0.1: like docker, airlock-fetch
+# allows that for local addresses without a flag (and says so once).
+reg_args=(--registry "$reg")
 
 rm -rf "$demo"
 mkdir -p "$demo"

@@ -191,8 +191,9 @@ static void test_scan(void **state)
 static void test_printable(void **state)
 {
     (void)state;
-    char *p = al_check_printable("a\x1b[31mb\\c\xc3\xa9");
-    assert_string_equal("a\\x1b[31mb\\x5cc\\xc3\\xa9", p);
+    /* Terminal escapes and invalid UTF-8 escaped; valid UTF-8 kept. */
+    char *p = al_check_printable("a\x1b[31mb\nc\xc3\xa9\xff");
+    assert_string_equal("a\\x1b[31mb\\x0ac\xc3\xa9\\xff", p);
     free(p);
 }
 
