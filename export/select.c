@@ -213,6 +213,7 @@ static void lack_platform(al_selection *out, const root *rt, int platform, char 
         return;
     }
     add_problem(out, rt->full, platform, AL_E_NOT_FOUND, msg);
+    out->problem_info[out->n_problems - 1].lacks_platform = true;
 }
 
 /* Walk rt's graph for one platform (graph.h: the store as the source,

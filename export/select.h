@@ -65,9 +65,10 @@ typedef struct al_export_set {
 
 /* What one problem concerns, for the run report (--json FILE). */
 typedef struct al_select_problem {
-    char *ref;    /* full normalised ref, as in al_export_image.ref */
-    int platform; /* index into sets; -1 when it concerns every platform */
-    al_errc code; /* AL_E_NOT_FOUND (not in store, lacks the platform), else the blob's */
+    char *ref;           /* full normalised ref, as in al_export_image.ref */
+    int platform;        /* index into sets; -1 when it concerns every platform */
+    al_errc code;        /* AL_E_NOT_FOUND (not in store, lacks the platform), else the blob's */
+    bool lacks_platform; /* the image has no manifest for this platform (nothing is broken) */
 } al_select_problem;
 
 typedef struct al_selection {
