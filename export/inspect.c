@@ -62,25 +62,17 @@ static int dump_json(FILE *out, json_t *doc, al_error **err)
  * when none says). */
 static char *closure_platforms(const al_db_snapshot *s, const al_closure *c, json_t *list)
 {
+    char **v = NULL;
+    size_t n = al_closure_platforms(s, c, &v);
     char *text = al_xstrdup("");
-    for (size_t i = 0; i < c->n; i++) {
-        const al_db_manifest *m = al_db_snapshot_manifest(s, s->blobs[c->blobs[i]].digest);
-        if (m == NULL || m->is_index || !m->has_platform || al_platform_is_unknown(&m->platform))
-            continue;
-        char pb[96];
-        al_platform_format(&m->platform, pb, sizeof(pb));
-        size_t pl = strlen(pb);
-        bool dup = false;
-        for (const char *q = text; !dup && (q = strstr(q, pb)) != NULL; q += pl)
-            dup = (q == text || q[-1] == ',') && (q[pl] == ',' || q[pl] == '\0');
-        if (dup)
-            continue;
-        char *t = al_xasprintf("%s%s%s", text, *text ? "," : "", pb);
+    for (size_t i = 0; i < n; i++) {
+        char *t = al_xasprintf("%s%s%s", text, *text ? "," : "", v[i]);
         free(text);
         text = t;
         if (list != NULL)
-            json_array_append_new(list, json_string(pb));
+            json_array_append_new(list, json_string(v[i]));
     }
+    al_strv_free(v, n);
     return text;
 }
 

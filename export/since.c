@@ -31,16 +31,20 @@ static char *key_of(const al_ref *r)
     return r->tag ? al_xasprintf("%s:%s", name, r->tag) : al_xstrdup(name);
 }
 
-static void add_named(al_since *s, const char *ref_text, const char *digest)
+char *al_since_key(const char *ref_text)
 {
     al_ref *r = NULL;
-    if (ref_text != NULL && al_ref_parse(&r, ref_text, NULL) == 0) {
-        _cleanup_free_ char *k = key_of(r);
-        add(s, k, digest);
-    } else {
-        add(s, NULL, digest);
-    }
+    if (ref_text == NULL || al_ref_parse(&r, ref_text, NULL) < 0)
+        return NULL;
+    char *k = key_of(r);
     al_ref_free(r);
+    return k;
+}
+
+static void add_named(al_since *s, const char *ref_text, const char *digest)
+{
+    _cleanup_free_ char *k = al_since_key(ref_text);
+    add(s, k, digest);
 }
 
 /* --- readers ------------------------------------------------------------------ */
@@ -89,6 +93,22 @@ static int read_inventory(al_since *s, json_t *root, al_error **err)
     return 0;
 }
 
+/* A bundle's manifest: what the far side holds once it is applied. */
+static int read_bundle(al_since *s, const char *buf, size_t len, al_error **err)
+{
+    al_bundle_manifest m;
+    int r = al_bundle_manifest_parse(&m, buf, len, err);
+    if (r < 0)
+        return al_error_wrap(err, "--since %s", s->path);
+    s->kind = "bundle";
+    memcpy(s->bundle_id, m.id, sizeof(s->bundle_id));
+    memcpy(s->source_store, m.source_store, sizeof(s->source_store));
+    for (size_t i = 0; i < m.n_holds; i++)
+        add(s, m.holds[i].name, m.holds[i].digest);
+    al_bundle_manifest_dispose(&m);
+    return 0;
+}
+
 /* A lock file, or any list whose every ref is pinned by digest. */
 static int read_lock(al_since *s, const char *buf, size_t len, al_error **err)
 {
@@ -127,9 +147,17 @@ static int read_json(al_since *s, const char *buf, size_t len, al_error **err)
                             je.line, why);
     }
     const char *tool = json_string_value(json_object_get(root, "tool"));
+    const char *command = json_string_value(json_object_get(root, "command"));
     int r;
-    if (tool != NULL && strcmp(tool, "airlock-export") == 0 &&
-        json_is_array(json_object_get(root, "outputs"))) {
+    if (json_object_get(root, "bundle_format") != NULL) {
+        r = read_bundle(s, buf, len, err);
+    } else if (command != NULL && strcmp(command, "bundle") == 0) {
+        r = al_error_set(err, AL_E_USAGE, 0,
+                         "--since %s: the run report of an airlock-export --bundle; give the "
+                         "bundle itself or the manifest written beside it (OUT.json)",
+                         s->path);
+    } else if (tool != NULL && strcmp(tool, "airlock-export") == 0 &&
+               json_is_array(json_object_get(root, "outputs"))) {
         s->kind = "report";
         r = read_report(s, root, err);
     } else if (json_is_array(json_object_get(root, "tags"))) {
@@ -137,9 +165,9 @@ static int read_json(al_since *s, const char *buf, size_t len, al_error **err)
         r = read_inventory(s, root, err);
     } else {
         r = al_error_set(err, AL_E_USAGE, 0,
-                         "--since %s: a JSON file airlock does not know (expected an "
-                         "airlock-export --json report or an airlock-export --list --json "
-                         "inventory)",
+                         "--since %s: a JSON file airlock does not know (expected a bundle "
+                         "manifest, an airlock-export --json report or an airlock-export "
+                         "--list --json inventory)",
                          s->path);
     }
     json_decref(root);
