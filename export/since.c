@@ -1,6 +1,7 @@
 /* --since FILE: the digests the far side holds, from whichever kind of
  * file it is (since.h). */
 #include "since.h"
+#include "../common/bundle-read.h"
 #include "../common/ref.h"
 #include "../common/reflist.h"
 #include "../common/sanitize.h"
@@ -201,10 +202,48 @@ static int read_file(char **out, size_t *len, const char *path, al_error **err)
     return 0;
 }
 
+/* A tar or zstd stream: a bundle (or one of its volumes), whatever it is
+ * named. */
+static bool is_archive(const char *path)
+{
+    unsigned char b[262] = {0};
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? pread(fd, b, sizeof(b), 0) : -1;
+    return (n >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd) ||
+           (n == (ssize_t)sizeof(b) && memcmp(b + 257, "ustar", 5) == 0);
+}
+
+/* The manifest of a bundle file: its airlock-bundle.json member. */
+static int read_bundle_file(al_since *s, al_error **err)
+{
+    al_bundle_reader *r = NULL;
+    int res = al_bundle_open(&r, s->path, err);
+    if (res < 0)
+        return al_error_wrap(err, "--since");
+    size_t len = 0;
+    const char *text = al_bundle_reader_manifest(r, &len);
+    const al_bundle_volume *v = al_bundle_reader_volume(r);
+    if (text == NULL)
+        res = al_error_set(err, AL_E_USAGE, 0,
+                           "--since %s: volume %u of %u of a bundle, which carries no manifest: "
+                           "give volume 1, or the manifest written beside the bundle (OUT.json)",
+                           s->path, v != NULL ? v->volume : 0, v != NULL ? v->volumes : 0);
+    else
+        res = read_bundle(s, text, len, err);
+    al_bundle_close(r);
+    return res;
+}
+
 int al_since_load(al_since *out, const char *path, al_error **err)
 {
     memset(out, 0, sizeof(*out));
     out->path = al_xstrdup(path);
+    if (is_archive(path)) {
+        int r = read_bundle_file(out, err);
+        if (r < 0)
+            al_since_dispose(out);
+        return r;
+    }
     _cleanup_free_ char *buf = NULL;
     size_t len = 0;
     int r = read_file(&buf, &len, path, err);
