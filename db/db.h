@@ -193,6 +193,13 @@ typedef struct al_db_snapshot {
     size_t n_manifests;
     al_graph_edge *edges;
     size_t n_edges;
+    /* tag_history, by full_name, most recent first (al_db_history_load). */
+    struct al_db_history *history;
+    size_t n_history;
+    /* The store's id ("" on schema 1) and the bundles applied to it. */
+    char store_id[AL_BUNDLE_ID_BUF];
+    struct al_db_bundle *bundles;
+    size_t n_bundles;
 } al_db_snapshot;
 
 int al_db_snapshot_load(al_db *db, al_db_snapshot *out, al_error **err);
@@ -222,7 +229,7 @@ void al_db_messages_free(char **v, size_t n);
 int al_db_store_id(al_db *db, char out[AL_BUNDLE_ID_BUF], bool *found, al_error **err);
 
 /* One applied bundle (bundles row). */
-typedef struct al_db_bundle {
+struct al_db_bundle {
     char id[AL_BUNDLE_ID_BUF];
     char source_store[AL_BUNDLE_ID_BUF];
     char base[AL_BUNDLE_ID_BUF]; /* "" when it built on none */
@@ -230,7 +237,8 @@ typedef struct al_db_bundle {
     double applied_at;           /* this side's clock */
     int64_t run_id;
     int64_t tags, blobs, bytes; /* carried by it */
-} al_db_bundle;
+};
+typedef struct al_db_bundle al_db_bundle;
 
 int al_db_bundle_get(al_db *db, const char *id, al_db_bundle *out, bool *found, al_error **err);
 /* The applied bundle from source_store created last. */
@@ -240,13 +248,14 @@ int al_db_bundle_last(al_db *db, const char *source_store, al_db_bundle *out, bo
 int al_db_bundles_list(al_db *db, al_db_bundle **out, size_t *n_out, al_error **err);
 
 /* tag_history rows. */
-typedef struct al_db_history {
+struct al_db_history {
     char *full_name;
     char old_digest[AL_DIGEST_BUF]; /* "" when the tag was first seen */
     char new_digest[AL_DIGEST_BUF];
     double at;
     int64_t run_id;
-} al_db_history;
+};
+typedef struct al_db_history al_db_history;
 /* Every row, ordered by full_name, then most recent first. */
 int al_db_history_load(al_db *db, al_db_history **out, size_t *n_out, al_error **err);
 void al_db_history_free(al_db_history *v, size_t n);

@@ -24,8 +24,6 @@ typedef struct planner {
     al_closure *cl; /* per selected tag */
     bool *held;     /* per snapshot blob: the far side holds it */
     bool *listed;   /* per snapshot blob: carried or omitted already */
-    al_db_history *hist;
-    size_t n_hist;
 } planner;
 
 static void problem(planner *pl, al_errc code, const char *fmt, ...)
@@ -202,15 +200,16 @@ static void split_reached(planner *pl)
  * first), or -1. */
 static long history_first(const planner *pl, const char *name)
 {
-    size_t lo = 0, hi = pl->n_hist;
+    size_t lo = 0, hi = pl->snap.n_history;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (strcmp(pl->hist[mid].full_name, name) < 0)
+        if (strcmp(pl->snap.history[mid].full_name, name) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < pl->n_hist && strcmp(pl->hist[lo].full_name, name) == 0 ? (long)lo : -1;
+    return lo < pl->snap.n_history && strcmp(pl->snap.history[lo].full_name, name) == 0 ? (long)lo
+                                                                                        : -1;
 }
 
 static void fill_tag(planner *pl, size_t i, al_bundle_tag *bt)
@@ -223,8 +222,8 @@ static void fill_tag(planner *pl, size_t i, al_bundle_tag *bt)
     bt->n_platforms = al_closure_platforms(&pl->snap, &pl->cl[i], &bt->platforms);
     long h = history_first(pl, t->full_name);
     bt->history = al_xcalloc(AL_BUNDLE_HISTORY + 1, sizeof(*bt->history));
-    for (; h >= 0 && (size_t)h < pl->n_hist && bt->n_history < AL_BUNDLE_HISTORY; h++) {
-        const al_db_history *e = &pl->hist[h];
+    for (; h >= 0 && (size_t)h < pl->snap.n_history && bt->n_history < AL_BUNDLE_HISTORY; h++) {
+        const al_db_history *e = &pl->snap.history[h];
         if (strcmp(e->full_name, t->full_name) != 0 || !al_digest_valid(e->new_digest))
             break;
         al_bundle_history *bh = &bt->history[bt->n_history++];
@@ -553,7 +552,6 @@ static void planner_dispose(planner *pl)
     free(pl->tags);
     free(pl->held);
     free(pl->listed);
-    al_db_history_free(pl->hist, pl->n_hist);
     al_db_snapshot_dispose(&pl->snap);
 }
 
@@ -574,8 +572,6 @@ int al_bundle_plan_make(al_bundle_plan *out, al_store *store, al_db *db, al_ref 
     memset(out, 0, sizeof(*out));
     planner pl = {.p = out, .store = store, .o = opts};
     int r = al_db_snapshot_load(db, &pl.snap, err);
-    if (r == 0)
-        r = al_db_history_load(db, &pl.hist, &pl.n_hist, err);
     if (r == 0)
         r = fill_head(&pl, db, err);
     if (r == 0)

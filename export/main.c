@@ -793,23 +793,30 @@ static int check_archives(const options *o)
         return usage_error("--check --json: give the report a file name (stdout has the text)");
     al_check_result *res = al_xcalloc(o->n_archives, sizeof(*res));
     size_t bad = 0;
+    size_t n = 0;
     for (size_t i = 0; i < o->n_archives; i++) {
-        al_check_file(&res[i], o->archives[i], NULL);
-        al_check_print(stdout, &res[i]);
+        /* A volume of a bundle checked already (with its set) is not
+         * checked twice. */
+        bool done = false;
+        for (size_t k = 0; k < n && !done; k++)
+            done = al_check_covers(&res[k], o->archives[i]);
+        if (done)
+            continue;
+        al_check_file(&res[n], o->archives[i], NULL);
+        al_check_print(stdout, &res[n]);
         fflush(stdout);
-        bad += res[i].n_errors > 0;
+        bad += res[n++].n_errors > 0;
     }
     int rc = bad > 0 ? AL_EXIT_FAILED : 0;
-    if (o->n_archives > 1)
-        printf("%zu archive%s checked: %zu ok, %zu failed\n", o->n_archives,
-               o->n_archives == 1 ? "" : "s", o->n_archives - bad, bad);
+    if (n > 1)
+        printf("%zu archive%s checked: %zu ok, %zu failed\n", n, n == 1 ? "" : "s", n - bad, bad);
     if (o->json_path != NULL) {
-        _cleanup_free_ char *text = al_check_report_json(res, o->n_archives, AL_VERSION);
+        _cleanup_free_ char *text = al_check_report_json(res, n, AL_VERSION);
         al_error *err = NULL;
         if (al_export_write_text(o->json_path, text, strlen(text), &err) < 0)
             rc = report(err, AL_EXIT_FAILED);
     }
-    for (size_t i = 0; i < o->n_archives; i++)
+    for (size_t i = 0; i < n; i++)
         al_check_result_dispose(&res[i]);
     free(res);
     if (fflush(stdout) != 0 || ferror(stdout)) {
