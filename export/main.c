@@ -130,7 +130,7 @@ static void usage(FILE *f)
            "                          (docs/export-report.schema.json), also when it fails;\n"
            "                          '-' = stdout, unless the tarball goes there\n"
            "\n"
-           "Bundles (to carry the store across the gap; airlock-fetch --import applies them):\n"
+           "Bundles (to carry the store across the gap; airlock-fetch's import applies them):\n"
            "      --bundle OUT        write the images REF (-f, --all) as a bundle OUT: their\n"
            "                          tags and every blob the far side lacks, and its manifest\n"
            "                          beside it as OUT.json (zstd when OUT ends in .zst)\n"
