@@ -721,9 +721,9 @@ int al_bundle_volume_parse(al_bundle_volume *out, const char *text, size_t len, 
     json_t *vol = field(root, "volume"), *vols = field(root, "volumes"), *arr = NULL;
     if (r == 0)
         r = get_id(root, "bundle_id", out->bundle_id, false, err);
-    if (r == 0 && (!json_is_integer(vols) || json_integer_value(vols) < 2 ||
+    if (r == 0 && (!json_is_integer(vols) || json_integer_value(vols) < 1 ||
                    json_integer_value(vols) > AL_BUNDLE_MAX_VOLUMES))
-        r = bad(err, "volumes", "expected a count from 2 to %u", AL_BUNDLE_MAX_VOLUMES);
+        r = bad(err, "volumes", "expected a count from 1 to %u", AL_BUNDLE_MAX_VOLUMES);
     if (r == 0 && (!json_is_integer(vol) || json_integer_value(vol) < 1 ||
                    json_integer_value(vol) > json_integer_value(vols)))
         r = bad(err, "volume", "expected a number from 1 to the count");

@@ -52,6 +52,16 @@ for p in $(jq -r --arg d "$split" '.blobs[] | select(.digest == $d) | .parts[].d
 done
 cat "$work"/v*.list | grep -qx "blobs/sha256/${split#sha256:}" && fail "the split blob is a member whole too"
 
+# A bundle that fits in one volume is still OUT.001, with its header.
+run_export "$work/b1v" --store "$conn" rancher/mirrored-pause:3.6 --bundle "$work/one.tar" --volume-size 1M
+expect_rc 0 "$work/b1v" "a small bundle with --volume-size"
+assert_file "$work/one.tar.001" "its only volume"
+[ ! -e "$work/one.tar" ] && [ ! -e "$work/one.tar.002" ] || fail "a small bundle with --volume-size: files other than OUT.001"
+run_export "$work/c1v" --check "$work/one.tar.001"
+expect_rc 0 "$work/c1v" "--check of a one-volume bundle"
+run_fetch "$work/i1v" --store "$work/one-store" --import "$work/one.tar"
+expect_rc 0 "$work/i1v" "import of a one-volume bundle, named by its stem"
+
 # 2. --check ----------------------------------------------------------------------
 run_export "$work/c2" --check "$out.002"
 expect_rc 0 "$work/c2" "--check of volume 2"

@@ -228,6 +228,15 @@ static void test_volume_header(void **state)
     assert_string_equal(D2, back.members[1].digest);
     al_bundle_volume_dispose(&back);
     free(text);
+    /* A bundle that fits in one volume still has its header: 1 of 1. */
+    v.volume = 1;
+    v.volumes = 1;
+    text = al_bundle_volume_json(&v, &len);
+    assert_int_equal(0, al_bundle_volume_parse(&back, text, len, &err));
+    assert_int_equal(1, back.volumes);
+    al_bundle_volume_dispose(&back);
+    free(text);
+    v.volumes = 3;
     v.volume = 4; /* beyond the count */
     text = al_bundle_volume_json(&v, &len);
     assert_int_equal(AL_E_PARSE, al_bundle_volume_parse(&back, text, len, &err));
