@@ -97,9 +97,12 @@ double al_now(void)
 
 char *al_format_utc(char *buf, size_t len, double epoch)
 {
-    time_t secs = (time_t)epoch;
-    int ms = (int)((epoch - (double)secs) * 1000.0);
-    ms = ms < 0 ? 0 : ms > 999 ? 999 : ms;
+    /* Truncated to the millisecond, with a microsecond of slack: 0.1 is
+     * not exact in binary, and a time read back from its text
+     * (al_parse_utc) must print as that text. */
+    long long ms_total = epoch > 0 ? (long long)(epoch * 1000.0 + 0.001) : 0;
+    time_t secs = (time_t)(ms_total / 1000);
+    int ms = (int)(ms_total % 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     char base[32];

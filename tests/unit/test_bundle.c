@@ -310,6 +310,13 @@ static void test_ids_and_times(void **state)
     char buf[40];
     assert_true(al_parse_utc(al_format_utc(buf, sizeof(buf), 1746064800.25), &t));
     assert_true(t > 1746064800.24 && t < 1746064800.26);
+    /* What parses prints back the same (0.1 s is not exact in binary). */
+    static const char *exact[] = {"2025-04-30T02:00:00.100Z", "2025-04-30T02:00:00.999Z",
+                                  "2025-04-30T02:00:00.001Z", "2025-04-30T02:00:59.900Z"};
+    for (size_t i = 0; i < sizeof(exact) / sizeof(*exact); i++) {
+        assert_true(al_parse_utc(exact[i], &t));
+        assert_string_equal(exact[i], al_format_utc(buf, sizeof(buf), t));
+    }
     assert_true(al_parse_utc("2025-05-01T02:00:00Z", &t));
     assert_true(t == 1746064800);
     static const char *bad[] = {"2025-05-01T02:00:00",
