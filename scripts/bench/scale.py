@@ -76,10 +76,24 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def manifest_accept():
+def source_dir(bin_dir):
+    """The source tree the binaries in bin_dir were built from (CMake's
+    cache says), so that --bin DIR of another tree is described as that
+    tree; this one when there is no cache."""
+    try:
+        with open(os.path.join(bin_dir, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("CMAKE_HOME_DIRECTORY:"):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return REPO
+
+
+def manifest_accept(src):
     """The Accept header airlock sends for manifests, read from
     common/manifest.h so that curl sends exactly the same one."""
-    with open(os.path.join(REPO, "common", "manifest.h")) as f:
+    with open(os.path.join(src, "common", "manifest.h")) as f:
         src = f.read().replace("\\\n", " ")
     types = dict(re.findall(r'#define (AL_MT_\w+) "([^"]+)"', src))
     m = re.search(r"#define AL_MANIFEST_ACCEPT ([^\n]+)", src)
@@ -125,7 +139,8 @@ class Scale:
         self.loads = [os.getloadavg()[0]]
         self.t_start = time.monotonic()
         self.busy_start = bench.busy_others()
-        self.accept = manifest_accept()
+        self.src = source_dir(self.bin)
+        self.accept = manifest_accept(self.src)
         self.j = args.jobs
 
     # Services ----------------------------------------------------------------
@@ -349,6 +364,19 @@ http:
             self.notes.append(f"no-op run at {n} tags: {unchanged} tags reported unchanged")
         return r, self.wire(mark)
 
+    def repeats(self, runs=None):
+        """Run numbers 0..runs-1 (default --runs), stopping early (after at
+        least one run) once this scenario's runs took --budget seconds: the
+        slow code of today must not make the whole benchmark take an hour."""
+        runs = runs or self.args.runs
+        t0 = time.monotonic()
+        for i in range(runs):
+            if i > 0 and time.monotonic() - t0 > self.args.budget:
+                self.notes.append(f"{self.scenario}: {i} of {runs} runs (--budget "
+                                  f"{self.args.budget:g} s)")
+                return
+            yield i
+
     def row(self, figure, airlock, compared, ratio, target, ok):
         self.rows.append({"figure": figure, "airlock": airlock, "compared": compared,
                           "ratio": ratio, "target": target,
@@ -356,8 +384,9 @@ http:
 
     # Scenarios ---------------------------------------------------------------
     def cold(self, n):
+        self.scenario = f"cold fetch, {n} tags"
         runs, curls, wires = [], [], []
-        for i in range(self.args.runs):
+        for i in self.repeats():
             r, w, store = self.airlock_cold(n, self.registry)
             c, n_urls = self.curl_cold(n, self.registry)
             runs.append(r)
@@ -382,8 +411,9 @@ http:
         return store
 
     def noop(self, n, store):
+        self.scenario = f"no-op run, {n} tags"
         runs, curls, wires = [], [], []
-        for i in range(self.args.runs):
+        for i in self.repeats():
             r, w = self.airlock_noop(store, n, self.registry)
             c = self.curl_head(n, self.registry)
             runs.append(r)
@@ -449,9 +479,10 @@ http:
         self.tool_walls = getattr(self, "tool_walls", {})
         for name, argv in cmds:
             walls = []
+            self.scenario = f"{name}, {n} tags"
             # Quick commands, where a busy machine adds noise: best of at
             # least five runs (noise only ever adds time).
-            for _ in range(max(self.args.runs, 5)):
+            for _ in self.repeats(max(self.args.runs, 5)):
                 if os.path.exists(out):
                     os.unlink(out)
                 walls.append(self.measure(argv).wall)
@@ -484,8 +515,9 @@ http:
 
     def shaped(self, n):
         host, ctl = self.start_shaper()
+        self.scenario = f"cold fetch through the link, {n} tags"
         cold, curls = [], []
-        for i in range(self.args.runs):
+        for i in self.repeats():
             self.shaper_stats(ctl, reset=True)
             r, w, store = self.airlock_cold(n, host)
             s = self.shaper_stats(ctl)
@@ -505,8 +537,9 @@ http:
                              f"{bench.fmt_list(c.wall for c in curls)} s for {n_urls} GETs; the "
                              f"link's floor is {n_urls}/{self.j} round trips = "
                              f"{n_urls / self.j * self.args.delay_ms / 1000:.2f} s"))
+        self.scenario = f"no-op run through the link, {n} tags"
         noop, curls = [], []
-        for i in range(self.args.runs):
+        for i in self.repeats():
             self.shaper_stats(ctl, reset=True)
             r, w = self.airlock_noop(store, n, host)
             s = self.shaper_stats(ctl)
@@ -589,15 +622,15 @@ http:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
         fs = bench.run(["findmnt", "-n", "-o", "FSTYPE", "-T", self.work], capture_output=True,
                        text=True, check=False).stdout.strip()
-        rev = bench.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+        rev = bench.run(["git", "-C", self.src, "rev-parse", "--short", "HEAD"], capture_output=True,
                         text=True, check=False).stdout.strip()
-        branch = bench.run(["git", "-C", REPO, "rev-parse", "--abbrev-ref", "HEAD"],
+        branch = bench.run(["git", "-C", self.src, "rev-parse", "--abbrev-ref", "HEAD"],
                            capture_output=True, text=True, check=False).stdout.strip()
-        dirty = bench.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no",
+        dirty = bench.run(["git", "-C", self.src, "status", "--porcelain", "--untracked-files=no",
                            "--"] + CODE, capture_output=True, text=True, check=False).stdout.strip()
         # The commit that last changed the code (not the scripts or docs):
         # two trees with the same one run the same airlock.
-        code = bench.run(["git", "-C", REPO, "log", "-1", "--format=%h", "--"] + CODE,
+        code = bench.run(["git", "-C", self.src, "log", "-1", "--format=%h", "--"] + CODE,
                          capture_output=True, text=True, check=False).stdout.strip()
         curl = bench.run(["curl", "--version"], capture_output=True, text=True,
                          check=False).stdout.split("\n")[0].split(" (")[0]
@@ -612,12 +645,13 @@ http:
             f"Load average: {self.loads[0]:.2f} at the start, {self.loads[-1]:.2f} at the end, "
             f"{min(self.loads):.2f}–{max(self.loads):.2f} over the measurements"
             + (f"; busy at the start: {self.busy_start}" if self.busy_start else "") + "  ",
-            f"airlock {rev} ({branch}; code last changed in {code}"
+            f"airlock {rev} ({branch} in {self.src}; code last changed in {code}"
             f"{', with uncommitted changes' if dirty else ''}), Release build, -j {self.j}; "
             f"{curl} with --parallel-max {self.j}; docker-registry 2.8 on 127.0.0.1  ",
             f"Corpus (scripts/bench/scalecorpus.py): {self.corpus_line}; sizes "
-            f"{', '.join(map(str, a.sizes))} are prefixes of it. Medians of {a.runs} runs (store "
-            f"tools: best of {max(a.runs, 5)}).",
+            f"{', '.join(map(str, a.sizes))} are prefixes of it. Medians of {a.runs} runs, fewer "
+            f"where a scenario's runs took over {a.budget:g} s (see the notes); store tools: best "
+            f"of {max(a.runs, 5)}.",
         ]
 
     def render(self, cmd):
@@ -663,6 +697,8 @@ def main():
     ap.add_argument("--sizes", type=parse_sizes, help="tag counts (default 100,400,2000)")
     ap.add_argument("--shaped-size", type=int, default=400)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--budget", type=float, default=150,
+                    help="no further run of a scenario once its runs took this many seconds")
     ap.add_argument("--jobs", type=int, default=8, help="airlock's -j and curl's --parallel-max")
     ap.add_argument("--delay-ms", type=float, default=20)
     ap.add_argument("--total-mbit", type=float, default=200)
