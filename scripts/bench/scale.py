@@ -424,12 +424,15 @@ http:
         t, tc = median([r.wall for r in runs]), median([c.wall for c in curls])
         cpu = median([r.cpu for r in runs])
         req = max(w["requests"] for w in wires)
+        heads = min(w["methods"].get("HEAD", 0) for w in wires)
         blob_bytes = max(w["blob_bytes"] for w in wires)
         blob_gets = max(w["blob_gets"] for w in wires)
-        self.row(f"no-op run, {n} tags: requests on the wire", f"{req} ({req / n:.2f}/tag), "
-                 f"{blob_gets} blob GETs, {blob_bytes} B", f"{n} tags",
-                 f"{req / n:.2f} per tag", "1 per tag, 0 blob bytes",
-                 req == n and blob_bytes == 0 and blob_gets == 0)
+        # One HEAD per tag: a GET of an unchanged manifest is a request too
+        # many for a registry that counts pulls (Docker Hub counts GETs).
+        self.row(f"no-op run, {n} tags: requests on the wire", f"{req} ({heads} HEAD), "
+                 f"{blob_gets} blob GETs, {blob_bytes} B of blobs", f"{n} tags",
+                 f"{req / n:.2f} per tag", "1 HEAD per tag, 0 blob bytes",
+                 req == n and heads == n and blob_bytes == 0 and blob_gets == 0)
         self.row(f"no-op run, {n} tags: wall", secs(t),
                  f"curl --parallel HEADs {secs(tc)}", f"{t / tc:.1f}x curl",
                  f"≤ {NOOP_WALL}x", t / tc <= NOOP_WALL)
