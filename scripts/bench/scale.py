@@ -573,7 +573,8 @@ http:
         if shutil.which("strace"):
             shutil.rmtree(store, ignore_errors=True)
             for kind in ("cold", "no-op"):
-                self.details.append((f"syscalls of one {kind} run at {n} tags (strace -f -c)",
+                self.details.append((f"syscalls of one {kind} run at {n} tags (strace -f -c -w: calls, "
+                                     "time waited in them)",
                                      self.strace_counts(argv, kind)))
         if shutil.which("perf"):
             shutil.rmtree(store, ignore_errors=True)
@@ -585,33 +586,48 @@ http:
 
     def strace_counts(self, argv, kind):
         out = os.path.join(self.work, f"strace-{kind}.txt")
-        bench.run(["strace", "-f", "-c", "-o", out, "-e", "trace=fsync,fdatasync,rename,renameat,"
-                   "renameat2,syncfs,sync_file_range"] + argv, stdout=subprocess.DEVNULL,
+        # -w: the seconds column is the time spent waiting in the calls
+        # (wall), not the CPU they took.
+        t0 = time.monotonic()
+        bench.run(["strace", "-f", "-c", "-w", "-o", out, "-e", "trace=fsync,fdatasync,rename,"
+                   "renameat,renameat2,syncfs,sync_file_range"] + argv, stdout=subprocess.DEVNULL,
                   stderr=subprocess.DEVNULL, check=False)
+        wall = time.monotonic() - t0
         counts = {}
         with open(out) as f:
             for line in f:
                 # % time, seconds, usecs/call, calls, [errors,] syscall
-                m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
-                if m and m.group(2) != "total":
-                    counts[m.group(2)] = int(m.group(1))
-        return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or \
-            "none of fsync, fdatasync, rename*, syncfs, sync_file_range"
+                m = re.match(r"\s*[\d.]+\s+([\d.]+)\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
+                if m and m.group(3) != "total":
+                    counts[m.group(3)] = (int(m.group(2)), float(m.group(1)))
+        if not counts:
+            return "none of fsync, fdatasync, rename*, syncfs, sync_file_range"
+        return ", ".join(f"{k} {c} ({t:.2f} s)" for k, (c, t) in sorted(counts.items())) + \
+            f"; the run took {wall:.2f} s under strace"
 
     def perf(self, argv, kind, n):
+        """Where the CPU goes: by library and by symbol (self time), and,
+        from DWARF call graphs (a Release build has no frame pointers),
+        the share of airlock's own functions with everything they call."""
         data = os.path.join(self.work, f"perf-{kind}.data")
-        r = bench.run(["perf", "record", "-q", "-F", "2000", "-o", data, "--"] + argv,
-                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        r = bench.run(["perf", "record", "-q", "-F", "500", "--call-graph", "dwarf,8192", "-o",
+                       data, "--"] + argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                      check=False)
         if r.returncode != 0:
             self.notes.append(f"perf record of the {kind} run failed")
             return
         texts = []
-        for sort, limit in (("dso", "1"), ("dso,sym", "2")):
-            rep = bench.run(["perf", "report", "-i", data, "--no-children", "--stdio", "--sort",
-                             sort, "--percent-limit", limit], capture_output=True, text=True,
-                            check=False).stdout
-            texts.append("\n".join([l.rstrip() for l in rep.splitlines()
-                                    if l.strip() and not l.startswith("#") and "%" in l][:14]))
+        for sort, extra, keep in (("dso", ["--no-children", "--percent-limit", "1"], None),
+                                  ("dso,sym", ["--no-children", "--percent-limit", "2"], None),
+                                  ("sym", ["--children", "--percent-limit", "3"], " al_")):
+            rep = bench.run(["perf", "report", "-i", data, "--stdio", "-g", "none", "--sort",
+                             sort] + extra, capture_output=True, text=True, check=False).stdout
+            lines = [l.rstrip() for l in rep.splitlines()
+                     if l.strip() and not l.startswith("#") and "%" in l]
+            if keep:  # airlock's functions only, their own and their callees' time
+                lines = [l for l in lines if keep in l]
+            texts.append("\n".join(lines[:14]))
+        os.unlink(data)
         self.profile.append((f"{kind} run at {n} tags", texts))
 
     # Output ------------------------------------------------------------------
@@ -670,9 +686,10 @@ http:
         lines += ["", "Details:", ""]
         lines += [f"- {k}: {v}" for k, v in self.details]
         lines += [f"- note: {n}" for n in self.notes]
-        for what, (by_dso, by_sym) in self.profile:
-            lines += ["", f"perf profile of one {what} (by library, then symbols over 2%):", "",
-                      "```", by_dso, "", by_sym, "```"]
+        for what, (by_dso, by_sym, ours) in self.profile:
+            lines += ["", f"perf profile of one {what}: by library; symbols over 2% (self "
+                      "time); airlock's functions over 3% with their callees:", "",
+                      "```", by_dso, "", by_sym, "", ours, "```"]
         return "\n".join(lines) + "\n"
 
 
