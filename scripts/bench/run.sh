@@ -21,6 +21,7 @@ case ${1:-} in
 -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
 esac
 
+# shellcheck source-path=SCRIPTDIR source=prepare.sh
 . "$here/prepare.sh"
 bench_prepare "$repo"
 exec python3 "$here/bench.py" --bin "$repo/build-rel" --cmd "scripts/bench/run.sh${*:+ $*}" "$@"

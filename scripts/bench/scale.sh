@@ -25,6 +25,7 @@ case ${1:-} in
 -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
 esac
 
+# shellcheck source-path=SCRIPTDIR source=prepare.sh
 . "$here/prepare.sh"
 bench_prepare "$repo"
 exec python3 "$here/scale.py" --bin "$repo/build-rel" --cmd "scripts/bench/scale.sh${*:+ $*}" "$@"
