@@ -22,7 +22,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 case ${1:-} in
--h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+-h | --help) sed -n '2,18p' "$0"; exit 0 ;;
 esac
 
 # shellcheck source-path=SCRIPTDIR source=prepare.sh
