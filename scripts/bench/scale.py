@@ -256,16 +256,17 @@ http:
         return w
 
     # Corpus and lists --------------------------------------------------------
-    def prepare(self):
+    def prepare(self, sizes):
+        """The corpus for the largest of sizes, in the registry, and a
+        list file for each size."""
         t = time.monotonic()
         self.corpus = scalecorpus.ScaleCorpus(self.args.cache)
-        top = max(self.args.sizes)
         with self.corpus.locked():
-            self.tags = self.corpus.build(top)
+            self.tags = self.corpus.build(max(sizes))
             self.start_registry()
             self.corpus.push(self.registry, self.tags)
         self.lists = {}
-        for n in self.args.sizes:
+        for n in sorted(sizes):
             p = os.path.join(self.work, f"list-{n}.txt")
             with open(p, "w") as f:
                 f.write(f"# scale benchmark: the first {n} tags of the corpus\n")
@@ -565,9 +566,6 @@ http:
     def profiles(self, n):
         """strace and perf of one cold and one no-op run at n tags: how
         many fsyncs and renames a run issues, and where the CPU goes."""
-        if n not in self.lists:
-            self.notes.append(f"no profile: {n} is not among the sizes")
-            return
         store = self.fresh("store-prof")
         argv = self.fetch_argv(store, self.registry, n)
         if shutil.which("strace"):
@@ -738,6 +736,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--cmd", default=None, help="the command line to record")
     args = ap.parse_args()
+    if args.runs < 1 or args.jobs < 1 or args.shaped_size < 1 or args.profile_size < 1:
+        ap.error("--runs, --jobs, --shaped-size and --profile-size must be at least 1")
     if args.sizes is None:
         args.sizes = [100, 400] if args.quick else [100, 400, 2000]
     if args.profile is None:
@@ -746,8 +746,9 @@ def main():
 
     s = Scale(args)
     try:
-        s.prepare()
-        for n in args.sizes:
+        s.prepare(set(args.sizes) | ({args.shaped_size} if "shaped" in only else set()) |
+                  ({args.profile_size} if args.profile else set()))
+        for n in args.sizes if only & {"cold", "noop", "tools"} else []:
             store = s.cold(n) if "cold" in only else s.airlock_cold(n, s.registry)[2]
             if "noop" in only:
                 s.noop(n, store)
