@@ -20,12 +20,10 @@
 #include "reflist.h"
 #include "registry.h"
 #include "report.h"
+#include "sanitize.h"
 #include "store.h"
 #include "util.h"
 
-#define EXIT_PARTIAL 1
-#define EXIT_USAGE 2
-#define EXIT_STORE 3
 #define AL_FETCH_VERSION "0.1.0"
 
 static const char usage_text[] =
@@ -74,7 +72,8 @@ static const char usage_text[] =
     "                             client.key} (default: /etc/docker/certs.d and\n"
     "                             /etc/containers/certs.d)\n"
     "      --insecure-registry HOST[:PORT]\n"
-    "                             allow plain HTTP or unverified TLS for HOST (repeatable)\n"
+    "                             allow plain HTTP or unverified TLS for HOST (repeatable);\n"
+    "                             localhost, 127.0.0.0/8 and ::1 may use plain HTTP without it\n"
     "  Without --username, credentials come from containers auth.json ($REGISTRY_AUTH_FILE,\n"
     "  else $XDG_RUNTIME_DIR/containers/auth.json), then docker's config.json ($DOCKER_CONFIG,\n"
     "  else ~/.docker/config.json: credHelpers, credsStore, auths).\n"
@@ -162,7 +161,7 @@ static int usage_error(const char *fmt, ...)
     va_end(ap);
     al_error_log("%s", msg);
     fputs("Try 'airlock-fetch --help'.\n", stderr);
-    return EXIT_USAGE;
+    return AL_EXIT_USAGE;
 }
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
@@ -350,7 +349,11 @@ static int parse_cli(cli *o, int argc, char **argv)
         case OPT_MIRROR_ONLY: o->mirror_only = true; break;
         case OPT_PLATFORM: platform_arg = optarg; break;
         case OPT_ATTEST: o->attest = true; break;
-        case OPT_STORE: o->store_dir = optarg; break;
+        case OPT_STORE:
+            if (*optarg == '\0')
+                return usage_error("--store: expected a directory, got an empty string");
+            o->store_dir = optarg;
+            break;
         case 'j':
             if (!parse_int(optarg, 1, 256, &v))
                 return usage_error("--jobs: expected a number from 1 to 256, got \"%s\"", optarg);
@@ -431,7 +434,7 @@ static int parse_cli(cli *o, int argc, char **argv)
         case 'v': verbosity = AL_LOG_DEBUG; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case OPT_VERSION: puts("airlock-fetch " AL_FETCH_VERSION); return 0;
-        default: fputs("Try 'airlock-fetch --help'.\n", stderr); return EXIT_USAGE;
+        default: fputs("Try 'airlock-fetch --help'.\n", stderr); return AL_EXIT_USAGE;
         }
     }
     al_log_set_level((al_log_level)verbosity);
@@ -479,7 +482,7 @@ static int parse_cli(cli *o, int argc, char **argv)
         if (al_reflist_add_file(list, files[i], &e) < 0) {
             al_error_log("%s", e->msg);
             al_error_free(e);
-            return EXIT_USAGE;
+            return AL_EXIT_USAGE;
         }
     }
     if (list->n_problems > 0) {
@@ -487,7 +490,7 @@ static int parse_cli(cli *o, int argc, char **argv)
             al_error_log("%s", list->problems[i]);
         al_error_log("%zu bad reference%s: nothing fetched", list->n_problems,
                      list->n_problems == 1 ? "" : "s");
-        return EXIT_USAGE;
+        return AL_EXIT_USAGE;
     }
     if (list->n == 0 && !o->prune)
         return usage_error("no images given (REF arguments or -f FILE)");
@@ -518,19 +521,24 @@ static void print_results(const cli *o, const al_image_result *results, const al
 {
     for (size_t i = 0; i < o->list.n; i++) {
         const al_image_result *r = &results[i];
+        /* The last guard: a message may quote a registry, and no part of a
+         * result line may start another (docs/STYLE.md, Output). */
+        _cleanup_free_ char *name = al_sanitize(r->full_name, AL_SANITIZE_LINE);
         if (r->status == AL_IMG_FAILED) {
-            printf("%-9s %s  %s\n", status_word(r->status), r->full_name,
-                   r->err ? r->err->msg : "unknown error");
+            _cleanup_free_ char *msg =
+                al_sanitize(r->err ? r->err->msg : "unknown error", AL_SANITIZE_LINE);
+            printf("%-9s %s  %s\n", status_word(r->status), name, msg);
             continue;
         }
         char b[32];
+        _cleanup_free_ char *plats = al_sanitize(r->platforms, AL_SANITIZE_LINE);
         if (r->status == AL_IMG_MOVED)
-            printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status),
-                   r->full_name, r->old_digest, r->digest, r->platforms, r->new_blobs,
-                   r->new_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), r->new_bytes));
+            printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status), name,
+                   r->old_digest, r->digest, plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+                   al_format_bytes(b, sizeof(b), r->new_bytes));
         else
-            printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), r->full_name,
-                   r->digest, r->platforms, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+            printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), name, r->digest,
+                   plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
                    al_format_bytes(b, sizeof(b), r->new_bytes));
     }
     char b[32];
@@ -548,15 +556,32 @@ static void print_results(const cli *o, const al_image_result *results, const al
 static void print_prune(const al_prune_report *p)
 {
     char b[32], b2[32];
-    for (size_t i = 0; i < p->db.n_removed; i++)
-        printf("%-9s %s  %s\n", p->dry_run ? "removable" : "removed", p->db.removed[i].full_name,
+    /* Tag names come back from the database: sanitised like any text from
+     * outside before they reach the terminal. */
+    for (size_t i = 0; i < p->db.n_removed; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->db.removed[i].full_name, AL_SANITIZE_LINE);
+        printf("%-9s %s  %s\n", p->dry_run ? "removable" : "removed", name,
                p->db.removed[i].digest);
-    for (size_t i = 0; i < p->db.n_missing; i++)
-        printf("%-9s %s  not in the store\n", "FAILED", p->db.missing[i]);
+    }
+    for (size_t i = 0; i < p->db.n_missing; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->db.missing[i], AL_SANITIZE_LINE);
+        printf("%-9s %s  not in the store\n", "FAILED", name);
+    }
     if (p->dry_run)
         for (size_t i = 0; i < p->db.n_blobs; i++)
             printf("%-9s %s  %s\n", "prunable", p->db.blobs[i].digest,
                    al_format_bytes(b, sizeof(b), (uint64_t)p->db.blobs[i].size));
+    /* So are file names found in tmp/: anyone who can write there picks them. */
+    for (size_t i = 0; p->dry_run && i < p->n_tmp; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->tmp[i].name, AL_SANITIZE_LINE);
+        printf("%-9s tmp/%s  %s  (%s)\n", "stale", name,
+               al_format_bytes(b, sizeof(b), (uint64_t)p->tmp[i].size), p->tmp[i].why);
+    }
+    if (p->deferred)
+        printf("%-9s %zu file%s, %s: an airlock-export is reading the store; the next --prune "
+               "removes them\n",
+               "deferred", p->n_deferred, p->n_deferred == 1 ? "" : "s",
+               al_format_bytes(b, sizeof(b), (uint64_t)p->deferred_bytes));
     printf("%s%s %zu blob%s, %s; %s %zu tag%s; %s %zu earlier graph%s (--keep %d)",
            p->dry_run ? "dry run: " : "", p->dry_run ? "would prune" : "pruned", p->db.n_blobs,
            p->db.n_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), (uint64_t)p->db.bytes),
@@ -566,7 +591,36 @@ static void print_prune(const al_prune_report *p)
     if (p->n_stray > 0)
         printf("; %zu file%s without a row (%s)", p->n_stray, p->n_stray == 1 ? "" : "s",
                al_format_bytes(b2, sizeof(b2), (uint64_t)p->stray_bytes));
+    if (p->n_protected > 0)
+        printf("; kept %zu recent file%s without a row (%s: an interrupted run's downloads)",
+               p->n_protected, p->n_protected == 1 ? "" : "s",
+               al_format_bytes(b2, sizeof(b2), (uint64_t)p->protected_bytes));
+    if (p->n_tmp > 0)
+        printf("; %s %zu tmp file%s (%s)", p->dry_run ? "would clear" : "cleared", p->n_tmp,
+               p->n_tmp == 1 ? "" : "s", al_format_bytes(b2, sizeof(b2), (uint64_t)p->tmp_bytes));
     putchar('\n');
+}
+
+/* What --prune protects by time (docs/DESIGN.md, "Crash rules"): what
+ * this run added when it fetched (the layers of an image that failed are
+ * not downloaded twice), and what every run since the last completed
+ * fetch added, if one of them was killed (its finished downloads may have
+ * files without rows). fetched_at is this run's start when it fetched,
+ * else 0. */
+static int prune_since(al_db *db, int64_t run_id, double fetched_at, double *since, al_error **err)
+{
+    int r = al_db_prune_since(db, run_id, since, err);
+    if (r < 0)
+        return r;
+    if (*since > 0) {
+        char when[40];
+        al_info("prune: a run that began %.19s was interrupted: what was added since stays "
+                "until a fetch completes",
+                al_format_utc(when, sizeof(when), *since));
+    }
+    if (*since == 0 || (fetched_at > 0 && fetched_at < *since))
+        *since = fetched_at;
+    return 0;
 }
 
 static int run(cli *o, int argc, char **argv)
@@ -600,24 +654,24 @@ static int run(cli *o, int argc, char **argv)
         al_progress_attach(progress, &o->eopts);
     }
     if (al_creds_new(&creds, o->username, password, NULL, &err) < 0) {
-        exit_code = EXIT_USAGE;
+        exit_code = AL_EXIT_USAGE;
         goto out;
     }
     if (al_store_open(&store, o->store_dir, AL_STORE_WRITE, &err) < 0 ||
         al_db_open(&db, al_store_db_path(store), false, &err) < 0) {
-        exit_code = EXIT_STORE;
+        exit_code = AL_EXIT_STORE;
         goto out;
     }
     args = argv_text(argc, argv);
     if (al_db_run_begin(db, args, &run_id, &err) < 0) {
-        exit_code = EXIT_STORE;
+        exit_code = AL_EXIT_STORE;
         goto out;
     }
     run_open = true;
     int rc = 0;
     if (o->list.n > 0) {
         if (al_engine_new(&engine, &o->eopts, &err) < 0) {
-            exit_code = EXIT_PARTIAL;
+            exit_code = al_errc_exit(err->code);
             goto out;
         }
         const char *certs_dirs[] = {o->certs_dir, NULL};
@@ -652,13 +706,14 @@ static int run(cli *o, int argc, char **argv)
         fflush(stdout);
         al_report_totals_of(&tot, results, n_results);
     }
+    double since = 0;
+    if (rc == 0 && o->prune)
+        rc = prune_since(db, run_id, o->list.n > 0 ? started_at : 0, &since, &err);
     if (rc == 0 && o->prune) {
-        /* Blobs added by this run stay even when unreachable: the layers
-         * of an image that failed are not downloaded twice. */
         al_prune_opts popts = {.remove = (const char *const *)o->remove,
                                .n_remove = o->n_remove,
                                .keep = o->keep,
-                               .protect_since = o->list.n > 0 ? started_at : 0,
+                               .protect_since = since,
                                .dry_run = o->dry_run};
         rc = al_prune_run(store, db, &popts, &prune_rep, &err);
         if (rc == 0) {
@@ -670,9 +725,9 @@ static int run(cli *o, int argc, char **argv)
         }
     }
     if (rc < 0)
-        exit_code = EXIT_STORE;
+        exit_code = AL_EXIT_STORE;
     else if (tot.failed > 0 || (pruned && prune_rep.db.n_missing > 0))
-        exit_code = EXIT_PARTIAL;
+        exit_code = AL_EXIT_FAILED;
 
 out:
     if (run_open) {
@@ -681,7 +736,7 @@ out:
             err == NULL) {
             err = fe;
             fe = NULL;
-            exit_code = EXIT_STORE;
+            exit_code = AL_EXIT_STORE;
         }
         al_error_free(fe);
     }
@@ -706,7 +761,7 @@ out:
             al_error_log("--json: %s", we->msg);
             al_error_clear(&we);
             if (exit_code == 0)
-                exit_code = EXIT_PARTIAL;
+                exit_code = AL_EXIT_FAILED;
         }
         /* A lock file is only worth having when the fetch itself ran. */
         _cleanup_free_ char *lock =
@@ -715,7 +770,7 @@ out:
             al_error_log("--lock: %s", we->msg);
             al_error_clear(&we);
             if (exit_code == 0)
-                exit_code = EXIT_PARTIAL;
+                exit_code = AL_EXIT_FAILED;
         }
     }
     if (err != NULL)
