@@ -89,8 +89,10 @@ db "$store" "SELECT finished_at >= started_at FROM runs WHERE id = $run_id" | gr
     fail "runs row not finished"
 # The summary line says the same.
 assert_grep "^3 images: 2 ok, 1 failed; $(q .totals.new_blobs) new blob" "$work/run2.out" "summary line"
-# Progress and logs never reach stdout.
-assert_no_grep 'fetched blob|\x1b' "$work/run2.out" "stdout"
+# Progress and logs never reach stdout, nor does a terminal control
+# sequence (the real ESC byte; grep -E would read "\x1b" as the text x1b).
+assert_no_grep 'fetched blob' "$work/run2.out" "stdout"
+if grep -q $'\x1b' "$work/run2.out"; then show "$work/run2.out"; fail "stdout holds an ESC byte"; fi
 
 # 3. The lock file -----------------------------------------------------------
 L=$work/run2.lock
