@@ -1,5 +1,6 @@
 #include "export-report.h"
 #include "file.h"
+#include "../common/sanitize.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -89,6 +90,14 @@ static json_t *str(const char *s)
     return json_string(t);
 }
 
+/* A message for people (an error, a problem): it may quote a database row
+ * or a file name, so it is sanitised like every printed message. */
+static json_t *text_json(const char *msg)
+{
+    _cleanup_free_ char *safe = al_sanitize(msg, AL_SANITIZE_LINE);
+    return json_string(safe);
+}
+
 static json_t *plat_json(const al_platform *p)
 {
     char buf[96];
@@ -100,13 +109,13 @@ static json_t *error_json(const al_error *e, const al_selection *sel)
     if (e == NULL)
         return json_null();
     json_t *o = json_object();
-    json_object_set_new(o, "message", str(e->msg && *e->msg ? e->msg : "unknown error"));
+    json_object_set_new(o, "message", text_json(e->msg && *e->msg ? e->msg : "unknown error"));
     json_object_set_new(o, "code", json_string(al_errc_name(e->code)));
     /* Each ref or platform that stopped the run, one line each. */
     if (sel != NULL && sel->n_problems > 0) {
         json_t *list = json_array();
         for (size_t i = 0; i < sel->n_problems; i++)
-            json_array_append_new(list, str(sel->problems[i]));
+            json_array_append_new(list, text_json(sel->problems[i]));
         json_object_set_new(o, "problems", list);
     }
     return o;
@@ -197,7 +206,7 @@ static void add_images(json_t *list, counts *c, const al_export_report *rep, siz
         json_object_set_new(o, "zstd_layers", json_integer(0));
         json_object_set_new(o, "zstd_decompressed", json_false());
         json_t *e = json_object();
-        json_object_set_new(e, "message", str(rep->sel->problems[i]));
+        json_object_set_new(e, "message", text_json(rep->sel->problems[i]));
         json_object_set_new(e, "code", json_string(al_errc_name(pi->code)));
         json_object_set_new(o, "error", e);
         json_array_append_new(list, o);

@@ -8,6 +8,7 @@
 #include "../common/log.h"
 #include "../common/platform.h"
 #include "../common/reflist.h"
+#include "../common/sanitize.h"
 #include "../common/sink.h"
 #include "../common/store.h"
 #include "../common/util.h"
@@ -31,9 +32,6 @@
 
 #define PROG "airlock-export"
 #define DEFAULT_STORE "./airlock-store"
-#define EXIT_FAILED 1
-#define EXIT_USAGE 2
-#define EXIT_STORE 3
 
 typedef struct options {
     const char *store;
@@ -132,7 +130,7 @@ static int usage_error(const char *fmt, ...)
     _cleanup_free_ char *msg = al_xvasprintf(fmt, ap);
     va_end(ap);
     fprintf(stderr, PROG ": error: %s\nTry '" PROG " --help'.\n", msg);
-    return EXIT_USAGE;
+    return AL_EXIT_USAGE;
 }
 
 static int report(al_error *err, int exit_code)
@@ -335,7 +333,7 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
         if (al_reflist_add_file(refs, o->lists[i], &err) < 0) {
             al_error_log("%s", err->msg);
             al_error_free(err);
-            return EXIT_USAGE;
+            return AL_EXIT_USAGE;
         }
     }
     for (int i = optind; i < argc; i++)
@@ -417,12 +415,12 @@ static int export_one(run *R, const al_export_set *set, al_export_output *out)
     al_archive *a = NULL;
     al_error *err = NULL;
     if (al_archive_plan(&a, R->store, set, &ao, &err) < 0) {
-        int rc = al_errc_exit(err->code);
         if (out != NULL) {
             out->status = AL_OUTPUT_FAILED;
-            al_error_set(&out->error, err->code, 0, "%s", err->msg);
+            al_error_free(out->error);
+            out->error = al_error_copy(err);
         }
-        return fail(R, err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
+        return fail(R, err, al_errc_exit(err->code));
     }
     if (o->format != AL_FORMAT_OCI && !o->decompress_zstd) {
         for (size_t i = 0; i < set->n_images; i++) {
@@ -450,13 +448,14 @@ static int export_one(run *R, const al_export_set *set, al_export_output *out)
         out->blob_bytes = al_archive_blob_bytes(a);
         out->images = set->n_images;
         out->seconds = al_mono() - t0;
-        if (wr < 0)
-            al_error_set(&out->error, err->code, 0, "%s", err->msg);
+        if (wr < 0) {
+            al_error_free(out->error);
+            out->error = al_error_copy(err);
+        }
     }
     if (wr < 0) {
-        int rc = al_errc_exit(err->code);
         al_archive_free(a);
-        return fail(R, err, rc == EXIT_USAGE || rc == 0 ? EXIT_FAILED : rc);
+        return fail(R, err, al_errc_exit(err->code));
     }
     for (size_t i = 0; i < set->n_images; i++) {
         const al_export_image *im = &set->images[i];
@@ -515,9 +514,10 @@ static int print_verify_report(FILE *out, bool json, void *ud, al_error **err)
             json_object_set_new(o, "severity",
                                 json_string(p->severity == AL_VERIFY_ERROR ? "error" : "info"));
             json_object_set_new(o, "kind", json_string(p->kind));
-            /* File names in messages may not be UTF-8. */
-            json_t *m = json_string(p->message);
-            json_object_set_new(o, "message", m ? m : json_null());
+            /* Messages quote file names and database rows, which may hold
+             * any bytes: sanitised, they are valid UTF-8 without controls. */
+            _cleanup_free_ char *msg = al_sanitize(p->message, AL_SANITIZE_LINE);
+            json_object_set_new(o, "message", json_string(msg));
             json_array_append_new(list, o);
         }
         json_object_set_new(doc, "problems", list);
@@ -527,8 +527,9 @@ static int print_verify_report(FILE *out, bool json, void *ud, al_error **err)
     } else {
         for (size_t i = 0; i < rep->n_problems; i++) {
             const al_verify_problem *p = &rep->problems[i];
+            _cleanup_free_ char *msg = al_sanitize(p->message, AL_SANITIZE_LINE);
             fprintf(out, "%s: %s: %s\n", p->severity == AL_VERIFY_ERROR ? "error" : "info", p->kind,
-                    p->message);
+                    msg);
         }
         char notes[48] = "";
         if (rep->n_infos > 0)
@@ -606,36 +607,36 @@ static int store_tools(run *R)
     if (o->inspect != NULL && al_ref_parse(&ref, o->inspect, &err) < 0) {
         usage_error("%s", err->msg);
         al_error_free(err);
-        return EXIT_USAGE;
+        return AL_EXIT_USAGE;
     }
     if (al_store_open(&R->store, store_dir_of(o), AL_STORE_READONLY, &err) < 0 ||
         al_db_open(&R->db, al_store_db_path(R->store), true, &err) < 0)
-        return report(err, EXIT_STORE);
+        return report(err, AL_EXIT_STORE);
 
     if (o->verify_store) {
         progress pg = {.on = !o->quiet && isatty(STDERR_FILENO), .label = "verifying blobs"};
         pg.start = pg.last = al_mono();
         al_verify_report rep;
         if (al_verify_store(&rep, R->store, R->db, pg.on ? draw_progress : NULL, &pg, &err) < 0)
-            return report(err, EXIT_STORE);
+            return report(err, AL_EXIT_STORE);
         if (pg.on)
             fputs("\r\033[K", stderr);
         int r = tool_output(o, print_verify_report, &rep, &err);
         size_t n_errors = rep.n_errors;
         al_verify_report_dispose(&rep);
         if (r < 0)
-            return report(err, EXIT_FAILED);
-        return n_errors == 0 ? 0 : EXIT_FAILED;
+            return report(err, AL_EXIT_FAILED);
+        return n_errors == 0 ? 0 : AL_EXIT_FAILED;
     }
 
     al_db_snapshot snap;
     if (al_db_snapshot_load(R->db, &snap, &err) < 0)
-        return report(err, EXIT_STORE);
+        return report(err, AL_EXIT_STORE);
     inspect_args ia = {.store = R->store, .snap = &snap, .ref = o->list ? NULL : ref};
     int r = tool_output(o, print_inspect, &ia, &err);
     al_db_snapshot_dispose(&snap);
     if (r < 0)
-        return report(err, r == AL_E_IO ? EXIT_FAILED : al_errc_exit(r));
+        return report(err, al_errc_exit(r));
     return 0;
 }
 
@@ -653,7 +654,7 @@ static int run_main(run *R, int argc, char **argv)
     if (R->refs.n_problems > 0) {
         for (size_t i = 0; i < R->refs.n_problems; i++)
             al_error_log("%s", R->refs.problems[i]);
-        return EXIT_USAGE;
+        return AL_EXIT_USAGE;
     }
     if (o->list || o->inspect != NULL || o->verify_store)
         return store_tools(R);
@@ -669,7 +670,7 @@ static int run_main(run *R, int argc, char **argv)
         if (al_platform_parse_list(&R->plats, &R->n_plats, o->platforms, &err) < 0) {
             usage_error("--platform: %s", err->msg);
             al_error_free(err);
-            return EXIT_USAGE;
+            return AL_EXIT_USAGE;
         }
         if (R->n_plats == 0)
             return usage_error("empty --platform");
@@ -707,32 +708,30 @@ static int run_main(run *R, int argc, char **argv)
         R->rep_on = true;
     }
     if (al_store_open(&R->store, store_dir, AL_STORE_READONLY, &err) < 0)
-        return fail(R, err, EXIT_STORE);
+        return fail(R, err, AL_EXIT_STORE);
     if (al_db_open(&R->db, al_store_db_path(R->store), true, &err) < 0)
-        return fail(R, err, EXIT_STORE);
+        return fail(R, err, AL_EXIT_STORE);
 
     /* Everything that concerns the refs is checked before any output. */
     R->ref_arr = al_xcalloc(R->refs.n + 1, sizeof(*R->ref_arr));
     for (size_t i = 0; i < R->refs.n; i++)
         R->ref_arr[i] = R->refs.items[i].ref;
     if (al_export_select(&R->sel, R->store, R->db, R->ref_arr, R->refs.n, o->all, R->plats,
-                         R->n_plats, &err) < 0) {
-        rc = al_errc_exit(err->code);
-        return fail(R, err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
-    }
+                         R->n_plats, &err) < 0)
+        return fail(R, err, al_errc_exit(err->code));
     R->rep.sel = &R->sel;
     if (R->sel.n_problems > 0) {
         for (size_t i = 0; i < R->sel.n_problems; i++)
             al_error_log("%s", R->sel.problems[i]);
-        return fail_msg(R, R->sel.problem_info[0].code, EXIT_FAILED,
+        return fail_msg(R, R->sel.problem_info[0].code, AL_EXIT_FAILED,
                         "nothing written: %zu problem%s", R->sel.n_problems,
                         R->sel.n_problems == 1 ? "" : "s");
     }
     for (size_t p = 0; p < R->sel.n_sets; p++) {
         if (R->sel.sets[p].n_images == 0) {
             char buf[96];
-            return fail_msg(R, AL_E_NOT_FOUND, EXIT_FAILED, "the store %s holds no images for %s",
-                            store_dir,
+            return fail_msg(R, AL_E_NOT_FOUND, AL_EXIT_FAILED,
+                            "the store %s holds no images for %s", store_dir,
                             al_platform_format(&R->sel.sets[p].platform, buf, sizeof(buf)));
         }
     }
@@ -745,7 +744,7 @@ static int run_main(run *R, int argc, char **argv)
             _cleanup_free_ char *path = al_export_output_path(o->output, &R->sel.sets[p].platform);
             struct stat st;
             if (stat(path, &st) == 0)
-                return fail_msg(R, AL_E_IO, EXIT_FAILED,
+                return fail_msg(R, AL_E_IO, AL_EXIT_FAILED,
                                 "%s exists: nothing written (--force replaces it)", path);
         }
     }
@@ -776,7 +775,7 @@ static int write_report(run *R, int exit_code)
     if (al_export_write_text(R->o.json_path, text, strlen(text), &err) < 0) {
         al_error_log("--json: %s", err->msg);
         al_error_free(err);
-        return exit_code == 0 ? EXIT_FAILED : exit_code;
+        return exit_code == 0 ? AL_EXIT_FAILED : exit_code;
     }
     return exit_code;
 }

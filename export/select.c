@@ -347,8 +347,8 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
             al_error *perr = NULL;
             if (al_ref_parse(&ref, tags[i].full_name, &perr) < 0) {
                 /* Not one of ours (a hand-edited database?): say so, go on. */
-                al_warn("skipping tag \"%s\": %s", tags[i].full_name, perr->msg);
-                al_error_free(perr);
+                al_error_wrap(&perr, "skipping tag \"%s\"", tags[i].full_name);
+                al_error_demote(&perr);
                 continue;
             }
             owned[n_owned++] = ref;

@@ -506,6 +506,27 @@ static bool xfer_finish(al_engine *e, xfer *x, CURLcode code)
     return false;
 }
 
+/* Every header value a caller gives (Accept, Authorization) is checked
+ * before anything goes on the wire: a CR or LF in it, from a token server
+ * say, would add headers of its own. (Range is formatted here from a
+ * number.) A request that fails the check is refused, not sent. */
+static int check_headers(const al_request *r, al_error **err)
+{
+    const char *const names[] = {"Accept", "Authorization"};
+    const char *const values[] = {r->accept, r->authorization};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(names); i++) {
+        for (const unsigned char *p = (const unsigned char *)values[i]; p && *p; p++) {
+            if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
+                _cleanup_free_ char *url = al_url_redact(r->url);
+                return al_error_set(err, AL_E_HTTP, 0,
+                                    "%s %s: not sent: the %s header value holds a control byte",
+                                    r->head ? "HEAD" : "GET", url, names[i]);
+            }
+        }
+    }
+    return 0;
+}
+
 static void xfer_start(al_engine *e, xfer *x)
 {
     x->req->attempts++;
@@ -520,13 +541,19 @@ int al_engine_run(al_engine *e, al_request **reqs, size_t n)
     if (n == 0)
         return 0;
     xfer *xs = al_xcalloc(n, sizeof(*xs));
+    size_t next = 0, remaining = n;
     for (size_t i = 0; i < n; i++) {
         xs[i].req = reqs[i];
         reqs[i]->attempts = 0;
         xs[i].engine = e;
         notify(e, AL_XFER_QUEUED, reqs[i], 0);
+        al_request_reset_output(reqs[i]);
+        if (check_headers(reqs[i], &reqs[i]->err) < 0) {
+            xs[i].done = true;
+            remaining--;
+            notify(e, AL_XFER_DONE, reqs[i], 0);
+        }
     }
-    size_t next = 0, remaining = n;
     int running = 0;
     /* Requests waiting for a retry are rescanned from `retry_scan`. */
     while (remaining > 0) {
@@ -545,7 +572,10 @@ int al_engine_run(al_engine *e, al_request **reqs, size_t n)
             }
         }
         while (next < n && running < e->opts.jobs) {
-            xfer_start(e, &xs[next++]);
+            xfer *x = &xs[next++];
+            if (x->done)
+                continue; /* refused by check_headers */
+            xfer_start(e, x);
             running++;
         }
         int timeout_ms = 1000;

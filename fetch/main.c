@@ -20,12 +20,10 @@
 #include "reflist.h"
 #include "registry.h"
 #include "report.h"
+#include "sanitize.h"
 #include "store.h"
 #include "util.h"
 
-#define EXIT_PARTIAL 1
-#define EXIT_USAGE 2
-#define EXIT_STORE 3
 #define AL_FETCH_VERSION "0.1.0"
 
 static const char usage_text[] =
@@ -74,7 +72,8 @@ static const char usage_text[] =
     "                             client.key} (default: /etc/docker/certs.d and\n"
     "                             /etc/containers/certs.d)\n"
     "      --insecure-registry HOST[:PORT]\n"
-    "                             allow plain HTTP or unverified TLS for HOST (repeatable)\n"
+    "                             allow plain HTTP or unverified TLS for HOST (repeatable);\n"
+    "                             localhost, 127.0.0.0/8 and ::1 may use plain HTTP without it\n"
     "  Without --username, credentials come from containers auth.json ($REGISTRY_AUTH_FILE,\n"
     "  else $XDG_RUNTIME_DIR/containers/auth.json), then docker's config.json ($DOCKER_CONFIG,\n"
     "  else ~/.docker/config.json: credHelpers, credsStore, auths).\n"
@@ -162,7 +161,7 @@ static int usage_error(const char *fmt, ...)
     va_end(ap);
     al_error_log("%s", msg);
     fputs("Try 'airlock-fetch --help'.\n", stderr);
-    return EXIT_USAGE;
+    return AL_EXIT_USAGE;
 }
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
@@ -431,7 +430,7 @@ static int parse_cli(cli *o, int argc, char **argv)
         case 'v': verbosity = AL_LOG_DEBUG; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case OPT_VERSION: puts("airlock-fetch " AL_FETCH_VERSION); return 0;
-        default: fputs("Try 'airlock-fetch --help'.\n", stderr); return EXIT_USAGE;
+        default: fputs("Try 'airlock-fetch --help'.\n", stderr); return AL_EXIT_USAGE;
         }
     }
     al_log_set_level((al_log_level)verbosity);
@@ -479,7 +478,7 @@ static int parse_cli(cli *o, int argc, char **argv)
         if (al_reflist_add_file(list, files[i], &e) < 0) {
             al_error_log("%s", e->msg);
             al_error_free(e);
-            return EXIT_USAGE;
+            return AL_EXIT_USAGE;
         }
     }
     if (list->n_problems > 0) {
@@ -487,7 +486,7 @@ static int parse_cli(cli *o, int argc, char **argv)
             al_error_log("%s", list->problems[i]);
         al_error_log("%zu bad reference%s: nothing fetched", list->n_problems,
                      list->n_problems == 1 ? "" : "s");
-        return EXIT_USAGE;
+        return AL_EXIT_USAGE;
     }
     if (list->n == 0 && !o->prune)
         return usage_error("no images given (REF arguments or -f FILE)");
@@ -518,19 +517,24 @@ static void print_results(const cli *o, const al_image_result *results, const al
 {
     for (size_t i = 0; i < o->list.n; i++) {
         const al_image_result *r = &results[i];
+        /* The last guard: a message may quote a registry, and no part of a
+         * result line may start another (docs/STYLE.md, Output). */
+        _cleanup_free_ char *name = al_sanitize(r->full_name, AL_SANITIZE_LINE);
         if (r->status == AL_IMG_FAILED) {
-            printf("%-9s %s  %s\n", status_word(r->status), r->full_name,
-                   r->err ? r->err->msg : "unknown error");
+            _cleanup_free_ char *msg =
+                al_sanitize(r->err ? r->err->msg : "unknown error", AL_SANITIZE_LINE);
+            printf("%-9s %s  %s\n", status_word(r->status), name, msg);
             continue;
         }
         char b[32];
+        _cleanup_free_ char *plats = al_sanitize(r->platforms, AL_SANITIZE_LINE);
         if (r->status == AL_IMG_MOVED)
-            printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status),
-                   r->full_name, r->old_digest, r->digest, r->platforms, r->new_blobs,
-                   r->new_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), r->new_bytes));
+            printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status), name,
+                   r->old_digest, r->digest, plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+                   al_format_bytes(b, sizeof(b), r->new_bytes));
         else
-            printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), r->full_name,
-                   r->digest, r->platforms, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+            printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), name, r->digest,
+                   plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
                    al_format_bytes(b, sizeof(b), r->new_bytes));
     }
     char b[32];
@@ -548,11 +552,17 @@ static void print_results(const cli *o, const al_image_result *results, const al
 static void print_prune(const al_prune_report *p)
 {
     char b[32], b2[32];
-    for (size_t i = 0; i < p->db.n_removed; i++)
-        printf("%-9s %s  %s\n", p->dry_run ? "removable" : "removed", p->db.removed[i].full_name,
+    /* Tag names come back from the database: sanitised like any text from
+     * outside before they reach the terminal. */
+    for (size_t i = 0; i < p->db.n_removed; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->db.removed[i].full_name, AL_SANITIZE_LINE);
+        printf("%-9s %s  %s\n", p->dry_run ? "removable" : "removed", name,
                p->db.removed[i].digest);
-    for (size_t i = 0; i < p->db.n_missing; i++)
-        printf("%-9s %s  not in the store\n", "FAILED", p->db.missing[i]);
+    }
+    for (size_t i = 0; i < p->db.n_missing; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->db.missing[i], AL_SANITIZE_LINE);
+        printf("%-9s %s  not in the store\n", "FAILED", name);
+    }
     if (p->dry_run)
         for (size_t i = 0; i < p->db.n_blobs; i++)
             printf("%-9s %s  %s\n", "prunable", p->db.blobs[i].digest,
@@ -600,24 +610,24 @@ static int run(cli *o, int argc, char **argv)
         al_progress_attach(progress, &o->eopts);
     }
     if (al_creds_new(&creds, o->username, password, NULL, &err) < 0) {
-        exit_code = EXIT_USAGE;
+        exit_code = AL_EXIT_USAGE;
         goto out;
     }
     if (al_store_open(&store, o->store_dir, AL_STORE_WRITE, &err) < 0 ||
         al_db_open(&db, al_store_db_path(store), false, &err) < 0) {
-        exit_code = EXIT_STORE;
+        exit_code = AL_EXIT_STORE;
         goto out;
     }
     args = argv_text(argc, argv);
     if (al_db_run_begin(db, args, &run_id, &err) < 0) {
-        exit_code = EXIT_STORE;
+        exit_code = AL_EXIT_STORE;
         goto out;
     }
     run_open = true;
     int rc = 0;
     if (o->list.n > 0) {
         if (al_engine_new(&engine, &o->eopts, &err) < 0) {
-            exit_code = EXIT_PARTIAL;
+            exit_code = al_errc_exit(err->code);
             goto out;
         }
         const char *certs_dirs[] = {o->certs_dir, NULL};
@@ -670,9 +680,9 @@ static int run(cli *o, int argc, char **argv)
         }
     }
     if (rc < 0)
-        exit_code = EXIT_STORE;
+        exit_code = AL_EXIT_STORE;
     else if (tot.failed > 0 || (pruned && prune_rep.db.n_missing > 0))
-        exit_code = EXIT_PARTIAL;
+        exit_code = AL_EXIT_FAILED;
 
 out:
     if (run_open) {
@@ -681,7 +691,7 @@ out:
             err == NULL) {
             err = fe;
             fe = NULL;
-            exit_code = EXIT_STORE;
+            exit_code = AL_EXIT_STORE;
         }
         al_error_free(fe);
     }
@@ -706,7 +716,7 @@ out:
             al_error_log("--json: %s", we->msg);
             al_error_clear(&we);
             if (exit_code == 0)
-                exit_code = EXIT_PARTIAL;
+                exit_code = AL_EXIT_FAILED;
         }
         /* A lock file is only worth having when the fetch itself ran. */
         _cleanup_free_ char *lock =
@@ -715,7 +725,7 @@ out:
             al_error_log("--lock: %s", we->msg);
             al_error_clear(&we);
             if (exit_code == 0)
-                exit_code = EXIT_PARTIAL;
+                exit_code = AL_EXIT_FAILED;
         }
     }
     if (err != NULL)

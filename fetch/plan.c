@@ -674,8 +674,8 @@ static void commit_image(al_fetch_ctx *ctx, image *im, blob_need *needs, size_t 
         for (size_t l = 0; l < nd->m->n_layers; l++) {
             blob_need *b = find_need(needs, nn, nd->m->layers[l].digest);
             if (b != NULL && b->err != NULL) {
-                al_error *e = NULL;
-                al_error_set(&e, b->err->code, 0, "blob %s: %s", b->digest, b->err->msg);
+                al_error *e = al_error_copy(b->err);
+                al_error_wrap(&e, "blob %s", b->digest);
                 fail(im, e);
                 return;
             }

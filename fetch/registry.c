@@ -1,5 +1,6 @@
 #include "registry.h"
 
+#include <assert.h>
 #include <curl/curl.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -8,8 +9,10 @@
 #include <string.h>
 
 #include "challenge.h"
+#include "hostpolicy.h"
 #include "log.h"
 #include "manifest.h"
+#include "sanitize.h"
 #include "util.h"
 
 #define MAX_ROUNDS 16
@@ -26,14 +29,15 @@ typedef struct token {
 
 typedef struct host_state {
     char *host;
-    bool insecure;
+    bool insecure;      /* --insecure-registry: unverified TLS or plain HTTP */
+    bool plain_http_ok; /* insecure, or a local address (docs/DESIGN.md, Security) */
     bool tls_loaded;
     char *ca_pem; /* system CAs + --ca-cert + certs.d CAs, when any extra */
     size_t ca_len;
     char *client_cert, *client_key;
     bool cred_loaded;
     const al_cred *cred; /* borrowed from the creds cache; NULL: anonymous */
-    bool plain_http;     /* insecure host that does not speak TLS */
+    bool plain_http;     /* a plain_http_ok host that does not speak TLS */
     auth_kind auth;
     char *realm, *service;
     token *tokens;
@@ -46,6 +50,7 @@ typedef struct host_state {
 struct al_registry {
     al_engine *engine;
     al_registry_opts opts;
+    al_hostpolicy policy;
     host_state **hosts; /* each allocated on its own: pointers stay valid */
     size_t n_hosts;
 };
@@ -57,6 +62,7 @@ int al_registry_new(al_registry **out, al_engine *engine, const al_registry_opts
     al_registry *r = al_xcalloc(1, sizeof(*r));
     r->engine = engine;
     r->opts = *opts;
+    r->policy = (al_hostpolicy){opts->insecure_hosts, opts->n_insecure};
     *out = r;
     return 0;
 }
@@ -87,10 +93,7 @@ void al_registry_free(al_registry *r)
 
 bool al_registry_is_insecure(const al_registry *r, const char *host)
 {
-    for (size_t i = 0; i < r->opts.n_insecure; i++)
-        if (strcmp(r->opts.insecure_hosts[i], host) == 0)
-            return true;
-    return false;
+    return al_hostpolicy_is_insecure(&r->policy, host);
 }
 
 static host_state *get_host(al_registry *r, const char *host)
@@ -103,6 +106,7 @@ static host_state *get_host(al_registry *r, const char *host)
     r->hosts[r->n_hosts++] = h;
     h->host = al_xstrdup(host);
     h->insecure = al_registry_is_insecure(r, host);
+    h->plain_http_ok = al_hostpolicy_plain_http_ok(&r->policy, host);
     h->rl_limit = h->rl_remaining = h->rl_window = -1;
     return h;
 }
@@ -215,22 +219,6 @@ static const al_cred *host_cred(al_registry *r, host_state *h)
             h->cred = NULL;
     }
     return h->cred;
-}
-
-/* "host[:port]" of a URL, or NULL. */
-static char *hostport_of(const char *url)
-{
-    CURLU *u = curl_url();
-    char *host = NULL, *port = NULL, *out = NULL;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-        curl_url_get(u, CURLUPART_PORT, &port, 0);
-        out = port ? al_xasprintf("%s:%s", host, port) : al_xstrdup(host);
-    }
-    curl_free(host);
-    curl_free(port);
-    curl_url_cleanup(u);
-    return out;
 }
 
 /* "76;w=21600" -> 76 and 21600. */
@@ -378,9 +366,13 @@ static char *registry_error_detail(const al_request *q)
     const char *code = json_string_value(json_object_get(e0, "code"));
     const char *msg = json_string_value(json_object_get(e0, "message"));
     char *out;
-    if (code != NULL)
-        out = al_xasprintf(" (%.60s%s%.200s)", code, msg ? ": " : "", msg ? msg : "");
-    else if (q->content_type != NULL && strstr(q->content_type, "html") != NULL)
+    if (code != NULL) {
+        /* The registry's words, escaped and capped before they join a
+         * message: no ESC sequence, no newline forging a result line. */
+        _cleanup_free_ char *c = al_sanitize(code, 60);
+        _cleanup_free_ char *m = al_sanitize(msg, 200);
+        out = al_xasprintf(" (%s%s%s)", c, msg ? ": " : "", m);
+    } else if (q->content_type != NULL && strstr(q->content_type, "html") != NULL)
         out = al_xstrdup(" (the server answered with an HTML page, not a registry API response)");
     else
         out = al_xstrdup("");
@@ -409,6 +401,49 @@ static void finish(al_call *c, al_error *e)
     c->done = true;
     al_error_free(c->err);
     c->err = e;
+}
+
+/* A cause every call to this host shares: its full message, with what to
+ * do, is logged once on stderr, and this call (when given) and every later
+ * one to the host fail with a short line that refers to it, instead of the
+ * same advice once per image (docs/DESIGN.md, Security). */
+static void fail_host(host_state *h, al_call *c, al_error *e, const char *what)
+{
+    if (h->fatal == NULL) {
+        al_error_log("%s", e->msg);
+        al_error_set(&h->fatal, e->code, 0, "%s: %s (see the error on stderr)", h->host, what);
+    }
+    al_error_free(e);
+    if (c != NULL)
+        finish(c, al_error_copy(h->fatal));
+}
+
+/* Credentials go to a token realm only over HTTPS, or over plain HTTP to a
+ * host allowed it (docs/DESIGN.md, Security). Otherwise every call to the
+ * registry fails, naming the realm, and nothing is sent. */
+static bool realm_may_take(al_registry *r, host_state *h, const al_cred *cred)
+{
+    bool secret = cred != NULL && (cred->user != NULL || cred->identity_token != NULL);
+    if (!secret || al_hostpolicy_credentials_ok(&r->policy, h->realm))
+        return true;
+    _cleanup_free_ char *redacted = al_url_redact(h->realm);
+    _cleanup_free_ char *realm = al_sanitize(redacted, 200);
+    al_error_set(&h->fatal, AL_E_AUTH, 0,
+                 "%s: token realm %s is plain HTTP: credentials (from %s) go only over HTTPS, "
+                 "or to a local address or an --insecure-registry host; nothing was sent",
+                 h->host, realm, cred->origin);
+    return false;
+}
+
+/* A bearer token goes into an Authorization header: only visible ASCII
+ * (RFC 6750's token68 is a subset), so that a CR LF from a token server
+ * never becomes a header of its own. The token itself is never shown. */
+static bool token_is_visible_ascii(const char *tok)
+{
+    for (const unsigned char *p = (const unsigned char *)tok; *p; p++)
+        if (*p < 0x21 || *p > 0x7e)
+            return false;
+    return true;
 }
 
 /* Fetch bearer tokens for every (host, scope) some pending call lacks. */
@@ -449,11 +484,16 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
         curl_url_cleanup(u);
         if (uc != CURLUE_OK) {
             al_error *e = NULL;
-            al_error_set(&e, AL_E_AUTH, 0, "%s: invalid token realm \"%.200s\"", h->host, h->realm);
+            _cleanup_free_ char *realm = al_sanitize(h->realm, 200);
+            al_error_set(&e, AL_E_AUTH, 0, "%s: invalid token realm \"%s\"", h->host, realm);
             h->fatal = e;
             continue;
         }
         const al_cred *cred = host_cred(r, h);
+        if (!realm_may_take(r, h, cred)) {
+            curl_free(url);
+            continue;
+        }
         al_request *q;
         if (cred != NULL && cred->identity_token != NULL) {
             /* An identity token (docker login via SSO) is an OAuth2
@@ -478,7 +518,7 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
         }
         curl_free(url);
         q->mem_cap = TOKEN_MAX;
-        _cleanup_free_ char *realm_host = hostport_of(h->realm);
+        _cleanup_free_ char *realm_host = al_url_hostport(h->realm);
         if (realm_host != NULL)
             apply_tls(r, get_host(r, realm_host), q);
         reqs[nr] = q;
@@ -510,6 +550,11 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
             if (tok == NULL || *tok == '\0')
                 al_error_set(&e, AL_E_AUTH, 0, "%s: token server %s returned no token", h->host,
                              url);
+            else if (!token_is_visible_ascii(tok))
+                al_error_set(&e, AL_E_AUTH, 0,
+                             "%s: token server %s returned a token holding a byte outside "
+                             "visible ASCII (a control byte, a space): refused",
+                             h->host, url);
             else {
                 put_token(h, scopes[i], al_xasprintf("Bearer %s", tok), ttl > 0 ? (double)ttl : 60);
                 h->creds_ok = true;
@@ -526,11 +571,8 @@ static void fetch_tokens(al_registry *r, al_call **calls, size_t n)
                 if (c->done || strcmp(c->host, h->host) != 0)
                     continue;
                 _cleanup_free_ char *s = scope_of(c);
-                if (strcmp(s, scopes[i]) == 0) {
-                    al_error *copy = NULL;
-                    al_error_set(&copy, e->code, 0, "%s", e->msg);
-                    finish(c, copy);
-                }
+                if (strcmp(s, scopes[i]) == 0)
+                    finish(c, al_error_copy(e));
             }
             if (rejected && h->fatal == NULL) {
                 /* Wrong credentials: every other call to this registry
@@ -600,7 +642,7 @@ static al_request *build_request(al_registry *r, host_state *h, al_call *c)
     q->head = c->op == AL_CALL_MANIFEST_HEAD;
     if (c->off_host) {
         /* TLS settings follow the host actually contacted. */
-        _cleanup_free_ char *hp = hostport_of(q->url);
+        _cleanup_free_ char *hp = al_url_hostport(q->url);
         if (hp != NULL)
             apply_tls(r, get_host(r, hp), q);
     } else {
@@ -636,7 +678,63 @@ static al_request *build_request(al_registry *r, host_state *h, al_call *c)
             c->sent_auth = true;
         }
     }
+    /* The registry is spoken to in plain HTTP only when it may be, so its
+     * credentials never go anywhere else (docs/DESIGN.md, Security). */
+    assert(q->authorization == NULL || al_hostpolicy_credentials_ok(&r->policy, q->url));
     return q;
+}
+
+/* HTTPS failed at the handshake for a host that may be spoken to in plain
+ * HTTP: switch the host to http, once, and send the call again. An
+ * --insecure-registry host switches on any handshake failure (as before);
+ * a local address, allowed without the flag, only when the peer answered
+ * in plain HTTP, and that is said once on stderr. */
+static bool retry_over_http(host_state *h, const al_call *c, const al_request *q)
+{
+    if (!h->plain_http_ok || c->next_url != NULL || q->transport_code != CURLE_SSL_CONNECT_ERROR)
+        return false;
+    if (h->plain_http) /* another call switched the host while this one was out */
+        return strncmp(q->url, "https://", 8) == 0;
+    if (!h->insecure && !al_tls_error_is_plain_http(q->err->msg))
+        return false;
+    h->plain_http = true;
+    if (!h->insecure)
+        al_info("%s speaks plain HTTP: using it (a local address needs no --insecure-registry)",
+                h->host);
+    return true;
+}
+
+/* A transport failure ends the call. A cause that every call to the host
+ * shares (plain HTTP where HTTPS is required, a certificate that does not
+ * verify) is said once, with what to do, and fails the host. */
+static void transport_failure(host_state *h, al_call *c, al_request *q)
+{
+    al_error *e = q->err;
+    q->err = NULL;
+    bool own_host = c->next_url == NULL; /* not a redirect target's failure */
+    if (own_host && q->transport_code == CURLE_SSL_CONNECT_ERROR && !h->plain_http_ok &&
+        al_tls_error_is_plain_http(e->msg)) {
+        al_error *advice = NULL;
+        al_error_set(&advice, AL_E_NET, 0,
+                     "%s seems to speak plain HTTP, not HTTPS (%s); to fetch from it over plain "
+                     "HTTP, pass --insecure-registry %s",
+                     h->host, e->msg, h->host);
+        al_error_free(e);
+        fail_host(h, c, advice, "plain-HTTP registry refused");
+        return;
+    }
+    if (q->transport_code == CURLE_PEER_FAILED_VERIFICATION ||
+        q->transport_code == CURLE_SSL_CACERT_BADFILE) {
+        al_error_wrap(&e,
+                      "TLS verification failed for %s (use --ca-cert FILE, or "
+                      "--insecure-registry %s to skip verification)",
+                      h->host, h->host);
+        if (own_host) {
+            fail_host(h, c, e, "TLS verification failed");
+            return;
+        }
+    }
+    finish(c, e);
 }
 
 /* Handle one response; returns true when the call must go another round. */
@@ -644,21 +742,9 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
                             bool *probe_ok)
 {
     if (q->err != NULL) {
-        /* HTTPS to a plain-HTTP --insecure-registry: switch once to http. */
-        if (h->insecure && !h->plain_http && c->next_url == NULL &&
-            q->transport_code == CURLE_SSL_CONNECT_ERROR) {
-            h->plain_http = true;
+        if (retry_over_http(h, c, q))
             return true;
-        }
-        al_error *e = q->err;
-        q->err = NULL;
-        if (q->transport_code == CURLE_PEER_FAILED_VERIFICATION ||
-            q->transport_code == CURLE_SSL_CACERT_BADFILE)
-            al_error_wrap(&e,
-                          "TLS verification failed for %s (use --ca-cert FILE, or "
-                          "--insecure-registry %s to skip verification)",
-                          h->host, h->host);
-        finish(c, e);
+        transport_failure(h, c, q);
         return false;
     }
     *probe_ok = q->status != 401;
@@ -702,8 +788,7 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
         const al_cred *cred = host_cred(r, h);
         if (h->fatal != NULL) { /* the credential lookup itself failed */
             al_challenge_dispose(&ch);
-            al_error_set(&e, h->fatal->code, 0, "%s", h->fatal->msg);
-            finish(c, e);
+            finish(c, al_error_copy(h->fatal));
             return false;
         }
         bool have_creds = cred != NULL && cred->user != NULL;
@@ -738,9 +823,7 @@ static bool handle_response(al_registry *r, host_state *h, al_call *c, al_reques
                              h->host);
                 if (h->fatal == NULL) {
                     h->fatal = e;
-                    al_error *copy = NULL;
-                    al_error_set(&copy, AL_E_AUTH, 0, "%s", h->fatal->msg);
-                    e = copy;
+                    e = al_error_copy(h->fatal);
                 }
                 finish(c, e);
                 return false;
@@ -790,11 +873,8 @@ int al_registry_run(al_registry *r, al_call **calls, size_t n)
             if (c->done)
                 continue;
             host_state *h = get_host(r, c->host);
-            if (h->fatal != NULL) {
-                al_error *e = NULL;
-                al_error_set(&e, h->fatal->code, 0, "%s", h->fatal->msg);
-                finish(c, e);
-            }
+            if (h->fatal != NULL)
+                finish(c, al_error_copy(h->fatal));
         }
         fetch_tokens(r, calls, n);
         size_t nr = 0;

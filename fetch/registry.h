@@ -2,7 +2,7 @@
  * answers auth challenges (basic, bearer tokens cached per repository
  * scope, refreshed once on 401), follows blob redirects without ever
  * sending Authorization to another host, and falls back from HTTPS to
- * plain HTTP only for --insecure-registry hosts.
+ * plain HTTP only for local and --insecure-registry hosts (hostpolicy.h).
  *
  * Work is submitted in batches of calls (al_registry_run); every HTTP
  * request of a batch goes through the one engine loop. */

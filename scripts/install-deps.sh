@@ -29,7 +29,7 @@ packages=(
     libcmocka-dev
     docker-registry containerd skopeo podman docker.io
     apache2-utils jq python3 python3-jsonschema zstd openssl sqlite3 tmux clang clang-format ca-certificates curl
-    nginx valgrind man-db groff-base systemd strace
+    nginx valgrind man-db groff-base systemd iproute2 strace
 )
 
 export DEBIAN_FRONTEND=noninteractive
