@@ -137,12 +137,10 @@ leftover=$(find "$work" -maxdepth 1 -name '*.tmp.*' | head -1)
 [ -z "$leftover" ] || fail "temp file left behind: $leftover"
 
 # 7. Text from a registry reaches no output raw ---------------------------------
-# Issue 15, item 4. THIS PART FAILS ON THE CODE OF 2025-12 (f267b08): registry
-# text is printed raw. The one sanitiser of branch wip-regsec (al_sanitize,
-# docs/STYLE.md "Output") fixes it; this section is its own commit so the
-# lead can merge it with that fix.
-# A fake registry answers 404 with ESC sequences in its error message and a
-# newline followed by a forged result line.
+# Issue 15, item 4: before al_sanitize (docs/STYLE.md, "Output") registry
+# text was printed raw, and this part failed. A fake registry answers 404
+# with ESC sequences in its error message and a newline followed by a
+# forged result line.
 python3 - "$work/evil-routes.json" <<'PY'
 import json, sys
 msg = ("\x1b[2J\x1b[31mmanifest gone\x1b[0m\n"
