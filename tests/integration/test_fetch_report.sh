@@ -149,11 +149,8 @@ body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": msg}]})
 json.dump({"/v2/evil/esc/manifests/1": {"status": 404, "headers": {"Content-Type": "application/json"},
                                         "body": body}}, open(sys.argv[1], "w"))
 PY
-python3 "$AL_SRC/tests/infra/fakeregistry.py" --port-file "$work/evil.port" "$work/evil-routes.json" &
-evil_pid=$!
-on_exit "kill $evil_pid 2>/dev/null"
-for _ in $(seq 50); do [ -s "$work/evil.port" ] && break; sleep 0.1; done
-evil=127.0.0.1:$(cat "$work/evil.port")
+fake_registry_up "$work/evil" "$work/evil-routes.json"
+evil=127.0.0.1:$FAKE_PORT
 run_fetch "$work/esc" --store "$work/esc.store" "${reg_args[@]}" --insecure-registry "$evil" \
     "$evil/evil/esc:1" busybox:1.36 --json "$work/esc.json" --lock "$work/esc.lock"
 expect_rc 1 "$work/esc" "fetch with a hostile registry error"
