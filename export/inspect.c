@@ -14,10 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Manifests nested deeper than this are not followed (index -> index ->
- * manifest is the deepest real registries produce). */
-#define MAX_DEPTH 8
-
 char *al_iso8601(char *buf, size_t len, double t)
 {
     if (t <= 0) {
@@ -204,7 +200,6 @@ typedef struct ictx {
     size_t self;       /* index of the inspected tag */
     al_closure *all;   /* closure of every tag, for "shared with" */
     json_t *manifests; /* JSON: flat list in walk order; NULL for text */
-    bool *shown;       /* per blob row: manifest already described */
 } ictx;
 
 /* A media type from the database, for the text output (malloc'd). */
@@ -251,8 +246,6 @@ static char *shared_with(const ictx *c, const char *digest, json_t *arr)
     }
     return text;
 }
-
-static void describe(ictx *c, const char *digest, int depth);
 
 /* A config or layer as described: from the manifest's own descriptor
  * when the manifest could be read (media types are per manifest: the
@@ -372,25 +365,31 @@ static void describe_image(ictx *c, const char *digest, const al_db_manifest *m,
         al_manifest_free(pm);
 }
 
-/* One manifest and, for an index, its children. */
-static void describe(ictx *c, const char *digest, int depth)
+/* One manifest, as the walk (common/graph.h, over the snapshot's rows,
+ * parents first) reaches it: an index's header, or an image's
+ * description. Each is shown once however often it is listed. */
+static int describe(void *ud, const al_graph_node *n, al_error **err)
 {
+    ictx *c = ud;
     const al_db_snapshot *s = c->s;
+    const char *digest = n->digest;
     const al_db_manifest *m = al_db_snapshot_manifest(s, digest);
     const al_db_blob *mb = al_db_snapshot_blob(s, digest);
-    long bi = al_db_snapshot_blob_index(s, digest);
-    if (bi >= 0) {
-        if (c->shown[bi])
-            return;
-        c->shown[bi] = true;
-    }
     char sb[32];
     if (m == NULL) {
         if (c->manifests == NULL)
             fprintf(c->out, "\nmanifest %s: not in the database\n", digest);
         else
             json_array_append_new(c->manifests, blob_json(digest, mb));
-        return;
+        return 0;
+    }
+    if (n->state == AL_GRAPH_FAILED) {
+        /* A row that breaks the graph's rules (a hand-edited database). */
+        if (c->manifests == NULL) {
+            _cleanup_free_ char *why = shown(n->error->msg);
+            fprintf(c->out, "\nmanifest %s: not followed: %s\n", digest, why);
+        }
+        return 0;
     }
     json_t *jo = NULL;
     if (c->manifests != NULL) {
@@ -399,21 +398,13 @@ static void describe(ictx *c, const char *digest, int depth)
         json_object_set_new(jo, "kind", json_string(m->is_index ? "index" : "manifest"));
         json_array_append_new(c->manifests, jo);
     }
-    if (!m->is_index) {
+    if (!m->is_index)
         describe_image(c, digest, m, mb, jo);
-        return;
-    }
-    if (depth > 0 && c->manifests == NULL) {
+    else if (n->level > 1 && c->manifests == NULL) {
         _cleanup_free_ char *imt = mt_text(m->media_type);
         fprintf(c->out, "\nindex  %s  %8s  %s\n", digest, size_text(sb, sizeof(sb), mb), imt);
     }
-    if (depth >= MAX_DEPTH)
-        return;
-    size_t ne = 0;
-    const al_graph_edge *e = al_db_snapshot_children(s, digest, &ne);
-    for (size_t i = 0; i < ne; i++)
-        if (e[i].kind == AL_EDGE_MANIFEST)
-            describe(c, e[i].child, depth + 1);
+    return 0;
 }
 
 /* The tag row for ref: by "name:tag" or "name@digest"; for a digest ref
@@ -452,7 +443,6 @@ int al_inspect_image(FILE *out, al_store *store, const al_db_snapshot *s, const 
     c.all = al_xcalloc(s->n_tags, sizeof(*c.all));
     for (size_t i = 0; i < s->n_tags; i++)
         al_closure_compute(&c.all[i], s, s->tags[i].digest);
-    c.shown = al_xcalloc(s->n_blobs + 1, sizeof(*c.shown));
     const al_closure *self = &c.all[ti];
     json_t *doc = NULL;
     char b1[32], b2[32], b3[32], sb[32];
@@ -500,7 +490,12 @@ int al_inspect_image(FILE *out, al_store *store, const al_db_snapshot *s, const 
             fprintf(out, "  MISSING:     %s (no blobs row; run --verify-store)\n",
                     self->missing[i]);
     }
-    describe(&c, t->digest, 0);
+    al_graph_source src;
+    al_closure_source(&src, s);
+    al_descriptor root = {.size = t->size};
+    snprintf(root.digest, sizeof(root.digest), "%s", t->digest);
+    al_graph_walk_opts o = {.order = AL_GRAPH_PARENTS_FIRST};
+    al_graph_walk(&src, &root, &o, describe, &c, NULL);
     int r = 0;
     if (json)
         r = dump_json(out, doc, err);
@@ -510,6 +505,5 @@ int al_inspect_image(FILE *out, al_store *store, const al_db_snapshot *s, const 
     for (size_t i = 0; i < s->n_tags; i++)
         al_closure_dispose(&c.all[i]);
     free(c.all);
-    free(c.shown);
     return r;
 }

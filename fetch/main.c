@@ -349,7 +349,11 @@ static int parse_cli(cli *o, int argc, char **argv)
         case OPT_MIRROR_ONLY: o->mirror_only = true; break;
         case OPT_PLATFORM: platform_arg = optarg; break;
         case OPT_ATTEST: o->attest = true; break;
-        case OPT_STORE: o->store_dir = optarg; break;
+        case OPT_STORE:
+            if (*optarg == '\0')
+                return usage_error("--store: expected a directory, got an empty string");
+            o->store_dir = optarg;
+            break;
         case 'j':
             if (!parse_int(optarg, 1, 256, &v))
                 return usage_error("--jobs: expected a number from 1 to 256, got \"%s\"", optarg);
@@ -567,6 +571,17 @@ static void print_prune(const al_prune_report *p)
         for (size_t i = 0; i < p->db.n_blobs; i++)
             printf("%-9s %s  %s\n", "prunable", p->db.blobs[i].digest,
                    al_format_bytes(b, sizeof(b), (uint64_t)p->db.blobs[i].size));
+    /* So are file names found in tmp/: anyone who can write there picks them. */
+    for (size_t i = 0; p->dry_run && i < p->n_tmp; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->tmp[i].name, AL_SANITIZE_LINE);
+        printf("%-9s tmp/%s  %s  (%s)\n", "stale", name,
+               al_format_bytes(b, sizeof(b), (uint64_t)p->tmp[i].size), p->tmp[i].why);
+    }
+    if (p->deferred)
+        printf("%-9s %zu file%s, %s: an airlock-export is reading the store; the next --prune "
+               "removes them\n",
+               "deferred", p->n_deferred, p->n_deferred == 1 ? "" : "s",
+               al_format_bytes(b, sizeof(b), (uint64_t)p->deferred_bytes));
     printf("%s%s %zu blob%s, %s; %s %zu tag%s; %s %zu earlier graph%s (--keep %d)",
            p->dry_run ? "dry run: " : "", p->dry_run ? "would prune" : "pruned", p->db.n_blobs,
            p->db.n_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), (uint64_t)p->db.bytes),
@@ -576,7 +591,36 @@ static void print_prune(const al_prune_report *p)
     if (p->n_stray > 0)
         printf("; %zu file%s without a row (%s)", p->n_stray, p->n_stray == 1 ? "" : "s",
                al_format_bytes(b2, sizeof(b2), (uint64_t)p->stray_bytes));
+    if (p->n_protected > 0)
+        printf("; kept %zu recent file%s without a row (%s: an interrupted run's downloads)",
+               p->n_protected, p->n_protected == 1 ? "" : "s",
+               al_format_bytes(b2, sizeof(b2), (uint64_t)p->protected_bytes));
+    if (p->n_tmp > 0)
+        printf("; %s %zu tmp file%s (%s)", p->dry_run ? "would clear" : "cleared", p->n_tmp,
+               p->n_tmp == 1 ? "" : "s", al_format_bytes(b2, sizeof(b2), (uint64_t)p->tmp_bytes));
     putchar('\n');
+}
+
+/* What --prune protects by time (docs/DESIGN.md, "Crash rules"): what
+ * this run added when it fetched (the layers of an image that failed are
+ * not downloaded twice), and what every run since the last completed
+ * fetch added, if one of them was killed (its finished downloads may have
+ * files without rows). fetched_at is this run's start when it fetched,
+ * else 0. */
+static int prune_since(al_db *db, int64_t run_id, double fetched_at, double *since, al_error **err)
+{
+    int r = al_db_prune_since(db, run_id, since, err);
+    if (r < 0)
+        return r;
+    if (*since > 0) {
+        char when[40];
+        al_info("prune: a run that began %.19s was interrupted: what was added since stays "
+                "until a fetch completes",
+                al_format_utc(when, sizeof(when), *since));
+    }
+    if (*since == 0 || (fetched_at > 0 && fetched_at < *since))
+        *since = fetched_at;
+    return 0;
 }
 
 static int run(cli *o, int argc, char **argv)
@@ -662,13 +706,14 @@ static int run(cli *o, int argc, char **argv)
         fflush(stdout);
         al_report_totals_of(&tot, results, n_results);
     }
+    double since = 0;
+    if (rc == 0 && o->prune)
+        rc = prune_since(db, run_id, o->list.n > 0 ? started_at : 0, &since, &err);
     if (rc == 0 && o->prune) {
-        /* Blobs added by this run stay even when unreachable: the layers
-         * of an image that failed are not downloaded twice. */
         al_prune_opts popts = {.remove = (const char *const *)o->remove,
                                .n_remove = o->n_remove,
                                .keep = o->keep,
-                               .protect_since = o->list.n > 0 ? started_at : 0,
+                               .protect_since = since,
                                .dry_run = o->dry_run};
         rc = al_prune_run(store, db, &popts, &prune_rep, &err);
         if (rc == 0) {

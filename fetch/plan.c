@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph.h"
 #include "log.h"
 #include "manifest.h"
 #include "util.h"
@@ -23,6 +24,7 @@ typedef struct mnode {
     al_platform platform;
     char parent[AL_DIGEST_BUF]; /* "" for the root */
     int position;
+    int level;     /* the root is 1 (graph.h) */
     bool resolved; /* body present and parsed */
     bool dropped;  /* filtered out by platform */
     /* Image manifests: the config. */
@@ -104,20 +106,17 @@ static void free_nodes(image *im)
     free(im->nodes);
 }
 
-static bool platform_wanted(const al_fetch_ctx *ctx, const al_platform *p)
+/* --platform and --include-attestations as the graph's selection. */
+static al_graph_select selection(const al_fetch_ctx *ctx)
 {
-    if (al_platform_is_unknown(p))
-        return ctx->opts.include_attestations;
-    if (ctx->opts.n_platforms == 0)
-        return true;
-    for (size_t i = 0; i < ctx->opts.n_platforms; i++)
-        if (al_platform_equal(&ctx->opts.platforms[i], p))
-            return true;
-    return false;
+    return (al_graph_select){.platforms = ctx->opts.platforms,
+                             .n_platforms = ctx->opts.n_platforms,
+                             .attestations = ctx->opts.include_attestations};
 }
 
-/* Accept a manifest body: check digest and size, parse, and for an index
- * queue its wanted children. Returns false when the image failed. */
+/* Accept a manifest body: check its digest, then the graph's rules (size,
+ * kind against its descriptor, level), and for an index queue the children
+ * the graph says to visit next. Returns false when the image failed. */
 static bool accept_manifest(al_fetch_ctx *ctx, image *im, size_t idx, char *body, size_t len,
                             const char *content_type, const char *expect_digest)
 {
@@ -130,16 +129,12 @@ static bool accept_manifest(al_fetch_ctx *ctx, image *im, size_t idx, char *body
               got);
         return false;
     }
-    if (n->want_size >= 0 && (int64_t)len != n->want_size) {
-        free(body);
-        al_error *e = NULL;
-        al_error_set(&e, AL_E_SIZE, 0, "manifest %s: size mismatch: expected %lld bytes, got %zu",
-                     got, (long long)n->want_size, len);
-        fail(im, e);
-        return false;
-    }
+    /* The descriptor that named it; a root has none (its body says). */
+    al_descriptor named = {.media_type = n->media_type, .size = n->want_size};
+    memcpy(named.digest, got, sizeof(got));
     al_error *e = NULL;
-    if (al_manifest_parse(&n->m, body, len, content_type, &e) < 0) {
+    if (al_graph_accept_manifest(&n->m, n->parent[0] ? &named : NULL, n->level, body, len,
+                                 content_type, &e) < 0) {
         free(body);
         al_error_wrap(&e, "manifest %s", got);
         fail(im, e);
@@ -158,14 +153,18 @@ static bool accept_manifest(al_fetch_ctx *ctx, image *im, size_t idx, char *body
     al_manifest *m = n->m;
     char parent[AL_DIGEST_BUF];
     memcpy(parent, n->digest, sizeof(parent));
-    size_t kept = 0;
-    for (size_t i = 0; i < m->n_children; i++) {
+    int level = n->level;
+    al_graph_select sel = selection(ctx);
+    _cleanup_free_ size_t *next = NULL;
+    size_t n_next = 0;
+    if (al_graph_next(&next, &n_next, parent, m, level, &sel, &e) < 0) {
+        fail(im, e);
+        return false;
+    }
+    for (size_t k = 0; k < n_next; k++) {
+        size_t i = next[k];
         const al_descriptor *d = &m->children[i];
-        al_manifest_kind kind = al_manifest_kind_from_media_type(d->media_type);
-        bool is_index = kind == AL_MK_DOCKER_LIST || kind == AL_MK_OCI_INDEX;
-        if (!is_index && d->has_platform && !platform_wanted(ctx, &d->platform))
-            continue;
-        /* The same child twice (it happens) is fetched once. */
+        /* A child another index of this image already listed is fetched once. */
         bool dup = false;
         for (size_t j = 0; j < im->n_nodes && !dup; j++)
             dup = strcmp(im->nodes[j].digest, d->digest) == 0;
@@ -179,9 +178,8 @@ static bool accept_manifest(al_fetch_ctx *ctx, image *im, size_t idx, char *body
         c->platform = d->platform;
         memcpy(c->parent, parent, sizeof(parent));
         c->position = (int)i;
-        kept++;
+        c->level = level + 1;
     }
-    (void)kept;
     return true;
 }
 
@@ -212,7 +210,7 @@ static void resolve_roots(al_fetch_ctx *ctx, image **ims, size_t n)
         image *im = ims[i];
         const al_ref *ref = im->entry->ref;
         mnode *root = add_node(im);
-        (void)root;
+        root->level = 1;
         if (ref->digest != NULL) {
             im->root_reference = al_xstrdup(ref->digest);
             continue;
@@ -297,9 +295,12 @@ static void resolve_roots(al_fetch_ctx *ctx, image **ims, size_t n)
 
 /* --- phase 2: child manifests, level by level ---------------------------- */
 
+/* One pass per level. It ends because the graph bounds the levels: an
+ * index deeper than AL_GRAPH_MAX_INDEX_LEVELS fails its image (accept_manifest)
+ * and so never adds children. */
 static void resolve_children(al_fetch_ctx *ctx, image **ims, size_t n)
 {
-    for (int level = 0; level < 8; level++) {
+    for (;;) {
         size_t cap = 0;
         for (size_t i = 0; i < n; i++)
             cap += ims[i]->n_nodes;
@@ -359,11 +360,6 @@ static void resolve_children(al_fetch_ctx *ctx, image **ims, size_t n)
         if (!any)
             return;
     }
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < ims[i]->n_nodes; j++)
-            if (!ims[i]->nodes[j].resolved && !ims[i]->failed)
-                failf(ims[i], AL_E_UNSUPPORTED, "index nesting deeper than 8 levels at %s",
-                      ims[i]->nodes[j].digest);
 }
 
 /* --- phase 3: configs and platform selection ----------------------------- */
@@ -378,28 +374,28 @@ static void accept_config(al_fetch_ctx *ctx, image *im, mnode *nd, char *body, s
         failf(im, AL_E_DIGEST, "config %s: digest mismatch: content hashes to %s", cd->digest, got);
         return;
     }
-    if ((int64_t)len != cd->size) {
+    /* The graph's rule: the size its descriptor gives, and a config export
+     * can read (a JSON object), else nothing of the image is stored. */
+    al_image_config *cfg = NULL;
+    al_error *e = NULL;
+    if (al_graph_accept_config(&cfg, cd, body, len, &e) < 0) {
         free(body);
-        failf(im, AL_E_SIZE, "config %s: size mismatch: expected %lld bytes, got %zu", cd->digest,
-              (long long)cd->size, len);
+        al_error_wrap(&e, "config %s", cd->digest);
+        fail(im, e);
         return;
     }
     nd->config_body = body;
     nd->config_len = len;
-    if (!nd->has_platform) {
+    if (!nd->has_platform && cfg->has_platform) {
         /* A single-platform image: its config says what it runs on. Configs
          * of non-image artifacts have no platform; keep those. */
-        al_image_config *cfg = NULL;
-        al_error *e = NULL;
-        if (al_image_config_parse(&cfg, body, len, &e) == 0 && cfg->has_platform) {
-            nd->has_platform = true;
-            nd->platform = cfg->platform;
-        }
-        al_error_free(e);
-        al_image_config_free(cfg);
-        if (nd->has_platform && !platform_wanted(ctx, &nd->platform))
+        nd->has_platform = true;
+        nd->platform = cfg->platform;
+        al_graph_select sel = selection(ctx);
+        if (!al_graph_platform_wanted(&sel, &nd->platform))
             nd->dropped = true;
     }
+    al_image_config_free(cfg);
 }
 
 static void resolve_configs(al_fetch_ctx *ctx, image **ims, size_t n)

@@ -101,11 +101,19 @@ static json_t *prune_json(const al_prune_report *p)
     json_t *missing = json_array();
     for (size_t i = 0; i < p->db.n_missing; i++)
         json_array_append_new(missing, json_string(p->db.missing[i]));
-    return json_pack("{s:b, s:i, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "dry_run", p->dry_run, "keep",
-                     p->keep, "tags_removed", removed, "tags_not_found", missing,
-                     "earlier_graphs_kept", (json_int_t)p->db.n_history_kept, "blobs",
-                     (json_int_t)p->db.n_blobs, "bytes", (json_int_t)p->db.bytes, "stray_files",
-                     (json_int_t)p->n_stray, "stray_bytes", (json_int_t)p->stray_bytes);
+    json_t *o =
+        json_pack("{s:b, s:i, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "dry_run", p->dry_run, "keep",
+                  p->keep, "tags_removed", removed, "tags_not_found", missing,
+                  "earlier_graphs_kept", (json_int_t)p->db.n_history_kept, "blobs",
+                  (json_int_t)p->db.n_blobs, "bytes", (json_int_t)p->db.bytes, "stray_files",
+                  (json_int_t)p->n_stray, "stray_bytes", (json_int_t)p->stray_bytes);
+    json_object_update_new(
+        o,
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "protected_files", (json_int_t)p->n_protected,
+                  "protected_bytes", (json_int_t)p->protected_bytes, "deferred_files",
+                  (json_int_t)p->n_deferred, "deferred_bytes", (json_int_t)p->deferred_bytes,
+                  "tmp_files", (json_int_t)p->n_tmp, "tmp_bytes", (json_int_t)p->tmp_bytes));
+    return o;
 }
 
 char *al_report_json(const al_report *rep)
