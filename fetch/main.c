@@ -11,6 +11,7 @@
 #include "file.h"
 #include "db.h"
 #include "engine.h"
+#include "import.h"
 #include "log.h"
 #include "plan.h"
 #include "platform.h"
@@ -55,6 +56,10 @@ static const char usage_text[] =
     "      --remove REF           remove the tag REF from the store, then prune (repeatable)\n"
     "      --dry-run              with --prune or --remove: list what would go and how many\n"
     "                             bytes; change nothing\n"
+    "      --import BUNDLE        apply a bundle that airlock-export wrote (BUNDLE, or its\n"
+    "                             volumes BUNDLE.001 ...): every blob verified before\n"
+    "                             anything is visible; tags move as in a fetch; a bundle\n"
+    "                             whose base this store never applied is refused\n"
     "\n"
     "Transfers:\n"
     "  -j, --jobs N               concurrent downloads (default: 8)\n"
@@ -117,6 +122,7 @@ enum {
     OPT_KEEP,
     OPT_REMOVE,
     OPT_DRY_RUN,
+    OPT_IMPORT,
 };
 
 static const struct option long_opts[] = {
@@ -148,6 +154,7 @@ static const struct option long_opts[] = {
     {"keep", required_argument, NULL, OPT_KEEP},
     {"remove", required_argument, NULL, OPT_REMOVE},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"import", required_argument, NULL, OPT_IMPORT},
     {NULL, 0, NULL, 0},
 };
 
@@ -289,6 +296,7 @@ typedef struct cli {
     char **remove; /* full names, owned */
     size_t n_remove;
     int verbosity;
+    const char *import_path; /* --import BUNDLE */
 } cli;
 
 static void cli_dispose(cli *o)
@@ -410,6 +418,11 @@ static int parse_cli(cli *o, int argc, char **argv)
             *(c == OPT_JSON ? &o->json_path : &o->lock_path) = optarg;
             break;
         case OPT_PRUNE: o->prune = true; break;
+        case OPT_IMPORT:
+            if (*optarg == '\0')
+                return usage_error("--import: expected a bundle, got an empty string");
+            o->import_path = optarg;
+            break;
         case OPT_DRY_RUN: o->dry_run = true; break;
         case OPT_KEEP:
             if (!parse_int(optarg, 0, 10000, &v))
@@ -492,7 +505,10 @@ static int parse_cli(cli *o, int argc, char **argv)
                      list->n_problems == 1 ? "" : "s");
         return AL_EXIT_USAGE;
     }
-    if (list->n == 0 && !o->prune)
+    if (o->import_path != NULL && (list->n > 0 || o->prune || o->lock_path != NULL))
+        return usage_error("--import BUNDLE is a run of its own: no REF, -f, --prune, --remove "
+                           "or --lock with it");
+    if (list->n == 0 && !o->prune && o->import_path == NULL)
         return usage_error("no images given (REF arguments or -f FILE)");
     if (list->n == 0 && o->lock_path != NULL)
         return usage_error("--lock needs images to fetch");
@@ -794,8 +810,17 @@ int main(int argc, char **argv)
     al_log_set_prog("airlock-fetch");
     cli o = {0};
     int exit_code = parse_cli(&o, argc, argv);
-    if (exit_code < 0)
+    if (exit_code < 0 && o.import_path != NULL) {
+        _cleanup_free_ char *args = argv_text(argc, argv);
+        al_import_opts io = {.bundle = o.import_path,
+                             .store_dir = o.store_dir,
+                             .json_path = o.json_path,
+                             .argv_text = args,
+                             .version = AL_FETCH_VERSION};
+        exit_code = al_import_run(&io);
+    } else if (exit_code < 0) {
         exit_code = run(&o, argc, argv);
+    }
     cli_dispose(&o);
     return exit_code;
 }
