@@ -42,6 +42,17 @@ int al_error_wrap(al_error **err, const char *fmt, ...)
     return (*err)->code;
 }
 
+al_error *al_error_copy(const al_error *e)
+{
+    if (e == NULL)
+        return NULL;
+    al_error *c = al_xcalloc(1, sizeof(*c));
+    c->code = e->code;
+    c->sys_errno = e->sys_errno;
+    c->msg = al_xstrdup(e->msg);
+    return c;
+}
+
 void al_error_free(al_error *e)
 {
     if (e == NULL)

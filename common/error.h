@@ -41,6 +41,9 @@ int al_error_set(al_error **err, al_errc code, int errnum, const char *fmt, ...)
  * it returns AL_E_USAGE. */
 int al_error_wrap(al_error **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A copy of e (NULL for NULL): one failure told to several waiters. */
+al_error *al_error_copy(const al_error *e);
+
 void al_error_free(al_error *e);
 void al_error_clear(al_error **err);
 

@@ -44,8 +44,10 @@ struct al_blob_writer {
     int fd;
     char *tmp_path;
     al_hasher *hasher;
-    uint64_t resumed_at; /* bytes that were already in the partial file */
+    uint64_t resumed_at; /* bytes of the partial file kept (hashed) when writing began */
+    uint64_t on_disk;    /* size of the partial file when the writer was made */
     bool resumable;      /* tmp_path is STORE/tmp/partial-<hex>, kept by suspend */
+    bool verified;       /* size and digest checked: the hasher is finished */
 };
 
 /* Small helpers ------------------------------------------------------ */
@@ -329,8 +331,15 @@ int al_store_blob_begin(al_blob_writer **out, al_store *s, const char *digest,
     return 0;
 }
 
+static int open_partial(al_blob_writer *w, al_error **err);
+
 int al_blob_writer_write(al_blob_writer *w, const void *buf, size_t len, al_error **err)
 {
+    if (w->fd < 0 && w->resumable) {
+        int r = open_partial(w, err);
+        if (r < 0)
+            return r;
+    }
     uint64_t have = al_hasher_size(w->hasher);
     if (w->expected_size >= 0 && (uint64_t)w->expected_size - have < len)
         return al_error_set(err, AL_E_SIZE, 0,
@@ -343,11 +352,11 @@ int al_blob_writer_write(al_blob_writer *w, const void *buf, size_t len, al_erro
     return 0;
 }
 
-/* Re-hash the first `len` bytes of the partial file so the digest covers
- * them; a short read means the file changed under us. */
+/* Hash the first `len` bytes of the partial file into w's hasher; a
+ * short read means the file changed under us. */
 static int rehash_prefix(al_blob_writer *w, uint64_t len, al_error **err)
 {
-    int fd = open(w->tmp_path, O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int fd = open(w->tmp_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return al_error_set(err, AL_E_IO, errno, "open %s", w->tmp_path);
     size_t bufsize = 1024 * 1024;
@@ -357,23 +366,18 @@ static int rehash_prefix(al_blob_writer *w, uint64_t len, al_error **err)
         ssize_t n = read(fd, buf, left < bufsize ? (size_t)left : bufsize);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : EIO;
-            close(fd);
-            return al_error_set(err, AL_E_IO, e, "read %s", w->tmp_path);
-        }
+        if (n <= 0)
+            return al_error_set(err, AL_E_IO, n < 0 ? errno : EIO, "read %s", w->tmp_path);
         al_hasher_update(w->hasher, buf, (size_t)n);
         left -= (uint64_t)n;
     }
-    close(fd);
     return 0;
 }
 
-int al_store_blob_resume(al_blob_writer **out, al_store *s, const char *digest,
-                         int64_t expected_size, uint64_t *offset_out, al_error **err)
+int al_store_blob_partial(al_blob_writer **out, al_store *s, const char *digest,
+                          int64_t expected_size, al_error **err)
 {
     *out = NULL;
-    *offset_out = 0;
     int r = al_digest_check(digest, err);
     if (r < 0)
         return r;
@@ -384,39 +388,66 @@ int al_store_blob_resume(al_blob_writer **out, al_store *s, const char *digest,
     memcpy(w->digest, digest, AL_DIGEST_BUF);
     w->expected_size = expected_size;
     w->resumable = true;
+    w->fd = -1; /* created at the first byte: a 404 leaves nothing behind */
     w->hasher = al_hasher_new();
     w->tmp_path = al_xasprintf("%s/partial-%s", s->tmp_dir, al_digest_hex(digest));
-    w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_CLOEXEC, FILE_MODE);
-    if (w->fd < 0) {
-        r = al_error_set(err, AL_E_IO, errno, "open %s", w->tmp_path);
-        free(w->tmp_path);
-        w->tmp_path = NULL;
-        al_blob_writer_abort(w);
-        return r;
-    }
     struct stat st;
-    if (fstat(w->fd, &st) < 0) {
-        r = al_error_set(err, AL_E_IO, errno, "stat %s", w->tmp_path);
-        al_blob_writer_abort(w);
-        return r;
+    if (lstat(w->tmp_path, &st) == 0 && S_ISREG(st.st_mode))
+        w->on_disk = (uint64_t)st.st_size;
+    *out = w;
+    return 0;
+}
+
+uint64_t al_blob_writer_on_disk(const al_blob_writer *w)
+{
+    return w->on_disk;
+}
+
+int al_blob_writer_rehash(al_blob_writer *w, bool *complete, al_error **err)
+{
+    *complete = false;
+    al_hasher_reset(w->hasher);
+    w->resumed_at = 0;
+    uint64_t have = w->on_disk;
+    if (have == 0)
+        return 0;
+    /* Longer than the blob: not a prefix worth keeping. */
+    if (w->expected_size < 0 || have > (uint64_t)w->expected_size) {
+        w->on_disk = 0;
+        return 0;
     }
-    uint64_t have = (uint64_t)st.st_size;
-    /* A partial as long as the whole blob (or longer) cannot be trusted to
-     * be a prefix worth continuing: start over. */
-    if (expected_size < 0 || have >= (uint64_t)expected_size)
-        have = 0;
-    if (have > 0 && rehash_prefix(w, have, NULL) < 0) {
+    int r = rehash_prefix(w, have, err);
+    if (r < 0) {
         al_hasher_reset(w->hasher);
-        have = 0;
-    }
-    if (ftruncate(w->fd, (off_t)have) < 0 || lseek(w->fd, (off_t)have, SEEK_SET) < 0) {
-        r = al_error_set(err, AL_E_IO, errno, "truncate %s", w->tmp_path);
-        al_blob_writer_abort(w);
+        w->on_disk = 0;
         return r;
     }
     w->resumed_at = have;
-    *offset_out = have;
-    *out = w;
+    if (have == (uint64_t)w->expected_size) {
+        char actual[AL_DIGEST_BUF];
+        al_hasher_final(w->hasher, actual);
+        *complete = w->verified = strcmp(actual, w->digest) == 0;
+        if (!*complete) { /* whole but wrong: start over */
+            al_hasher_reset(w->hasher);
+            w->resumed_at = w->on_disk = 0;
+        }
+    }
+    return 0;
+}
+
+/* The partial file, created or continued at the first byte written. */
+static int open_partial(al_blob_writer *w, al_error **err)
+{
+    w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, FILE_MODE);
+    if (w->fd < 0)
+        return al_error_set(err, AL_E_IO, errno, "open %s", w->tmp_path);
+    struct stat st;
+    if (fstat(w->fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return al_error_set(err, AL_E_IO, errno ? errno : EINVAL, "%s is not a regular file",
+                            w->tmp_path);
+    if (ftruncate(w->fd, (off_t)w->resumed_at) < 0 ||
+        lseek(w->fd, (off_t)w->resumed_at, SEEK_SET) < 0)
+        return al_error_set(err, AL_E_IO, errno, "truncate %s", w->tmp_path);
     return 0;
 }
 
@@ -424,7 +455,7 @@ int al_blob_writer_restart(al_blob_writer *w, al_error **err)
 {
     al_hasher_reset(w->hasher);
     w->resumed_at = 0;
-    if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)
+    if (w->fd >= 0 && (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0))
         return al_error_set(err, AL_E_IO, errno, "truncate %s", w->tmp_path);
     return 0;
 }
@@ -438,10 +469,11 @@ void al_blob_writer_suspend(al_blob_writer *w)
 {
     if (w == NULL)
         return;
-    if (w->resumable && w->fd >= 0) {
+    if (w->resumable) {
         /* Keep what arrived for the next attempt or run. No fsync: after a
          * power cut the re-hash and the final digest check catch garbage. */
-        close(w->fd);
+        if (w->fd >= 0)
+            close(w->fd);
         w->fd = -1;
         free(w->tmp_path);
         w->tmp_path = NULL;
@@ -449,13 +481,25 @@ void al_blob_writer_suspend(al_blob_writer *w)
     al_blob_writer_abort(w);
 }
 
+void al_blob_writer_pause(al_blob_writer *w)
+{
+    if (w->fd < 0)
+        return;
+    close(w->fd);
+    w->fd = -1;
+    /* What was written is hashed: the next write continues there. */
+    w->resumed_at = w->on_disk = al_hasher_size(w->hasher);
+}
+
 uint64_t al_blob_writer_written(const al_blob_writer *w)
 {
     return al_hasher_size(w->hasher);
 }
 
-static int commit_inner(al_blob_writer *w, al_error **err)
+static int verify(al_blob_writer *w, al_error **err)
 {
+    if (w->verified)
+        return 0;
     uint64_t got = al_hasher_size(w->hasher);
     if (w->expected_size >= 0 && got != (uint64_t)w->expected_size)
         return al_error_set(err, AL_E_SIZE, 0, "size mismatch: expected %lld bytes, got %llu",
@@ -465,6 +509,19 @@ static int commit_inner(al_blob_writer *w, al_error **err)
     if (strcmp(actual, w->digest) != 0)
         return al_error_set(err, AL_E_DIGEST, 0, "digest mismatch: expected %s, got %s", w->digest,
                             actual);
+    w->verified = true;
+    return 0;
+}
+
+static int commit_inner(al_blob_writer *w, al_error **err)
+{
+    int r = verify(w, err);
+    if (r < 0)
+        return r;
+    if (w->fd < 0) /* a partial found complete: nothing was written this run */
+        w->fd = open(w->tmp_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (w->fd < 0)
+        return al_error_set(err, AL_E_IO, errno, "open %s", w->tmp_path);
     if (fsync(w->fd) < 0)
         return al_error_set(err, AL_E_IO, errno, "fsync %s", w->tmp_path);
     int fd = al_steal_fd(&w->fd);
@@ -514,6 +571,20 @@ int al_store_put_blob(al_store *s, const char *digest, const void *buf, size_t l
         return r;
     }
     return al_blob_writer_commit(w, err);
+}
+
+int al_store_quarantine(al_store *s, const char *digest, al_error **err)
+{
+    int r = al_digest_check(digest, err);
+    if (r < 0)
+        return r;
+    if ((r = require_write(s, err)) < 0)
+        return r;
+    _cleanup_free_ char *src = al_xasprintf("%s/%s", s->blobs_dir, al_digest_hex(digest));
+    _cleanup_free_ char *dst = al_xasprintf("%s/quarantine-%s", s->tmp_dir, al_digest_hex(digest));
+    if (rename(src, dst) < 0 && errno != ENOENT)
+        return al_error_set(err, AL_E_IO, errno, "move %s to %s", src, dst);
+    return fsync_dir(s->blobs_dir, err);
 }
 
 /* Reading ------------------------------------------------------------ */

@@ -133,7 +133,7 @@ char *al_progress_format_eta(char *buf, size_t len, double s)
 
 static bool is_blob_download(const al_request *r)
 {
-    return r->store != NULL && !r->head && r->blob_digest[0] != '\0';
+    return r->blob_download && !r->head && r->blob_digest[0] != '\0';
 }
 
 /* "library/busybox" out of ".../v2/library/busybox/blobs/sha256:..."; NULL
