@@ -573,6 +573,44 @@ int al_store_put_blob(al_store *s, const char *digest, const void *buf, size_t l
     return al_blob_writer_commit(w, err);
 }
 
+int al_store_check_blob(al_store *s, const char *digest, int64_t size, al_blob_check *out,
+                        al_error **err)
+{
+    memset(out, 0, sizeof(*out));
+    out->have = -1;
+    int r = al_digest_check(digest, err);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *path = al_xasprintf("%s/%s", s->blobs_dir, al_digest_hex(digest));
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 && (errno == ENOENT || errno == ELOOP)) {
+        out->state = AL_BLOB_MISSING;
+        return 0;
+    }
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return al_error_set(err, AL_E_IO, errno, "open %s", path);
+    out->have = (int64_t)st.st_size;
+    if (!S_ISREG(st.st_mode) || (size >= 0 && st.st_size != size)) {
+        out->state = AL_BLOB_WRONG_SIZE;
+        return 0;
+    }
+    al_hasher *h = al_hasher_new();
+    size_t bufsize = 1024 * 1024;
+    _cleanup_free_ char *buf = al_xmalloc(bufsize);
+    ssize_t n;
+    while ((n = read(fd, buf, bufsize)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0)
+            al_hasher_update(h, buf, (size_t)n);
+    int e = errno;
+    al_hasher_final(h, out->actual);
+    al_hasher_free(h);
+    if (n < 0)
+        return al_error_set(err, AL_E_IO, e, "read %s", path);
+    out->state = strcmp(out->actual, digest) == 0 ? AL_BLOB_OK : AL_BLOB_CORRUPT;
+    return 0;
+}
+
 int al_store_quarantine(al_store *s, const char *digest, al_error **err)
 {
     int r = al_digest_check(digest, err);

@@ -88,6 +88,17 @@ void al_blob_writer_pause(al_blob_writer *w);
  * writers this is al_blob_writer_abort. Accepts NULL. */
 void al_blob_writer_suspend(al_blob_writer *w);
 
+/* Re-hash blobs/sha256/<hex> against its digest and expected size. */
+typedef enum { AL_BLOB_OK, AL_BLOB_MISSING, AL_BLOB_WRONG_SIZE, AL_BLOB_CORRUPT } al_blob_state;
+typedef struct al_blob_check {
+    al_blob_state state;
+    int64_t have;               /* its size on disk (-1 when missing) */
+    char actual[AL_DIGEST_BUF]; /* CORRUPT: what it hashes to */
+} al_blob_check;
+/* Fails only when the file cannot be read (AL_E_IO). */
+int al_store_check_blob(al_store *s, const char *digest, int64_t size, al_blob_check *out,
+                        al_error **err);
+
 /* A blob file found damaged (size or digest wrong): move it aside to
  * STORE/tmp/quarantine-<hex> (replacing an older one), so that it can be
  * downloaded again and looked at later. Its database row stays: the
