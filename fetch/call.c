@@ -421,9 +421,10 @@ static al_fsm_event classify(al_call *c, al_request *q)
         c->err = al_error_copy(q->err);
         return AL_EV_FAIL;
     }
+    if (q->status > 0)
+        reg_note_answer(c->reg, c, q); /* the host answered, even if the body was cut */
     if (q->err != NULL)
         return reg_transport_event(c->reg, c, q);
-    reg_note_answer(c->reg, c, q);
     return status_event(c, q);
 }
 

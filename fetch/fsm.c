@@ -68,16 +68,17 @@ static const al_fsm_entry table[] = {
     /* A registry's auth scheme, learnt from the first answer. */
     AUTH(UNKNOWN, PROBE, PROBING, "the first call goes out alone, without credentials"),
     AUTH(PROBING, OPEN, ANONYMOUS, "it answered without a challenge"),
-    AUTH(PROBING, BASIC, BASIC, "Basic challenge, credentials at hand"),
+    AUTH(PROBING, BASIC, BASIC_TRY, "Basic challenge, credentials to try once"),
     AUTH(PROBING, BEARER, BEARER, "Bearer challenge, anonymous tokens"),
     AUTH(PROBING, BEARER_CREDS, BEARER_TRY, "Bearer challenge, credentials to try once"),
     AUTH(PROBING, REJECTED, FAILED, "it wants credentials we do not have"),
-    AUTH(ANONYMOUS, BASIC, BASIC, "a later answer asks for Basic"),
+    AUTH(ANONYMOUS, BASIC, BASIC_TRY, "a later answer asks for Basic, credentials at hand"),
     AUTH(ANONYMOUS, BEARER, BEARER, "a later answer asks for a token"),
     AUTH(ANONYMOUS, BEARER_CREDS, BEARER_TRY,
          "a later answer asks for a token, credentials at hand"),
     AUTH(ANONYMOUS, REJECTED, FAILED, "a later answer wants credentials we do not have"),
-    AUTH(BASIC, REJECTED, FAILED, "401 to our Basic credentials"),
+    AUTH(BASIC_TRY, ACCEPTED, BASIC, "an answer to our credentials: every call sends them"),
+    AUTH(BASIC_TRY, REJECTED, FAILED, "401 to our Basic credentials"),
     AUTH(BEARER_TRY, ACCEPTED, BEARER, "the token service took our credentials"),
     AUTH(BEARER_TRY, REJECTED, FAILED, "the token service refused our credentials"),
     /* One bearer token scope (repository:NAME:pull). */
@@ -177,8 +178,8 @@ const char *al_fsm_machine_name(al_fsm_machine m)
 static const char *const call_names[] = {"INIT",       "PREPARE",    "HASHING", "ADMIT",
                                          "WAIT_HOST",  "WAIT_TOKEN", "SEND",    "REDIRECT",
                                          "RETRY_WAIT", "COMMIT",     "DONE",    "FAILED"};
-static const char *const auth_names[] = {"UNKNOWN",    "PROBING", "ANONYMOUS", "BASIC",
-                                         "BEARER_TRY", "BEARER",  "FAILED"};
+static const char *const auth_names[] = {"UNKNOWN", "PROBING",    "ANONYMOUS", "BASIC_TRY",
+                                         "BASIC",   "BEARER_TRY", "BEARER",    "FAILED"};
 static const char *const scope_names[] = {"NONE", "FETCHING", "VALID", "DENIED"};
 static const char *const link_names[] = {"UP", "SUSPECT", "DOWN"};
 static const char *const scheme_names[] = {"HTTPS", "HTTP"};

@@ -54,7 +54,8 @@ typedef enum {
     AL_AUTH_UNKNOWN,    /* nothing sent yet */
     AL_AUTH_PROBING,    /* one call is out without credentials to learn the scheme */
     AL_AUTH_ANONYMOUS,  /* it answered without a challenge */
-    AL_AUTH_BASIC,      /* Basic challenge: credentials on every request */
+    AL_AUTH_BASIC_TRY,  /* Basic, our credentials not yet accepted: one call tries them */
+    AL_AUTH_BASIC,      /* Basic: credentials on every request */
     AL_AUTH_BEARER_TRY, /* Bearer, our credentials not yet accepted: one token request at a time */
     AL_AUTH_BEARER,     /* Bearer: a token per repository scope */
     AL_AUTH_FAILED,     /* credentials refused or missing: every call fails with one message */
@@ -112,7 +113,7 @@ typedef enum {
     AL_EV_BASIC,        /* a Basic challenge */
     AL_EV_BEARER,       /* a Bearer challenge, no credentials to try */
     AL_EV_BEARER_CREDS, /* a Bearer challenge, credentials to try */
-    AL_EV_ACCEPTED,     /* the token service took our credentials */
+    AL_EV_ACCEPTED,     /* the registry or its token service took our credentials */
     AL_EV_REJECTED,     /* credentials refused, or needed and missing */
     /* scopes */
     AL_EV_FETCH,

@@ -473,8 +473,12 @@ al_fsm_event reg_admit(al_registry *r, al_call *c, al_error **why)
         h->auth_prober = c;
         return AL_EV_GO;
     case AL_AUTH_PROBING:
+    case AL_AUTH_BASIC_TRY:
+        /* One call asks (first without credentials, then with them); the
+         * others wait for the verdict. One that ended unanswered hands
+         * the question on. */
         if (h->auth_prober == NULL)
-            h->auth_prober = c; /* the probe ended unanswered: this call asks */
+            h->auth_prober = c;
         if (h->auth_prober == c)
             return AL_EV_GO;
         al_call_list_add(&h->waiting, c);
@@ -639,7 +643,7 @@ static char *call_url(const reghost *h, const al_call *c)
 /* Authorization for the registry itself: Basic, or the scope's token. */
 static void add_auth(al_registry *r, reghost *h, al_call *c, al_request *q)
 {
-    if (h->auth == AL_AUTH_BASIC) {
+    if (h->auth == AL_AUTH_BASIC || h->auth == AL_AUTH_BASIC_TRY) {
         const al_cred *cred = host_cred(r, h);
         if (cred != NULL && cred->user != NULL) {
             q->authorization = al_creds_basic_header(cred->user, cred->password);
@@ -658,6 +662,8 @@ static void add_auth(al_registry *r, reghost *h, al_call *c, al_request *q)
 al_request *reg_build_request(al_registry *r, al_call *c)
 {
     reghost *h = reg_host(r, c->host);
+    if (c->kind == AL_CALL_MANIFEST_HEAD && h->head == AL_HEAD_REFUSED)
+        c->use_get = true; /* learnt earlier in the run */
     _cleanup_free_ char *own = c->url == NULL ? call_url(h, c) : NULL;
     al_request *q = al_request_new(c->url != NULL ? c->url : own);
     q->head = c->kind == AL_CALL_MANIFEST_HEAD && !c->use_get;
@@ -721,6 +727,11 @@ void reg_note_answer(al_registry *r, al_call *c, const al_request *q)
     if (h->auth == AL_AUTH_PROBING && h->auth_prober == c && q->status != 401) {
         h->auth_prober = NULL;
         fire_host(h, AL_FSM_AUTH, &h->auth, AL_EV_OPEN);
+        auth_changed(h);
+    } else if (h->auth == AL_AUTH_BASIC_TRY && h->auth_prober == c && c->sent_auth &&
+               q->status != 401) {
+        h->auth_prober = NULL;
+        fire_host(h, AL_FSM_AUTH, &h->auth, AL_EV_ACCEPTED);
         auth_changed(h);
     }
 }
@@ -870,32 +881,39 @@ static al_fsm_event bearer_challenge(al_registry *r, reghost *h, al_call *c, al_
     return AL_EV_FAIL;
 }
 
-/* A Basic challenge: credentials on every request, or one message for the
- * whole registry when there are none or they are wrong. */
+/* A Basic challenge: our credentials, tried by one call before the others
+ * send them; or one message for the whole registry when there are none or
+ * they are wrong. */
 static al_fsm_event basic_challenge(al_registry *r, reghost *h, al_call *c, const al_request *q)
 {
     const al_cred *cred = host_cred(r, h);
     bool have = cred != NULL && cred->user != NULL;
-    if ((h->auth == AL_AUTH_PROBING || h->auth == AL_AUTH_ANONYMOUS) && have) {
-        h->auth_prober = NULL;
+    bool learning = h->auth == AL_AUTH_PROBING || h->auth == AL_AUTH_ANONYMOUS;
+    if (learning && have) {
+        h->auth_prober = c; /* the call that learnt it tries the credentials */
         fire_host(h, AL_FSM_AUTH, &h->auth, AL_EV_BASIC);
         auth_changed(h);
         return AL_EV_CHALLENGED;
     }
+    if ((h->auth == AL_AUTH_BASIC_TRY || h->auth == AL_AUTH_BASIC) && !c->sent_auth)
+        return AL_EV_CHALLENGED; /* it went out before the host asked */
     al_error *e = NULL;
-    if (h->auth == AL_AUTH_BASIC && !c->sent_auth)
-        return AL_EV_CHALLENGED;
-    if (h->auth == AL_AUTH_BASIC)
+    if (h->auth == AL_AUTH_BASIC_TRY)
         al_error_set(&e, AL_E_AUTH, 0,
                      "%s: authentication failed for user \"%s\" (credentials from %s)", h->name,
                      cred->user, cred->origin);
-    else if (h->auth == AL_AUTH_PROBING || h->auth == AL_AUTH_ANONYMOUS)
+    else if (learning)
         al_error_set(&e, AL_E_AUTH, 0,
                      "%s requires authentication (HTTP 401 Unauthorized): give --username "
                      "with --password-stdin, or docker login",
                      h->name);
-    if (e == NULL) { /* a Basic challenge from a Bearer registry */
+    if (e == NULL) {
+        /* Accepted credentials refused for this repository, or a Basic
+         * challenge from a Bearer registry. */
         reg_http_error(&c->err, q, q->head ? "HEAD" : "GET");
+        if (h->auth == AL_AUTH_BASIC)
+            al_error_wrap(&c->err, "%s: credentials from %s give no access to %s", h->name,
+                          cred->origin, c->repo);
         return AL_EV_FAIL;
     }
     h->auth_prober = NULL;
