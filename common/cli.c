@@ -17,7 +17,7 @@ int al_cli_usage_error(const char *fmt, ...)
     va_end(ap);
     al_error_log("%s", msg);
     fprintf(stderr, "Try '%s --help'.\n", al_log_get_prog());
-    return 2;
+    return AL_EXIT_USAGE;
 }
 
 bool al_cli_parse_long(const char *s, long lo, long hi, long *out)
@@ -48,7 +48,7 @@ int al_cli_read_refs(al_reflist *l, char **argv, int first, int argc, char *cons
         if (al_reflist_add_file(l, files[i], &e) < 0) {
             al_error_log("%s", e->msg);
             al_error_free(e);
-            return 2;
+            return AL_EXIT_USAGE;
         }
     }
     if (l->n_problems == 0)
@@ -56,5 +56,5 @@ int al_cli_read_refs(al_reflist *l, char **argv, int first, int argc, char *cons
     for (size_t i = 0; i < l->n_problems; i++)
         al_error_log("%s", l->problems[i]);
     al_error_log("%zu bad reference%s: nothing done", l->n_problems, l->n_problems == 1 ? "" : "s");
-    return 2;
+    return AL_EXIT_USAGE;
 }

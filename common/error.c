@@ -1,6 +1,9 @@
+/* The error idiom (see error.h): set, wrap, copy, demote, and the exit status. */
 #include "error.h"
+#include "log.h"
 #include "util.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +32,12 @@ int al_error_set(al_error **err, al_errc code, int errnum, const char *fmt, ...)
 
 int al_error_wrap(al_error **err, const char *fmt, ...)
 {
-    if (err == NULL || *err == NULL)
-        return AL_E_USAGE;
+    /* A caller that passed err NULL wants no details and only tests < 0:
+     * any failure code will do, and it must not read as the user's usage
+     * error. Wrapping a success is a caller's bug. */
+    if (err == NULL)
+        return AL_E_IO;
+    assert(*err != NULL);
     va_list ap;
     va_start(ap, fmt);
     char *ctx = al_xvasprintf(fmt, ap);
@@ -40,17 +47,6 @@ int al_error_wrap(al_error **err, const char *fmt, ...)
     free((*err)->msg);
     (*err)->msg = msg;
     return (*err)->code;
-}
-
-al_error *al_error_copy(const al_error *e)
-{
-    if (e == NULL)
-        return NULL;
-    al_error *c = al_xcalloc(1, sizeof(*c));
-    c->code = e->code;
-    c->sys_errno = e->sys_errno;
-    c->msg = al_xstrdup(e->msg);
-    return c;
 }
 
 void al_error_free(al_error *e)
@@ -67,6 +63,25 @@ void al_error_clear(al_error **err)
         return;
     al_error_free(*err);
     *err = NULL;
+}
+
+al_error *al_error_copy(const al_error *e)
+{
+    if (e == NULL)
+        return NULL;
+    al_error *c = al_xcalloc(1, sizeof(*c));
+    c->code = e->code;
+    c->sys_errno = e->sys_errno;
+    c->msg = al_xstrdup(e->msg);
+    return c;
+}
+
+void al_error_demote(al_error **err)
+{
+    if (err == NULL || *err == NULL)
+        return;
+    al_warn("%s", (*err)->msg);
+    al_error_clear(err);
 }
 
 const char *al_errc_name(al_errc code)
@@ -92,10 +107,10 @@ const char *al_errc_name(al_errc code)
 int al_errc_exit(al_errc code)
 {
     switch (code) {
-    case AL_OK: return 0;
-    case AL_E_USAGE: return 2;
+    case AL_OK: return AL_EXIT_OK;
+    case AL_E_USAGE: return AL_EXIT_USAGE;
     case AL_E_DB:
-    case AL_E_BUSY: return 3;
-    default: return 1;
+    case AL_E_BUSY: return AL_EXIT_STORE;
+    default: return AL_EXIT_FAILED;
     }
 }

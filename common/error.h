@@ -37,21 +37,37 @@ int al_error_set(al_error **err, al_errc code, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* Prefix the message of *err with "context: " and return its code. Call it
- * only on a real failure: with err or *err NULL there is nothing to wrap and
- * it returns AL_E_USAGE. */
+ * only on a real failure: *err NULL is a bug (asserted). With err NULL (the
+ * caller wants no details) it returns AL_E_IO. */
 int al_error_wrap(al_error **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* A copy of e (NULL for NULL): one failure told to several waiters. */
-al_error *al_error_copy(const al_error *e);
 
 void al_error_free(al_error *e);
 void al_error_clear(al_error **err);
 
+/* A copy of e with the same code, errno and message (NULL for NULL): one
+ * failure that ends several calls, each owning its error. */
+al_error *al_error_copy(const al_error *e);
+
+/* Demote *err to a warning: log its message on stderr ("warning: ...") and
+ * clear it. For a failure that does not stop the work (a tag skipped).
+ * Nothing happens when *err is NULL. */
+void al_error_demote(al_error **err);
+
 /* Short upper-case name of a code ("IO", "AUTH", ...). */
 const char *al_errc_name(al_errc code);
 
-/* Exit code of the programs for an error code (README: 2 usage/input, 3 store unusable, 1
- * otherwise). */
+/* Exit status of every program (README, "Exit status"; docs/DESIGN.md). */
+enum {
+    AL_EXIT_OK = 0,     /* everything succeeded */
+    AL_EXIT_FAILED = 1, /* some images (or an output) failed; the rest is done and recorded */
+    AL_EXIT_USAGE = 2,  /* usage or input error (a flag, a ref, a list line): nothing done */
+    AL_EXIT_STORE = 3,  /* the store is unusable: locked by a writer, corrupt, or newer */
+};
+
+/* The one mapping from an error code to an exit status, used by every
+ * program: AL_E_USAGE -> 2, AL_E_DB and AL_E_BUSY -> 3, any other failure
+ * -> 1, AL_OK -> 0. A step that makes the store unusable whatever its code
+ * (opening it) exits AL_EXIT_STORE by name. */
 int al_errc_exit(al_errc code);
 
 #endif

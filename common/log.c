@@ -1,7 +1,11 @@
+/* stderr logging: one line per message, prefixed with the program name. */
 #include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+#include "sanitize.h"
 
 static al_log_level level = AL_LOG_INFO;
 static const char *prog = "airlock";
@@ -30,10 +34,14 @@ void al_log(al_log_level lvl, const char *fmt, ...)
     if (lvl > level)
         return;
     /* One fprintf per line keeps lines whole when several processes share stderr. */
-    char line[4096];
+    char line[AL_SANITIZE_LINE];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s: %s%s\n", prog, tags[lvl], line);
+    /* The last guard: a message may quote a registry or a database, and
+     * neither may drive the terminal or start a line of its own. */
+    char *safe = al_sanitize(line, sizeof(line));
+    fprintf(stderr, "%s: %s%s\n", prog, tags[lvl], safe);
+    free(safe);
 }

@@ -7,6 +7,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@ void al_reflist_dispose(al_reflist *l)
     for (size_t i = 0; i < l->n_problems; i++)
         free(l->problems[i]);
     free(l->problems);
+    free(l->seen);
     al_reflist_init(l);
 }
 
@@ -66,16 +68,58 @@ static bool ref_eq(const al_ref *a, const al_ref *b)
            str_eq(a->digest, b->digest);
 }
 
+/* FNV-1a over the parts ref_eq compares, each followed by a separator
+ * byte that no part contains (so "a"+"bc" and "ab"+"c" differ). */
+static uint64_t hash_part(uint64_t h, const char *s)
+{
+    for (; s != NULL && *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return (h ^ (s == NULL ? 0x01u : 0x02u)) * 1099511628211u;
+}
+
+static uint64_t ref_hash(const al_ref *r)
+{
+    uint64_t h = 14695981039346656037u;
+    h = hash_part(h, r->domain);
+    h = hash_part(h, r->path);
+    h = hash_part(h, r->tag);
+    return hash_part(h, r->digest);
+}
+
+/* Slot of ref in the set: the one holding an equal item, or the empty one
+ * where it would go. Slots hold item index + 1; 0 is empty. */
+static size_t seen_slot(const al_reflist *l, const al_ref *ref)
+{
+    size_t mask = l->seen_cap - 1;
+    size_t i = (size_t)ref_hash(ref) & mask;
+    while (l->seen[i] != 0 && !ref_eq(l->items[l->seen[i] - 1].ref, ref))
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Keep the set at most half full: rebuild it twice as large. */
+static void seen_reserve(al_reflist *l)
+{
+    if (l->seen_cap != 0 && (l->n + 1) * 2 <= l->seen_cap)
+        return;
+    size_t cap = l->seen_cap ? l->seen_cap * 2 : 64;
+    free(l->seen);
+    l->seen = al_xcalloc(cap, sizeof(*l->seen));
+    l->seen_cap = cap;
+    for (size_t k = 0; k < l->n; k++)
+        l->seen[seen_slot(l, l->items[k].ref)] = k + 1;
+}
+
 /* Takes ownership of ref and origin. The first occurrence of a ref wins,
  * so its origin is the one reported later. */
 static void add_entry(al_reflist *l, al_ref *ref, const char *text, char *origin)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        if (ref_eq(l->items[i].ref, ref)) {
-            al_ref_free(ref);
-            free(origin);
-            return;
-        }
+    seen_reserve(l);
+    size_t slot = seen_slot(l, ref);
+    if (l->seen[slot] != 0) {
+        al_ref_free(ref);
+        free(origin);
+        return;
     }
     l->items = grow(l->items, l->n, sizeof(*l->items));
     l->items[l->n++] = (al_reflist_entry){
@@ -83,6 +127,7 @@ static void add_entry(al_reflist *l, al_ref *ref, const char *text, char *origin
         .text = al_xstrdup(text),
         .origin = origin,
     };
+    l->seen[slot] = l->n;
 }
 
 /* Parse text; on failure record "origin: reason" as a problem. */

@@ -23,6 +23,11 @@ typedef struct al_reflist {
     size_t n;
     char **problems; /* "FILE:LINE: reason" lines */
     size_t n_problems;
+    /* Private: an open-addressing set of item indexes keyed by the ref's
+     * parts, so that the duplicate check costs O(1) per line and a list of
+     * 100,000 refs parses in linear time. */
+    size_t *seen;
+    size_t seen_cap; /* a power of two, or 0 */
 } al_reflist;
 
 void al_reflist_init(al_reflist *l);

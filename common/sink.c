@@ -1,6 +1,7 @@
 #include "sink.h"
 #include "util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
@@ -131,7 +132,8 @@ static int sink_feed(al_sink *s, const void *buf, size_t len, al_error **err)
         return 0;
     }
     }
-    return al_error_set(err, AL_E_USAGE, 0, "bad sink kind");
+    assert(!"bad sink kind"); /* al_sink_new accepts no other */
+    return al_error_set(err, AL_E_IO, 0, "bad sink kind");
 }
 
 int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads, al_error **err)
@@ -166,8 +168,10 @@ int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads
         if (!ZSTD_isError(zr))
             zr = ZSTD_CCtx_setParameter(s->zc, ZSTD_c_checksumFlag, 1);
         if (ZSTD_isError(zr)) {
-            int rc =
-                al_error_set(err, AL_E_USAGE, 0, "zstd level %d: %s", level, ZSTD_getErrorName(zr));
+            /* Levels are checked where they are given: this libzstd
+             * refuses what the flag accepted. */
+            int rc = al_error_set(err, AL_E_UNSUPPORTED, 0, "zstd level %d: %s", level,
+                                  ZSTD_getErrorName(zr));
             al_sink_free(s);
             return rc;
         }
@@ -182,15 +186,14 @@ int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads
         /* windowBits 15 + 16: write a gzip header and trailer. */
         int zr = deflateInit2(&s->gz, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
         if (zr != Z_OK) {
-            int rc = al_error_set(err, AL_E_USAGE, 0, "gzip level %d: %s", level,
+            int rc = al_error_set(err, AL_E_UNSUPPORTED, 0, "gzip level %d: %s", level,
                                   zr == Z_STREAM_ERROR ? "invalid" : "init failed");
             al_sink_free(s);
             return rc;
         }
         s->gz_init = true;
-    } else if (kind != AL_SINK_PLAIN) {
-        al_sink_free(s);
-        return al_error_set(err, AL_E_USAGE, 0, "bad sink kind %d", (int)kind);
+    } else {
+        assert(kind == AL_SINK_PLAIN);
     }
     *out = s;
     return 0;
@@ -198,8 +201,7 @@ int al_sink_new(al_sink **out, int fd, al_sink_kind kind, int level, int threads
 
 int al_sink_write(al_sink *s, const void *buf, size_t len, al_error **err)
 {
-    if (s->finished)
-        return al_error_set(err, AL_E_USAGE, 0, "write after finish");
+    assert(!s->finished); /* a caller's bug (docs/STYLE.md, Errors) */
     const unsigned char *p = buf;
     s->bytes_in += len;
     while (len > 0) {
@@ -303,8 +305,7 @@ static int copy_plain(al_sink *s, int fd, uint64_t offset, uint64_t len, al_erro
 
 int al_sink_copy_fd(al_sink *s, int fd, uint64_t offset, uint64_t len, al_error **err)
 {
-    if (s->finished)
-        return al_error_set(err, AL_E_USAGE, 0, "write after finish");
+    assert(!s->finished);
     if (s->kind == AL_SINK_PLAIN)
         return copy_plain(s, fd, offset, len, err);
     /* A compressor needs the bytes in user space anyway. */

@@ -5,11 +5,20 @@
  *   STORE/blobs/sha256/<hex>  byte-exact content, named by its digest
  *   STORE/tmp/                downloads in progress; never read by export
  *   STORE/lock                flock'd by a writer (fetch)
+ *   STORE/gc.lock             the GC lock: shared by readers of blobs,
+ *                             exclusive while a prune removes files
  *   STORE/airlock.db          the SQLite index (owned by db/)
  *
  * Writing a blob follows STYLE.md: temp file in STORE/tmp, hash and size
  * checked while streaming, fsync, rename into blobs/, fsync the directory.
- * Only then may the caller insert the database row. */
+ * Only then may the caller insert the database row.
+ *
+ * Opening rules (docs/DESIGN.md, "The store"): the store directory is
+ * opened once by its path (which may hold symlinks the user chose); every
+ * file and directory inside it is opened relative to the directory fds
+ * kept here, with O_NOFOLLOW, and must turn out to be a regular file (or a
+ * directory). New files are created with O_EXCL. A symlink, FIFO or
+ * hard link planted inside the store is never followed. */
 #ifndef AL_STORE_H
 #define AL_STORE_H
 
@@ -27,24 +36,65 @@ typedef enum {
     AL_STORE_WRITE = 1,    /* fetch: creates the layout when missing, takes the lock */
 } al_store_mode;
 
-/* Open (and in WRITE mode create) the store at dir. WRITE mode takes an
- * exclusive non-blocking flock on STORE/lock: AL_E_BUSY "store DIR is busy:
- * another airlock-fetch holds its lock" when held. READONLY mode fails with
- * AL_E_NOT_FOUND when dir holds no oci-layout. */
+/* Open (and in WRITE mode create) the store at dir.
+ *
+ * WRITE mode takes an exclusive non-blocking flock on STORE/lock, then
+ * checks that the path still names the inode it locked (else it starts
+ * over with the new file). When only shared holders are in the way (the
+ * instant probe of airlock-export --verify-store), it tries again for up
+ * to 2 s; held exclusively (another airlock-fetch): AL_E_BUSY "store DIR
+ * is busy: another airlock-fetch holds its lock". Directories it creates
+ * are fsynced into their parents.
+ *
+ * READONLY mode fails with AL_E_NOT_FOUND when dir holds no oci-layout,
+ * and takes the GC lock shared for the life of the store object (see
+ * al_store_gc_hold), before the caller reads the database. */
 int al_store_open(al_store **out, const char *dir, al_store_mode mode, al_error **err);
-void al_store_free(al_store *s); /* releases the lock */
+void al_store_free(al_store *s); /* releases the locks */
 
 const char *al_store_dir(const al_store *s);
 /* "STORE/airlock.db" (borrowed). */
 const char *al_store_db_path(const al_store *s);
 
-/* "STORE/blobs/sha256/<hex>" (malloc'd), or NULL with err when the digest
- * is invalid. */
+/* Directory fds kept open by the store (borrowed): the store itself,
+ * blobs/sha256 and tmp/. -1 for a directory a READONLY store lacks. */
+int al_store_root_fd(const al_store *s);
+int al_store_blobs_fd(const al_store *s);
+int al_store_tmp_fd(const al_store *s);
+
+/* "STORE/blobs/sha256/<hex>" (malloc'd), for messages, or NULL with err
+ * when the digest is invalid. Nothing opens a blob by this path. */
 char *al_store_blob_path(const al_store *s, const char *digest, al_error **err);
 
-/* True when blobs/sha256/<hex> exists as a regular file; *size_out (may be
- * NULL) gets its size. Does not hash. */
+/* True when blobs/sha256/<hex> exists as a regular file (a symlink does
+ * not count); *size_out (may be NULL) gets its size. Does not hash. */
 bool al_store_has_blob(const al_store *s, const char *digest, int64_t *size_out);
+
+/* Open a blob for reading (O_NOFOLLOW, relative to blobs/sha256). Returns
+ * the fd, or AL_E_NOT_FOUND "blob X is not in the store", AL_E_IO
+ * "blobs/sha256/<hex> is not a regular file" (a symlink, a FIFO, ...).
+ * *size_out (may be NULL) gets its size. */
+int al_store_blob_open(const al_store *s, const char *digest, int64_t *size_out, al_error **err);
+
+/* Open a file at the top of the store (oci-layout, index.json) for
+ * reading, the same way. AL_E_NOT_FOUND when absent. */
+int al_store_file_open(const al_store *s, const char *name, int64_t *size_out, al_error **err);
+
+/* The GC lock (docs/DESIGN.md, "Locking"). Readers of blobs hold it
+ * shared for their whole run, so that no prune unlinks a file they are
+ * about to read; a prune takes it exclusively for its file sweep only, and
+ * never waits for it.
+ *
+ * al_store_gc_hold: take it shared (waits while a prune sweeps, saying so
+ * at info level). On a store where it cannot be had (read-only media
+ * without STORE/gc.lock, a filesystem without flock) no prune can run
+ * either, and the reader proceeds without it: returns 0. Idempotent. */
+int al_store_gc_hold(al_store *s, al_error **err);
+/* WRITE stores only: try to take it exclusively, without waiting. *locked
+ * says whether it was had (false: a reader holds it). */
+int al_store_gc_try_sweep(al_store *s, bool *locked, al_error **err);
+/* Drop whatever this store object holds of the GC lock. */
+void al_store_gc_release(al_store *s);
 
 /* Streaming writer for one blob. expected_size < 0 means unknown. Writing
  * more than expected_size bytes fails at once with AL_E_SIZE. */
@@ -65,7 +115,9 @@ void al_blob_writer_abort(al_blob_writer *w);
  * failures, kills and reboots. Nothing is created until the first byte is
  * written (a 404 leaves nothing in tmp/); then the file is created, or
  * continued at resumed_at. The lock held by a WRITE store makes the fixed
- * name safe. */
+ * name safe. Anything at that name but a regular file with one link (a
+ * planted symlink, hard link, FIFO) is removed with a warning, never
+ * written through, and the download starts afresh. */
 int al_store_blob_partial(al_blob_writer **out, al_store *s, const char *digest,
                           int64_t expected_size, al_error **err);
 /* Size of the partial file found when the writer was made (0: none). */
@@ -95,7 +147,8 @@ typedef struct al_blob_check {
     int64_t have;               /* its size on disk (-1 when missing) */
     char actual[AL_DIGEST_BUF]; /* CORRUPT: what it hashes to */
 } al_blob_check;
-/* Fails only when the file cannot be read (AL_E_IO). */
+/* Fails only when the file cannot be read (AL_E_IO). Something that is
+ * not a regular file counts as WRONG_SIZE. */
 int al_store_check_blob(al_store *s, const char *digest, int64_t size, al_blob_check *out,
                         al_error **err);
 

@@ -1,6 +1,7 @@
 #include "tar.h"
 #include "util.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -252,8 +253,7 @@ void al_tar_free(al_tar *t)
 
 int al_tar_add_dir(al_tar *t, const char *name, al_error **err)
 {
-    if (t->in_file)
-        return al_error_set(err, AL_E_USAGE, 0, "tar: %s still open", t->name);
+    assert(!t->in_file); /* the open entry must be ended first: a caller's bug */
     int r = check_name(name, err);
     if (r < 0)
         return r;
@@ -265,8 +265,7 @@ int al_tar_add_dir(al_tar *t, const char *name, al_error **err)
 
 int al_tar_file_begin(al_tar *t, const char *name, uint64_t size, al_error **err)
 {
-    if (t->in_file)
-        return al_error_set(err, AL_E_USAGE, 0, "tar: %s still open", t->name);
+    assert(!t->in_file); /* the open entry must be ended first: a caller's bug */
     int r = check_name(name, err);
     if (r < 0)
         return r;
@@ -283,8 +282,7 @@ int al_tar_file_begin(al_tar *t, const char *name, uint64_t size, al_error **err
 
 int al_tar_file_write(al_tar *t, const void *buf, size_t len, al_error **err)
 {
-    if (!t->in_file)
-        return al_error_set(err, AL_E_USAGE, 0, "tar: write with no open file");
+    assert(t->in_file); /* no entry open: a caller's bug */
     if (len > t->size - t->written)
         return al_error_set(err, AL_E_SIZE, 0, "tar: %s: more than the announced %llu bytes",
                             t->name, (unsigned long long)t->size);
@@ -296,8 +294,7 @@ int al_tar_file_write(al_tar *t, const void *buf, size_t len, al_error **err)
 
 int al_tar_file_copy_fd(al_tar *t, int fd, uint64_t offset, uint64_t len, al_error **err)
 {
-    if (!t->in_file)
-        return al_error_set(err, AL_E_USAGE, 0, "tar: write with no open file");
+    assert(t->in_file); /* no entry open: a caller's bug */
     if (len > t->size - t->written)
         return al_error_set(err, AL_E_SIZE, 0, "tar: %s: more than the announced %llu bytes",
                             t->name, (unsigned long long)t->size);
@@ -312,8 +309,7 @@ int al_tar_file_copy_fd(al_tar *t, int fd, uint64_t offset, uint64_t len, al_err
 
 int al_tar_file_end(al_tar *t, al_error **err)
 {
-    if (!t->in_file)
-        return al_error_set(err, AL_E_USAGE, 0, "tar: end with no open file");
+    assert(t->in_file); /* no entry open: a caller's bug */
     if (t->written != t->size)
         return al_error_set(err, AL_E_SIZE, 0, "tar: %s: %llu bytes written, %llu announced",
                             t->name, (unsigned long long)t->written, (unsigned long long)t->size);
@@ -333,8 +329,7 @@ int al_tar_add_file(al_tar *t, const char *name, const void *buf, size_t len, al
 
 int al_tar_finish(al_tar *t, al_error **err)
 {
-    if (t->in_file)
-        return al_error_set(err, AL_E_USAGE, 0, "tar: %s still open", t->name);
+    assert(!t->in_file); /* the open entry must be ended first: a caller's bug */
     return emit(t, zeros, AL_TAR_TRAILER_SIZE, err);
 }
 

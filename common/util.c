@@ -1,6 +1,8 @@
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,4 +144,55 @@ void al_fclosep(FILE **f)
 {
     if (*f != NULL)
         fclose(*f);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int al_dir_names(int dirfd, const char *rel, char ***out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    /* A fresh open file description: fdopendir takes it over, and the
+     * caller's dirfd keeps its own offset. */
+    int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    char **v = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        v = al_xrealloc(v, (n + 1) * sizeof(*v));
+        v[n++] = al_xstrdup(de->d_name);
+        errno = 0;
+    }
+    int e = errno;
+    closedir(d);
+    if (e != 0) {
+        al_strv_free(v, n);
+        return -e;
+    }
+    if (n > 0)
+        qsort(v, n, sizeof(*v), cmp_name);
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+void al_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
 }

@@ -31,6 +31,13 @@ double al_mono(void);
 /* Write all of buf to fd, retrying on EINTR and short writes. 0 or -errno. */
 int al_write_all(int fd, const void *buf, size_t len);
 
+/* The names in the directory rel below dirfd ("." for dirfd itself),
+ * sorted, without "." and "..". rel is opened with O_NOFOLLOW: a symlink
+ * there is refused (-ELOOP or -ENOTDIR), never listed through. *out is a
+ * malloc'd array of malloc'd names (al_strv_free). 0 or -errno. */
+int al_dir_names(int dirfd, const char *rel, char ***out, size_t *n_out);
+void al_strv_free(char **v, size_t n);
+
 /* Cleanup attributes (crun/systemd style). */
 static inline void al_freep(void *p)
 {

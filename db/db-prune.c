@@ -3,11 +3,13 @@
  *
  * Reachability is computed in SQL over temp tables: the roots (kept tags,
  * their last `keep` earlier digests, rows protected by time), then their
- * closure through edges and manifests.config_digest. A prune runs once per
+ * closure through edges and manifests.config_digest, to the image graph's
+ * level limit (common/graph.h). A prune runs once per
  * process, so its statements are prepared here and finalized at once
  * rather than cached on the connection like db.c's. */
 #include "db-private.h"
 #include "db.h"
+#include "graph.h"
 #include "util.h"
 
 #include <sqlite3.h>
@@ -68,23 +70,34 @@ static const char teardown_sql[] = "DROP TABLE IF EXISTS temp.prune_remove;"
     "  GROUP BY h.full_name, h.old_digest"                                                         \
     ") WHERE rn <= ?1"
 
+/* The closure keeps the graph's limit (common/graph.h, DESIGN.md "The
+ * image graph"): a root is level 1, manifest edges are followed from
+ * levels up to ?1 (AL_GRAPH_MAX_INDEX_LEVELS) and config and layer edges
+ * from levels up to ?1 + 1, so prune keeps what the other walks reach and
+ * the recursion ends even over a hand-edited edges table with a cycle. A
+ * digest reached at several levels gives a row per level (UNION keeps
+ * (d, level) pairs), at most N + 2 of them. */
 static const char closure_sql[] =
     "INSERT OR IGNORE INTO temp.prune_keep (digest)"
-    " WITH RECURSIVE reach(d) AS ("
-    "   SELECT digest FROM temp.prune_roots"
+    " WITH RECURSIVE reach(d, level) AS ("
+    "   SELECT digest, 1 FROM temp.prune_roots"
     "   UNION"
-    "   SELECT e.child_digest FROM edges e JOIN reach r ON e.parent_digest = r.d"
+    "   SELECT e.child_digest, r.level + 1 FROM edges e JOIN reach r ON e.parent_digest = r.d"
+    "    WHERE r.level <= CASE e.kind WHEN 'manifest' THEN ?1 ELSE ?1 + 1 END"
     "   UNION"
-    "   SELECT m.config_digest FROM manifests m JOIN reach r ON m.digest = r.d"
-    "    WHERE m.config_digest IS NOT NULL"
+    "   SELECT m.config_digest, r.level + 1 FROM manifests m JOIN reach r ON m.digest = r.d"
+    "    WHERE m.config_digest IS NOT NULL AND r.level <= ?1 + 1"
     " ) SELECT d FROM reach";
 
 /* Deletion order follows the foreign keys: edges, manifests, blobs. An
- * edge goes with its parent (the closure keeps every child of a kept
- * parent). */
+ * edge goes with its parent, and with its child: within the level limit
+ * the closure keeps every child of a kept parent, but an index one level
+ * too deep (only a hand-edited database holds one) is kept
+ * without what it lists. */
 static const char delete_sql[] =
     "DELETE FROM tags WHERE full_name IN (SELECT name FROM temp.prune_remove);"
-    "DELETE FROM edges WHERE parent_digest NOT IN (SELECT digest FROM temp.prune_keep);"
+    "DELETE FROM edges WHERE parent_digest NOT IN (SELECT digest FROM temp.prune_keep)"
+    " OR child_digest NOT IN (SELECT digest FROM temp.prune_keep);"
     "DELETE FROM manifests WHERE digest NOT IN (SELECT digest FROM temp.prune_keep);"
     "DELETE FROM blobs WHERE digest NOT IN (SELECT digest FROM temp.prune_keep);";
 
@@ -179,7 +192,13 @@ static int fill_roots(sqlite3 *h, const al_prune_opts *opts, al_prune_result *ou
         if (sqlite3_step(prot) != SQLITE_DONE)
             return fail_sql(h, err, "collect new blobs");
     }
-    return exec_sql(h, closure_sql, "walk graphs", err);
+    _cleanup_finalize_ sqlite3_stmt *walk = NULL;
+    if ((r = prepare(h, &walk, closure_sql, "walk graphs", err)) < 0)
+        return r;
+    sqlite3_bind_int(walk, 1, AL_GRAPH_MAX_INDEX_LEVELS);
+    if (sqlite3_step(walk) != SQLITE_DONE)
+        return fail_sql(h, err, "walk graphs");
+    return 0;
 }
 
 static int list_doomed(sqlite3 *h, al_prune_result *out, al_error **err)
@@ -249,6 +268,32 @@ int al_db_prune(al_db *db, const al_prune_opts *opts, al_prune_result *out, al_e
         memset(out, 0, sizeof(*out));
     }
     return r;
+}
+
+/* The runs that never finished after the last fetch run that did (the
+ * current run excluded): their downloads may still lack rows. A prune-only
+ * run records no images, so it does not count as a fetch that completed,
+ * and two prunes in a row after a kill keep the killed run's work. */
+static const char since_sql[] =
+    "SELECT min(started_at) FROM runs"
+    " WHERE finished_at IS NULL AND id <> ?1"
+    "   AND id > COALESCE((SELECT max(id) FROM runs WHERE finished_at IS NOT NULL AND id <> ?1"
+    "                        AND COALESCE(images_ok, 0) + COALESCE(images_failed, 0) > 0), 0)";
+
+int al_db_prune_since(al_db *db, int64_t current_run, double *since_out, al_error **err)
+{
+    *since_out = 0;
+    sqlite3 *h = al_db_sqlite(db);
+    _cleanup_finalize_ sqlite3_stmt *st = NULL;
+    int r = prepare(h, &st, since_sql, "find interrupted runs", err);
+    if (r < 0)
+        return r;
+    sqlite3_bind_int64(st, 1, current_run);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        return fail_sql(h, err, "find interrupted runs");
+    if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *since_out = sqlite3_column_double(st, 0);
+    return 0;
 }
 
 void al_prune_result_dispose(al_prune_result *r)

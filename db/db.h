@@ -110,9 +110,11 @@ int al_db_run_finish(al_db *db, int64_t run_id, int images_ok, int images_failed
  * and for each of those tags the `keep` digests it pointed at most
  * recently before its current one (tag_history: a digest counts from the
  * last move away from it), each with its whole graph (child manifests,
- * configs, layers through edges and manifests.config_digest). Blob rows
- * added at or after protect_since stay too, so that the layers a failed
- * image downloaded in this run are not fetched again tomorrow. Everything
+ * configs, layers through edges and manifests.config_digest, no deeper
+ * than the image graph's level limit, common/graph.h). Blob rows added at
+ * or after protect_since stay too (with their graphs), so that the layers
+ * a failed image downloaded in this run, or a killed run's finished
+ * layers, are not fetched again. Everything
  * else is unreachable: its blobs, manifests and edges rows go. */
 typedef struct al_prune_opts {
     const char *const *remove; /* tags.full_name values to drop (borrowed) */
@@ -142,6 +144,12 @@ typedef struct al_prune_result {
     size_t n_missing;
     size_t n_history_kept; /* earlier (tag, digest) graphs kept by opts->keep */
 } al_prune_result;
+
+/* What a prune protects by time (docs/DESIGN.md, "Crash rules"): the
+ * start of the earliest run that never finished (killed: its downloads
+ * may lack rows) since the last fetch run that did, current_run (the
+ * caller's own run) excluded. *since_out is 0 when there is none. */
+int al_db_prune_since(al_db *db, int64_t current_run, double *since_out, al_error **err);
 
 /* In one transaction (BEGIN IMMEDIATE, committed with synchronous=FULL so
  * the rows are durably gone before the caller unlinks any file): delete

@@ -146,27 +146,24 @@ static char *blob_name(const char *digest)
 
 /* Reading blobs --------------------------------------------------------- */
 
+/* Each blob is opened once, relative to blobs/sha256 and never through a
+ * symlink (store.h); whatever reads it afterwards (the copy, the hash)
+ * reads that fd, so the bytes hashed are the bytes written. */
 static int open_blob(al_archive *a, const char *digest, uint64_t want_size, const char *owner,
                      int *fd_out, al_error **err)
 {
-    _cleanup_free_ char *path = al_store_blob_path(a->store, digest, err);
-    if (path == NULL)
-        return al_error_wrap(err, "blob %s of %s", digest, owner);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int64_t size = 0;
+    int fd = al_store_blob_open(a->store, digest, &size, err);
+    if (fd == AL_E_NOT_FOUND)
+        return al_error_set(err, AL_E_NOT_FOUND, ENOENT, "blob %s of %s is missing from the store",
+                            digest, owner);
     if (fd < 0)
-        return al_error_set(err, errno == ENOENT ? AL_E_NOT_FOUND : AL_E_IO, errno,
-                            "blob %s of %s: open %s", digest, owner, path);
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
+        return al_error_wrap(err, "%s", owner);
+    if ((uint64_t)size != want_size) {
         close(fd);
-        return al_error_set(err, AL_E_IO, e, "blob %s of %s: stat", digest, owner);
-    }
-    if ((uint64_t)st.st_size != want_size) {
-        close(fd);
-        return al_error_set(
-            err, AL_E_SIZE, 0, "blob %s of %s is corrupt: %llu bytes in the store, expected %llu",
-            digest, owner, (unsigned long long)st.st_size, (unsigned long long)want_size);
+        return al_error_set(err, AL_E_SIZE, 0,
+                            "blob %s of %s is corrupt: %llu bytes in the store, expected %llu",
+                            digest, owner, (unsigned long long)size, (unsigned long long)want_size);
     }
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     *fd_out = fd;
@@ -207,6 +204,13 @@ static int decompress_blob(al_archive *a, const blob *b, emit_fn emit, void *ud,
     if (r < 0)
         return r;
     ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    if (dctx == NULL) {
+        close(fd);
+        return al_error_set(err, AL_E_IO, 0,
+                            "blob %s of %s: zstd cannot make a decompression context (out of "
+                            "memory?)",
+                            b->src, b->owner);
+    }
     al_hasher *hs = a->opts.verify ? al_hasher_new() : NULL;
     al_hasher *hd = a->opts.verify ? al_hasher_new() : NULL;
     uint64_t in_total = 0, out_total = 0;
@@ -532,10 +536,13 @@ size_t al_archive_n_zstd_docker(const al_archive *a)
 
 /* Writing ---------------------------------------------------------------- */
 
+typedef struct verifier verifier;
+
 typedef struct writer {
     al_archive *a;
     al_tar *tar;
-    bool copy; /* plain output: blobs are copied by the kernel, verified apart */
+    bool copy;   /* plain output: blobs are copied by the kernel, verified apart */
+    verifier *v; /* with copy and verify: where each blob's fd goes to be hashed */
 } writer;
 
 static void progress(writer *w)
@@ -593,27 +600,39 @@ static int write_blob_read(writer *w, const blob *b, int fd, al_error **err)
  * over the same blobs in the same order, reading the pages the copy just
  * brought into the page cache, and is never waited for until the last
  * blob is written. On two free cores the verification then costs no wall
- * time. A corrupt blob has been copied by the time it is found, but the
- * export fails and its .partial output is removed, so no tarball holds
- * it; the writer stops early once the verifier has failed. */
-typedef struct verifier {
+ * time. The thread hashes the very file the writer copies: the writer
+ * hands it a duplicate of its fd, never a path to open again (a path may
+ * name another file by then). At most VERIFY_QUEUE fds wait for it. A
+ * corrupt blob has been copied by the time it is found, but the export
+ * fails and its temp output is removed, so no tarball holds it; the
+ * writer stops early once the verifier has failed. */
+#define VERIFY_QUEUE 64
+
+struct verifier {
     al_archive *a; /* borrowed */
     unsigned char *buf;
     al_error *err;      /* the first failure */
     atomic_bool stop;   /* the writer gave up: stop too */
     atomic_bool failed; /* err is set: the writer may give up */
-} verifier;
+    bool threaded;      /* else the writer hashes each blob itself, after its copy */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct {
+        const blob *b;
+        int fd;
+    } q[VERIFY_QUEUE];
+    size_t head, n; /* ring of queued blobs */
+    bool closed;    /* the writer queues no more */
+};
 
-static int verify_blob(verifier *v, const blob *b, al_error **err)
+/* Hash the whole of fd (up to one byte past b->size, to see a file that
+ * grew) with pread, which leaves the fd's offset to the writer. */
+static int verify_fd(verifier *v, const blob *b, int fd, al_error **err)
 {
-    int fd = -1;
-    int r = open_blob(v->a, b->digest, b->size, b->owner, &fd, err);
-    if (r < 0)
-        return r;
     al_hasher *h = al_hasher_new();
     uint64_t got = 0;
+    int r = 0;
     while (got <= b->size) {
-        /* Up to one byte past the end, to see a file that grew. */
         uint64_t left = b->size + 1 - got;
         ssize_t n = pread(fd, v->buf, left < HASH_STEP ? (size_t)left : HASH_STEP, (off_t)got);
         if (n < 0 && errno == EINTR)
@@ -634,22 +653,78 @@ static int verify_blob(verifier *v, const blob *b, al_error **err)
     if (r == 0)
         r = check_digest(h, b->digest, "blob", b->owner, err);
     al_hasher_free(h);
-    close(fd);
     return r;
+}
+
+/* Writer side: hand blob b's fd (a duplicate, owned by the queue) over. */
+static int verify_queue(verifier *v, const blob *b, int fd, al_error **err)
+{
+    int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dfd < 0)
+        return al_error_set(err, AL_E_IO, errno, "blob %s of %s: dup", b->digest, b->owner);
+    pthread_mutex_lock(&v->mu);
+    while (v->n == VERIFY_QUEUE && !atomic_load(&v->failed))
+        pthread_cond_wait(&v->cv, &v->mu);
+    if (v->n < VERIFY_QUEUE) {
+        size_t i = (v->head + v->n++) % VERIFY_QUEUE;
+        v->q[i].b = b;
+        v->q[i].fd = dfd;
+        dfd = -1;
+    }
+    pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+    if (dfd >= 0)
+        close(dfd); /* the verifier has failed and stopped taking */
+    return 0;
+}
+
+/* Thread side: the next queued blob, or false when there is none to come. */
+static bool verify_next(verifier *v, const blob **b, int *fd)
+{
+    pthread_mutex_lock(&v->mu);
+    while (v->n == 0 && !v->closed && !atomic_load(&v->stop))
+        pthread_cond_wait(&v->cv, &v->mu);
+    bool got = v->n > 0 && !atomic_load(&v->stop);
+    if (got) {
+        *b = v->q[v->head].b;
+        *fd = v->q[v->head].fd;
+        v->head = (v->head + 1) % VERIFY_QUEUE;
+        v->n--;
+        pthread_cond_broadcast(&v->cv);
+    }
+    pthread_mutex_unlock(&v->mu);
+    return got;
 }
 
 static void *verify_all(void *ud)
 {
     verifier *v = ud;
-    for (size_t i = 0; i < v->a->n_blobs && !atomic_load(&v->stop); i++) {
-        const blob *b = &v->a->blobs[i];
-        /* Decompressed layers are checked as they are written. */
-        if (!b->from_zstd && verify_blob(v, b, &v->err) < 0) {
+    const blob *b = NULL;
+    int fd = -1;
+    while (verify_next(v, &b, &fd)) {
+        int r = verify_fd(v, b, fd, &v->err);
+        close(fd);
+        if (r < 0) {
+            pthread_mutex_lock(&v->mu);
             atomic_store(&v->failed, true);
+            pthread_cond_broadcast(&v->cv);
+            pthread_mutex_unlock(&v->mu);
             break;
         }
     }
     return NULL;
+}
+
+/* Writer side, at the end: no more blobs; wait for the thread, and drop
+ * whatever it left queued (after a failure). */
+static void verify_finish(verifier *v, bool stop)
+{
+    pthread_mutex_lock(&v->mu);
+    v->closed = true;
+    if (stop)
+        atomic_store(&v->stop, true);
+    pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
 }
 
 static int write_blob_copy(writer *w, const blob *b, int fd, al_error **err)
@@ -679,8 +754,12 @@ static int write_plain_blob(writer *w, const blob *b, al_error **err)
         return r;
     _cleanup_free_ char *name = blob_name(b->digest);
     r = al_tar_file_begin(w->tar, name, b->size, err);
+    if (r == 0 && w->v != NULL && w->v->threaded)
+        r = verify_queue(w->v, b, fd, err);
     if (r == 0)
         r = w->copy ? write_blob_copy(w, b, fd, err) : write_blob_read(w, b, fd, err);
+    if (r == 0 && w->v != NULL && !w->v->threaded)
+        r = verify_fd(w->v, b, fd, err); /* no thread to be had: right after the copy */
     if (r == 0)
         r = al_tar_file_end(w->tar, err);
     close(fd);
@@ -699,17 +778,45 @@ static int write_zstd_blob(writer *w, const blob *b, al_error **err)
     return r;
 }
 
+/* The thread's failure, if any, becomes the write's (r is the writer's
+ * own result so far). Frees what verify_start set up. */
+static int verify_end(verifier *v, pthread_t th, int r, al_error **err)
+{
+    verify_finish(v, r < 0);
+    pthread_join(th, NULL);
+    for (; v->n > 0; v->n--, v->head = (v->head + 1) % VERIFY_QUEUE)
+        close(v->q[v->head].fd);
+    if (r == 0 && v->err != NULL) {
+        r = v->err->code;
+        if (err != NULL) {
+            al_error_clear(err);
+            *err = v->err;
+            v->err = NULL;
+        }
+    }
+    al_error_free(v->err);
+    pthread_cond_destroy(&v->cv);
+    pthread_mutex_destroy(&v->mu);
+    return r;
+}
+
 int al_archive_write(al_archive *a, al_sink *sink, al_error **err)
 {
-    writer w = {a, al_tar_new(sink, a->opts.mtime), al_sink_get_kind(sink) == AL_SINK_PLAIN};
+    writer w = {a, al_tar_new(sink, a->opts.mtime), al_sink_get_kind(sink) == AL_SINK_PLAIN, NULL};
     bool oci = a->opts.format != AL_FORMAT_DOCKER;
     bool docker = a->opts.format != AL_FORMAT_OCI;
     verifier v = {.a = a};
     pthread_t th;
-    bool threaded = false;
     if (w.copy && a->opts.verify) {
         v.buf = al_xmalloc(HASH_STEP);
-        threaded = pthread_create(&th, NULL, verify_all, &v) == 0;
+        pthread_mutex_init(&v.mu, NULL);
+        pthread_cond_init(&v.cv, NULL);
+        v.threaded = pthread_create(&th, NULL, verify_all, &v) == 0;
+        if (!v.threaded) {
+            pthread_cond_destroy(&v.cv);
+            pthread_mutex_destroy(&v.mu);
+        }
+        w.v = &v;
     }
     int r = al_tar_add_dir(w.tar, "blobs/", err);
     if (r == 0)
@@ -718,23 +825,9 @@ int al_archive_write(al_archive *a, al_sink *sink, al_error **err)
         const blob *b = &a->blobs[i];
         r = b->from_zstd ? write_zstd_blob(&w, b, err) : write_plain_blob(&w, b, err);
     }
-    if (v.buf != NULL) {
-        atomic_store(&v.stop, r < 0);
-        if (threaded)
-            pthread_join(th, NULL);
-        else if (r == 0)
-            verify_all(&v); /* no thread to be had: verify after the copy */
-        if (r == 0 && v.err != NULL) {
-            r = v.err->code;
-            if (err != NULL) {
-                al_error_clear(err);
-                *err = v.err;
-                v.err = NULL;
-            }
-        }
-        al_error_free(v.err);
-        free(v.buf);
-    }
+    if (v.threaded)
+        r = verify_end(&v, th, r, err);
+    free(v.buf);
     /* The small files last: every reader collects the whole tar first. */
     if (r == 0 && docker)
         r = al_tar_add_file(w.tar, "manifest.json", a->manifest_json, strlen(a->manifest_json),

@@ -1,5 +1,7 @@
 #include "export-report.h"
 #include "file.h"
+#include "split-run.h"
+#include "../common/sanitize.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -89,6 +91,14 @@ static json_t *str(const char *s)
     return json_string(t);
 }
 
+/* A message for people (an error, a problem): it may quote a database row
+ * or a file name, so it is sanitised like every printed message. */
+static json_t *text_json(const char *msg)
+{
+    _cleanup_free_ char *safe = al_sanitize(msg, AL_SANITIZE_LINE);
+    return json_string(safe);
+}
+
 static json_t *plat_json(const al_platform *p)
 {
     char buf[96];
@@ -100,13 +110,13 @@ static json_t *error_json(const al_error *e, const al_selection *sel)
     if (e == NULL)
         return json_null();
     json_t *o = json_object();
-    json_object_set_new(o, "message", str(e->msg && *e->msg ? e->msg : "unknown error"));
+    json_object_set_new(o, "message", text_json(e->msg && *e->msg ? e->msg : "unknown error"));
     json_object_set_new(o, "code", json_string(al_errc_name(e->code)));
     /* Each ref or platform that stopped the run, one line each. */
     if (sel != NULL && sel->n_problems > 0) {
         json_t *list = json_array();
         for (size_t i = 0; i < sel->n_problems; i++)
-            json_array_append_new(list, str(sel->problems[i]));
+            json_array_append_new(list, text_json(sel->problems[i]));
         json_object_set_new(o, "problems", list);
     }
     return o;
@@ -197,7 +207,7 @@ static void add_images(json_t *list, counts *c, const al_export_report *rep, siz
         json_object_set_new(o, "zstd_layers", json_integer(0));
         json_object_set_new(o, "zstd_decompressed", json_false());
         json_t *e = json_object();
-        json_object_set_new(e, "message", str(rep->sel->problems[i]));
+        json_object_set_new(e, "message", text_json(rep->sel->problems[i]));
         json_object_set_new(e, "code", json_string(al_errc_name(pi->code)));
         json_object_set_new(o, "error", e);
         json_array_append_new(list, o);
@@ -206,7 +216,55 @@ static void add_images(json_t *list, counts *c, const al_export_report *rep, siz
     }
 }
 
-static json_t *output_json(const al_export_output *o)
+static size_t skipped_for(const al_export_report *rep, size_t p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < rep->n_skipped; i++)
+        n += rep->skipped[i].platform == (int)p;
+    return n;
+}
+
+static json_t *skipped_json(const al_export_report *rep)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < rep->n_skipped; i++) {
+        const al_export_skip *k = &rep->skipped[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "ref", str(given_text(rep->refs, k->ref)));
+        json_object_set_new(o, "name", str(k->ref));
+        json_object_set_new(o, "platform", plat_json(&rep->outputs[k->platform].platform));
+        json_object_set_new(o, "output", str(rep->outputs[k->platform].path));
+        json_object_set_new(o, "why", json_string(k->why ? k->why : "platform"));
+        json_object_set_new(o, "reason", str(k->reason));
+        json_object_set_new(o, "root_digest",
+                            k->root_digest[0] ? json_string(k->root_digest) : json_null());
+        json_object_set_new(o, "manifest_digest",
+                            k->manifest_digest[0] ? json_string(k->manifest_digest) : json_null());
+        json_array_append_new(list, o);
+    }
+    return list;
+}
+
+/* --split image: every file of the directories, written or not. */
+static json_t *archives_json(const al_export_report *rep)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; rep->split != NULL && i < rep->split->n; i++) {
+        const al_split_file *f = &rep->split->f[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "path", str(f->path));
+        json_object_set_new(o, "platform", plat_json(&rep->outputs[f->platform].platform));
+        json_object_set_new(o, "name", str(f->ref));
+        json_object_set_new(o, "manifest_digest",
+                            f->manifest_digest[0] ? json_string(f->manifest_digest) : json_null());
+        json_object_set_new(o, "status", json_string(al_split_status_name(f->status)));
+        json_object_set_new(o, "bytes", json_integer((json_int_t)f->bytes));
+        json_array_append_new(list, o);
+    }
+    return list;
+}
+
+static json_t *output_json(const al_export_output *o, size_t skipped)
 {
     json_t *j = json_object();
     json_object_set_new(j, "path", str(o->path));
@@ -217,6 +275,7 @@ static json_t *output_json(const al_export_output *o)
     json_object_set_new(j, "blobs", json_integer((json_int_t)o->blobs));
     json_object_set_new(j, "blob_bytes", json_integer((json_int_t)o->blob_bytes));
     json_object_set_new(j, "images", json_integer((json_int_t)o->images));
+    json_object_set_new(j, "skipped", json_integer((json_int_t)skipped));
     json_object_set_new(j, "seconds", json_real(o->seconds));
     json_object_set_new(j, "error", error_json(o->error, NULL));
     return j;
@@ -240,6 +299,9 @@ char *al_export_report_json(const al_export_report *rep)
     json_object_set_new(root, "decompress_zstd_layers", json_boolean(rep->decompress_zstd));
     json_object_set_new(root, "verify", json_boolean(rep->verify));
     json_object_set_new(root, "all", json_boolean(rep->all));
+    json_object_set_new(root, "skip_missing_platforms", json_boolean(rep->skip_missing_platforms));
+    json_object_set_new(root, "since", str(rep->since_path));
+    json_object_set_new(root, "split", json_boolean(rep->split != NULL));
     json_t *plats = json_array();
     for (size_t i = 0; i < rep->n_outputs; i++)
         json_array_append_new(plats, plat_json(&rep->outputs[i].platform));
@@ -254,7 +316,7 @@ char *al_export_report_json(const al_export_report *rep)
     size_t written = 0;
     for (size_t p = 0; p < rep->n_outputs; p++) {
         const al_export_output *o = &rep->outputs[p];
-        json_array_append_new(outputs, output_json(o));
+        json_array_append_new(outputs, output_json(o, skipped_for(rep, p)));
         if (rep->sel != NULL)
             add_images(images, &c, rep, p);
         if (o->status == AL_OUTPUT_WRITTEN) {
@@ -265,12 +327,15 @@ char *al_export_report_json(const al_export_report *rep)
     }
     json_object_set_new(root, "outputs", outputs);
     json_object_set_new(root, "images", images);
+    json_object_set_new(root, "skipped", skipped_json(rep));
+    json_object_set_new(root, "archives", archives_json(rep));
     json_t *tot = json_object();
     json_object_set_new(tot, "outputs", json_integer((json_int_t)rep->n_outputs));
     json_object_set_new(tot, "written", json_integer((json_int_t)written));
     json_object_set_new(tot, "images", json_integer((json_int_t)c.images));
     json_object_set_new(tot, "exported", json_integer((json_int_t)c.exported));
     json_object_set_new(tot, "failed", json_integer((json_int_t)c.failed));
+    json_object_set_new(tot, "skipped", json_integer((json_int_t)rep->n_skipped));
     json_object_set_new(tot, "blobs", json_integer((json_int_t)blobs));
     json_object_set_new(tot, "bytes", json_integer((json_int_t)bytes));
     double secs = rep->finished_at - rep->started_at;

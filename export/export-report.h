@@ -45,6 +45,19 @@ typedef struct al_export_output {
     al_error *error; /* why this file failed, or NULL */
 } al_export_output;
 
+/* An image left out of one platform's tarball by --skip-missing-platforms. */
+/* An image left out of one platform's output: by --skip-missing-platforms
+ * (why "platform"), or because --since FILE says the far side holds it
+ * (why "since", with its digests, so that this report can be the next
+ * run's --since). */
+typedef struct al_export_skip {
+    char *ref;       /* full normalised ref */
+    int platform;    /* index into outputs */
+    char *reason;    /* "docker.io/x:1 has no linux/arm64 manifest (it has linux/amd64)" */
+    const char *why; /* "platform" or "since" (static) */
+    char root_digest[AL_DIGEST_BUF], manifest_digest[AL_DIGEST_BUF]; /* since only */
+} al_export_skip;
+
 typedef struct al_export_report {
     const char *version;            /* borrowed */
     const char *store_dir;          /* borrowed, as given */
@@ -57,6 +70,11 @@ typedef struct al_export_report {
     const al_selection *sel;   /* borrowed; NULL until the selection was made */
     al_export_output *outputs; /* owned, n_outputs; in platform order */
     size_t n_outputs;
+    const al_export_skip *skipped; /* borrowed; --skip-missing-platforms */
+    size_t n_skipped;
+    bool skip_missing_platforms;
+    const char *since_path;             /* borrowed; --since FILE or NULL */
+    const struct al_split_files *split; /* borrowed; --split image, else NULL */
     int exit_status;
     al_error *error; /* owned: what stopped the run, or NULL */
 } al_export_report;

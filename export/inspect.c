@@ -6,16 +6,13 @@
 #include "closure.h"
 #include "../common/log.h"
 #include "../common/manifest.h"
+#include "../common/sanitize.h"
 #include "../common/util.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* Manifests nested deeper than this are not followed (index -> index ->
- * manifest is the deepest real registries produce). */
-#define MAX_DEPTH 8
 
 char *al_iso8601(char *buf, size_t len, double t)
 {
@@ -37,12 +34,20 @@ static json_t *json_time(double t)
 }
 
 /* json_string() refuses invalid UTF-8 (a hand-edited database); the text
- * output prints such names as they are, JSON gets null rather than
+ * output prints such names sanitised (shown()), JSON gets null rather than
  * failing the whole document. */
 static json_t *json_str(const char *s)
 {
     json_t *j = s != NULL ? json_string(s) : NULL;
     return j != NULL ? j : json_null();
+}
+
+/* Text read back from the database (a tag name, a media type, a source),
+ * as the text output prints it: a tampered database may hold control bytes,
+ * and they never reach the terminal raw (malloc'd; "-" for NULL or ""). */
+static char *shown(const char *s)
+{
+    return al_sanitize(s != NULL && *s != '\0' ? s : "-", AL_SANITIZE_LINE);
 }
 
 static int dump_json(FILE *out, json_t *doc, al_error **err)
@@ -108,7 +113,7 @@ int al_inspect_list(FILE *out, const al_db_snapshot *s, bool json, al_error **er
                 total += s->blobs[b].size;
             }
         }
-        if (cl[i].n_missing > 0)
+        if (cl[i].n_missing > 0) /* al_log sanitises the name */
             al_warn("%s: %zu blob%s of its graph %s not in the database (run --verify-store)",
                     t->full_name, cl[i].n_missing, cl[i].n_missing == 1 ? "" : "s",
                     cl[i].n_missing == 1 ? "is" : "are");
@@ -149,8 +154,10 @@ int al_inspect_list(FILE *out, const al_db_snapshot *s, bool json, al_error **er
         /* Aligned columns; a name or platform list longer than its
          * column just pushes the rest of its line. */
         int wn = 4, wp = 9, ws = 4;
+        char **names = al_xcalloc(s->n_tags + 1, sizeof(*names));
         for (size_t i = 0; i < s->n_tags; i++) {
-            int n = (int)strlen(s->tags[i].full_name), p = (int)strlen(rows[i].platforms),
+            names[i] = shown(s->tags[i].full_name);
+            int n = (int)strlen(names[i]), p = (int)strlen(rows[i].platforms),
                 z = (int)strlen(rows[i].size);
             wn = n > wn ? n : wn;
             wp = p > wp ? p : wp;
@@ -158,10 +165,14 @@ int al_inspect_list(FILE *out, const al_db_snapshot *s, bool json, al_error **er
         }
         fprintf(out, "%-*s  %-71s  %-*s  %*s  %-20s  %s\n", wn, "NAME", "DIGEST", wp, "PLATFORMS",
                 ws, "SIZE", "FIRST FETCHED", "LAST CHANGED");
-        for (size_t i = 0; i < s->n_tags; i++)
-            fprintf(out, "%-*s  %-71s  %-*s  %*s  %-20s  %s\n", wn, s->tags[i].full_name,
-                    s->tags[i].digest, wp, rows[i].platforms[0] ? rows[i].platforms : "-", ws,
-                    rows[i].size, rows[i].first, rows[i].changed);
+        for (size_t i = 0; i < s->n_tags; i++) {
+            _cleanup_free_ char *digest = shown(s->tags[i].digest);
+            fprintf(out, "%-*s  %-71s  %-*s  %*s  %-20s  %s\n", wn, names[i], digest, wp,
+                    rows[i].platforms[0] ? rows[i].platforms : "-", ws, rows[i].size, rows[i].first,
+                    rows[i].changed);
+            free(names[i]);
+        }
+        free(names);
         fprintf(out, "total: %zu tag%s, %zu unique blob%s, %s (%lld bytes)\n", s->n_tags,
                 s->n_tags == 1 ? "" : "s", n_unique, n_unique == 1 ? "" : "s", tb,
                 (long long)total);
@@ -189,12 +200,12 @@ typedef struct ictx {
     size_t self;       /* index of the inspected tag */
     al_closure *all;   /* closure of every tag, for "shared with" */
     json_t *manifests; /* JSON: flat list in walk order; NULL for text */
-    bool *shown;       /* per blob row: manifest already described */
 } ictx;
 
-static const char *mt_or(const char *mt)
+/* A media type from the database, for the text output (malloc'd). */
+static char *mt_text(const char *mt)
 {
-    return mt != NULL && *mt ? mt : "?";
+    return mt != NULL && *mt ? shown(mt) : al_xstrdup("?");
 }
 
 /* "1.0 MB" or "missing" when the blob has no row. */
@@ -226,7 +237,8 @@ static char *shared_with(const ictx *c, const char *digest, json_t *arr)
         if (t == c->self || !al_closure_has(&c->all[t], bi))
             continue;
         const char *name = c->s->tags[t].full_name;
-        char *n = al_xasprintf("%s%s%s", text, *text ? ", " : "", name);
+        _cleanup_free_ char *safe = shown(name);
+        char *n = al_xasprintf("%s%s%s", text, *text ? ", " : "", safe);
         free(text);
         text = n;
         if (arr != NULL)
@@ -234,8 +246,6 @@ static char *shared_with(const ictx *c, const char *digest, json_t *arr)
     }
     return text;
 }
-
-static void describe(ictx *c, const char *digest, int depth);
 
 /* A config or layer as described: from the manifest's own descriptor
  * when the manifest could be read (media types are per manifest: the
@@ -321,17 +331,19 @@ static void describe_image(ictx *c, const char *digest, const al_db_manifest *m,
         char tb[32];
         fprintf(c->out, "\n%s%s  (%s)\n", pb, attest ? " (attestation)" : "",
                 al_format_bytes(tb, sizeof(tb), (uint64_t)bytes));
+        _cleanup_free_ char *mmt = mt_text(m->media_type);
         fprintf(c->out, "  manifest  %s  %8s  %s\n", digest,
-                mb ? al_format_bytes(sb, sizeof(sb), (uint64_t)mb->size) : "missing",
-                mt_or(m->media_type));
-        if (cfg.digest[0] != '\0')
+                mb ? al_format_bytes(sb, sizeof(sb), (uint64_t)mb->size) : "missing", mmt);
+        if (cfg.digest[0] != '\0') {
+            _cleanup_free_ char *cmt = mt_text(cfg.media_type);
             fprintf(c->out, "  config    %s  %8s  %s\n", cfg.digest,
-                    item_size(sb, sizeof(sb), &cfg), mt_or(cfg.media_type));
+                    item_size(sb, sizeof(sb), &cfg), cmt);
+        }
         for (size_t i = 0; i < n_layers; i++) {
             _cleanup_free_ char *sh = shared_with(c, layers[i].digest, NULL);
+            _cleanup_free_ char *lmt = mt_text(layers[i].media_type);
             fprintf(c->out, "  layer %-3zu %s  %8s  %s%s%s\n", i + 1, layers[i].digest,
-                    item_size(sb, sizeof(sb), &layers[i]), mt_or(layers[i].media_type),
-                    *sh ? "  shared with " : "", sh);
+                    item_size(sb, sizeof(sb), &layers[i]), lmt, *sh ? "  shared with " : "", sh);
         }
     } else {
         json_object_set_new(jo, "platform", m->has_platform ? json_string(pb) : json_null());
@@ -353,25 +365,31 @@ static void describe_image(ictx *c, const char *digest, const al_db_manifest *m,
         al_manifest_free(pm);
 }
 
-/* One manifest and, for an index, its children. */
-static void describe(ictx *c, const char *digest, int depth)
+/* One manifest, as the walk (common/graph.h, over the snapshot's rows,
+ * parents first) reaches it: an index's header, or an image's
+ * description. Each is shown once however often it is listed. */
+static int describe(void *ud, const al_graph_node *n, al_error **err)
 {
+    ictx *c = ud;
     const al_db_snapshot *s = c->s;
+    const char *digest = n->digest;
     const al_db_manifest *m = al_db_snapshot_manifest(s, digest);
     const al_db_blob *mb = al_db_snapshot_blob(s, digest);
-    long bi = al_db_snapshot_blob_index(s, digest);
-    if (bi >= 0) {
-        if (c->shown[bi])
-            return;
-        c->shown[bi] = true;
-    }
     char sb[32];
     if (m == NULL) {
         if (c->manifests == NULL)
             fprintf(c->out, "\nmanifest %s: not in the database\n", digest);
         else
             json_array_append_new(c->manifests, blob_json(digest, mb));
-        return;
+        return 0;
+    }
+    if (n->state == AL_GRAPH_FAILED) {
+        /* A row that breaks the graph's rules (a hand-edited database). */
+        if (c->manifests == NULL) {
+            _cleanup_free_ char *why = shown(n->error->msg);
+            fprintf(c->out, "\nmanifest %s: not followed: %s\n", digest, why);
+        }
+        return 0;
     }
     json_t *jo = NULL;
     if (c->manifests != NULL) {
@@ -380,20 +398,13 @@ static void describe(ictx *c, const char *digest, int depth)
         json_object_set_new(jo, "kind", json_string(m->is_index ? "index" : "manifest"));
         json_array_append_new(c->manifests, jo);
     }
-    if (!m->is_index) {
+    if (!m->is_index)
         describe_image(c, digest, m, mb, jo);
-        return;
+    else if (n->level > 1 && c->manifests == NULL) {
+        _cleanup_free_ char *imt = mt_text(m->media_type);
+        fprintf(c->out, "\nindex  %s  %8s  %s\n", digest, size_text(sb, sizeof(sb), mb), imt);
     }
-    if (depth > 0 && c->manifests == NULL)
-        fprintf(c->out, "\nindex  %s  %8s  %s\n", digest, size_text(sb, sizeof(sb), mb),
-                mt_or(m->media_type));
-    if (depth >= MAX_DEPTH)
-        return;
-    size_t ne = 0;
-    const al_graph_edge *e = al_db_snapshot_children(s, digest, &ne);
-    for (size_t i = 0; i < ne; i++)
-        if (e[i].kind == AL_EDGE_MANIFEST)
-            describe(c, e[i].child, depth + 1);
+    return 0;
 }
 
 /* The tag row for ref: by "name:tag" or "name@digest"; for a digest ref
@@ -432,7 +443,6 @@ int al_inspect_image(FILE *out, al_store *store, const al_db_snapshot *s, const 
     c.all = al_xcalloc(s->n_tags, sizeof(*c.all));
     for (size_t i = 0; i < s->n_tags; i++)
         al_closure_compute(&c.all[i], s, s->tags[i].digest);
-    c.shown = al_xcalloc(s->n_blobs + 1, sizeof(*c.shown));
     const al_closure *self = &c.all[ti];
     json_t *doc = NULL;
     char b1[32], b2[32], b3[32], sb[32];
@@ -459,12 +469,16 @@ int al_inspect_image(FILE *out, al_store *store, const al_db_snapshot *s, const 
         json_object_set_new(doc, "manifests", c.manifests);
     } else {
         _cleanup_free_ char *plats = closure_platforms(s, self, NULL);
-        fprintf(out, "%s\n", t->full_name);
-        fprintf(out, "  digest:      %s\n", t->digest);
-        fprintf(out, "  media type:  %s\n", mt_or(t->media_type));
+        _cleanup_free_ char *name = shown(t->full_name);
+        _cleanup_free_ char *mt = mt_text(t->media_type);
+        _cleanup_free_ char *source = shown(t->source);
+        _cleanup_free_ char *digest = shown(t->digest);
+        fprintf(out, "%s\n", name);
+        fprintf(out, "  digest:      %s\n", digest);
+        fprintf(out, "  media type:  %s\n", mt);
         fprintf(out, "  size:        %s (%lld bytes, the root manifest)\n",
                 al_format_bytes(sb, sizeof(sb), (uint64_t)t->size), (long long)t->size);
-        fprintf(out, "  source:      %s\n", t->source && *t->source ? t->source : "-");
+        fprintf(out, "  source:      %s\n", source);
         fprintf(out, "  first seen:  %s\n", al_iso8601(b1, sizeof(b1), t->first_seen));
         fprintf(out, "  checked:     %s\n", al_iso8601(b2, sizeof(b2), t->checked_at));
         fprintf(out, "  changed:     %s\n", al_iso8601(b3, sizeof(b3), t->changed_at));
@@ -476,7 +490,12 @@ int al_inspect_image(FILE *out, al_store *store, const al_db_snapshot *s, const 
             fprintf(out, "  MISSING:     %s (no blobs row; run --verify-store)\n",
                     self->missing[i]);
     }
-    describe(&c, t->digest, 0);
+    al_graph_source src;
+    al_closure_source(&src, s);
+    al_descriptor root = {.size = t->size};
+    snprintf(root.digest, sizeof(root.digest), "%s", t->digest);
+    al_graph_walk_opts o = {.order = AL_GRAPH_PARENTS_FIRST};
+    al_graph_walk(&src, &root, &o, describe, &c, NULL);
     int r = 0;
     if (json)
         r = dump_json(out, doc, err);
@@ -486,6 +505,5 @@ int al_inspect_image(FILE *out, al_store *store, const al_db_snapshot *s, const 
     for (size_t i = 0; i < s->n_tags; i++)
         al_closure_dispose(&c.all[i]);
     free(c.all);
-    free(c.shown);
     return r;
 }

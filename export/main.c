@@ -1,13 +1,19 @@
 /* airlock-export: write docker-save style tarballs from the store, offline.
  * Flags and files only; the work is in select.c and archive.c. */
 #include "archive.h"
+#include "check.h"
 #include "inspect.h"
 #include "export-report.h"
 #include "select.h"
+#include "since.h"
+#include "split-run.h"
+#include "split.h"
 #include "verify.h"
+#include "../common/file.h"
 #include "../common/log.h"
 #include "../common/platform.h"
 #include "../common/reflist.h"
+#include "../common/sanitize.h"
 #include "../common/sink.h"
 #include "../common/store.h"
 #include "../common/util.h"
@@ -17,7 +23,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,9 +36,6 @@
 
 #define PROG "airlock-export"
 #define DEFAULT_STORE "./airlock-store"
-#define EXIT_FAILED 1
-#define EXIT_USAGE 2
-#define EXIT_STORE 3
 
 typedef struct options {
     const char *store;
@@ -49,22 +51,25 @@ typedef struct options {
     bool decompress_zstd;
     bool verify;
     bool force;
+    bool skip_missing_platforms;
+    bool split;             /* --split image */
+    bool clean;             /* --clean */
+    const char *since_path; /* --since FILE */
     bool quiet, verbose;
     /* Store tools: at most one of these modes. */
     bool list;
     const char *inspect; /* REF */
     bool verify_store;
+    bool check;      /* --check ARCHIVE... */
+    char **archives; /* borrowed from argv */
+    size_t n_archives;
     const char *json_path; /* --json FILE: the run report, or a store tool's JSON */
 } options;
 
-/* The .partial file being written, removed if a signal ends us. */
-static char *volatile g_partial;
-
+/* A signal ends us: the temp file being written goes (common/file.h). */
 static void on_signal(int sig)
 {
-    char *p = g_partial;
-    if (p != NULL)
-        unlink(p);
+    al_file_abort_all();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -75,16 +80,22 @@ static void usage(FILE *f)
         f, "Usage: " PROG " [OPTIONS] [REF]... -o OUT [--json FILE]\n"
            "       " PROG " [--store DIR] --list | --inspect REF | --verify-store\n"
            "                      [--json FILE]\n"
+           "       " PROG " --check ARCHIVE... [--json FILE]\n"
            "Write the images REF (and those of -f lists, or --all) from the store as a\n"
            "tarball that docker load, ctr/k3s import and podman load read. Offline.\n"
            "\n"
            "  -o, --output OUT        tarball to write (required); '-' = stdout. With several\n"
            "                          platforms OUT must contain {arch} (images-{arch}.tar.zst).\n"
-           "                          Written as OUT.partial, then renamed.\n"
+           "                          Written beside it as OUT.<random>.partial, then\n"
+           "                          renamed.\n"
            "  -f, --file LIST         read refs from LIST, one per line, '#' comments; '-' =\n"
            "                          stdin. Repeatable. Same format as airlock-fetch.\n"
            "      --all               export every tag in the store\n"
            "  -p, --platform LIST     os/arch[/variant][,...] (default: this host's platform)\n"
+           "      --skip-missing-platforms\n"
+           "                          an image that lacks one of the platforms is left out\n"
+           "                          of that platform's tarball (listed on stderr and in\n"
+           "                          the report) instead of stopping the export\n"
            "      --store DIR         the store (default: $AIRLOCK_STORE, else " DEFAULT_STORE ")\n"
            "      --format FMT        hybrid (default): docker manifest.json + OCI index.json;\n"
            "                          docker: manifest.json and repositories only;\n"
@@ -98,6 +109,17 @@ static void usage(FILE *f)
            "      --no-verify         skip the sha256 of each blob (sizes are still checked;\n"
            "                          default: verify)\n"
            "      --force             replace OUT if it exists (default: refuse)\n"
+           "      --split image       one archive per image in the directory -o DIR/ (with\n"
+           "                          several platforms DIR contains {arch}), named\n"
+           "                          NAME_TAG@<12 hex of the manifest digest>.tar.zst (zstd\n"
+           "                          unless --compress); an archive already there with the\n"
+           "                          same content is left untouched (k3s skips it), one it\n"
+           "                          replaces is removed\n"
+           "      --clean             with --split image: also remove the directory's airlock\n"
+           "                          archives (files named as above) of images not exported\n"
+           "      --since FILE        the far side holds the digests in FILE (a lock file of\n"
+           "                          airlock-fetch, an export's --json report, a --list\n"
+           "                          --json inventory): export only the images that differ\n"
            "      --json FILE         write a machine-readable report of the run to FILE\n"
            "                          (docs/export-report.schema.json), also when it fails;\n"
            "                          '-' = stdout, unless the tarball goes there\n"
@@ -114,14 +136,23 @@ static void usage(FILE *f)
            "      --json FILE         with --list, --inspect or --verify-store: write the\n"
            "                          JSON form to FILE too; '-' = JSON instead of text\n"
            "\n"
+           "Archive check (offline, no store):\n"
+           "      --check ARCHIVE...  read docker-save/OCI archives made by anything (plain,\n"
+           "                          gzip, zstd, ...) and report what docker load and\n"
+           "                          containerd import would reject: missing, extra or\n"
+           "                          corrupt blobs, layers against diff_ids, names\n"
+           "                          containerd would mangle, zstd windows above 32 MiB,\n"
+           "                          truncation, unsafe members; one line per problem\n"
+           "                          (exit 1 if any); --json FILE: the JSON report too\n"
+           "\n"
            "  -q, --quiet             only errors and warnings\n"
            "  -v, --verbose           more detail\n"
            "  -h, --help              this help\n"
            "  -V, --version           print the version\n"
            "\n"
            "Exit status: 0 ok; 1 export failed (refs or platforms not in the store, corrupt\n"
-           "blob, write error), --inspect REF not in the store, or --verify-store found\n"
-           "problems; 2 usage or bad input; 3 store unusable.\n");
+           "blob, write error), --inspect REF not in the store, --verify-store or --check\n"
+           "found problems; 2 usage or bad input; 3 store unusable.\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -132,7 +163,7 @@ static int usage_error(const char *fmt, ...)
     _cleanup_free_ char *msg = al_xvasprintf(fmt, ap);
     va_end(ap);
     fprintf(stderr, PROG ": error: %s\nTry '" PROG " --help'.\n", msg);
-    return EXIT_USAGE;
+    return AL_EXIT_USAGE;
 }
 
 static int report(al_error *err, int exit_code)
@@ -155,6 +186,11 @@ enum {
     OPT_VERIFY_STORE,
     OPT_JSON,
     OPT_FORCE,
+    OPT_CHECK,
+    OPT_SKIP_MISSING,
+    OPT_SPLIT,
+    OPT_CLEAN,
+    OPT_SINCE,
 };
 
 static const struct option long_opts[] = {
@@ -173,6 +209,11 @@ static const struct option long_opts[] = {
     {"verify-store", no_argument, NULL, OPT_VERIFY_STORE},
     {"json", required_argument, NULL, OPT_JSON},
     {"force", no_argument, NULL, OPT_FORCE},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"skip-missing-platforms", no_argument, NULL, OPT_SKIP_MISSING},
+    {"split", required_argument, NULL, OPT_SPLIT},
+    {"clean", no_argument, NULL, OPT_CLEAN},
+    {"since", required_argument, NULL, OPT_SINCE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -207,20 +248,10 @@ static void draw_progress(void *ud, uint64_t done, uint64_t total)
         fputs("\r\033[K", stderr);
 }
 
-static int fsync_dir_of(const char *path, al_error **err)
-{
-    _cleanup_free_ char *copy = al_xstrdup(path);
-    const char *dir = dirname(copy);
-    _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return al_error_set(err, AL_E_IO, errno, "open %s", dir);
-    if (fsync(fd) < 0)
-        return al_error_set(err, AL_E_IO, errno, "fsync %s", dir);
-    return 0;
-}
-
-/* Write one tarball to path ("-" = stdout): OUT.partial, fsync, rename,
- * fsync the directory; on failure the .partial goes away. */
+/* Write one tarball to path ("-" = stdout) through common/file.h: a temp
+ * file beside it, fsync, rename (never over an OUT that appeared
+ * meanwhile, unless --force), fsync the directory; on failure the temp
+ * file goes away. */
 static int write_tarball(al_archive *a, const char *path, const options *o, progress *pg,
                          uint64_t *bytes_out, al_error **err)
 {
@@ -228,16 +259,12 @@ static int write_tarball(al_archive *a, const char *path, const options *o, prog
     al_sink_kind kind = o->compress_set ? o->compress
                         : to_stdout     ? AL_SINK_PLAIN
                                         : al_sink_kind_from_path(path);
-    _cleanup_free_ char *partial = to_stdout ? NULL : al_xasprintf("%s.partial", path);
-    int fd = 1;
-    if (!to_stdout) {
-        fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0)
-            return al_error_set(err, AL_E_IO, errno, "create %s", partial);
-        g_partial = partial;
-    }
+    al_file *file = NULL;
+    int r = to_stdout ? 0 : al_file_begin(&file, path, o->force, err);
     al_sink *sink = NULL;
-    int r = al_sink_new(&sink, fd, kind, o->level, 0, err);
+    if (r == 0)
+        r = al_sink_new(&sink, to_stdout ? STDOUT_FILENO : al_file_fd(file), kind, o->level, 0,
+                        err);
     if (r == 0)
         r = al_archive_write(a, sink, err);
     if (r == 0)
@@ -245,19 +272,10 @@ static int write_tarball(al_archive *a, const char *path, const options *o, prog
     if (sink)
         *bytes_out = al_sink_bytes_out(sink);
     al_sink_free(sink);
-    if (!to_stdout) {
-        if (r == 0 && fsync(fd) < 0)
-            r = al_error_set(err, AL_E_IO, errno, "fsync %s", partial);
-        if (close(fd) < 0 && r == 0)
-            r = al_error_set(err, AL_E_IO, errno, "close %s", partial);
-        if (r == 0 && rename(partial, path) < 0)
-            r = al_error_set(err, AL_E_IO, errno, "rename %s to %s", partial, path);
-        if (r < 0)
-            unlink(partial);
-        g_partial = NULL;
-        if (r == 0)
-            r = fsync_dir_of(path, err);
-    }
+    if (file != NULL && r == 0)
+        r = al_file_commit(file, err);
+    else
+        al_file_abort(file);
     if (pg->on)
         fputs("\r\033[K", stderr);
     if (r < 0)
@@ -276,11 +294,19 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":o:f:p:qvhV", long_opts, NULL)) != -1) {
         switch (c) {
-        case 'o': o->output = optarg; break;
+        case 'o':
+            if (*optarg == '\0')
+                return usage_error("-o: expected a file name or '-', got an empty string");
+            o->output = optarg;
+            break;
         case 'f': o->lists[o->n_lists++] = optarg; break;
         case OPT_ALL: o->all = true; break;
         case 'p': o->platforms = optarg; break;
-        case OPT_STORE: o->store = optarg; break;
+        case OPT_STORE:
+            if (*optarg == '\0')
+                return usage_error("--store: expected a directory, got an empty string");
+            o->store = optarg;
+            break;
         case OPT_FORMAT:
             if (al_export_format_parse(&o->format, optarg, &err) < 0) {
                 int rc = usage_error("--format: %s", err->msg);
@@ -317,6 +343,15 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
             o->json_path = optarg;
             break;
         case OPT_FORCE: o->force = true; break;
+        case OPT_CHECK: o->check = true; break;
+        case OPT_SKIP_MISSING: o->skip_missing_platforms = true; break;
+        case OPT_SPLIT:
+            if (strcmp(optarg, "image") != 0)
+                return usage_error("--split: expected \"image\", got \"%s\"", optarg);
+            o->split = true;
+            break;
+        case OPT_CLEAN: o->clean = true; break;
+        case OPT_SINCE: o->since_path = optarg; break;
         case 'q': o->quiet = true; break;
         case 'v': o->verbose = true; break;
         case 'h': usage(stdout); return -1;
@@ -335,8 +370,14 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
         if (al_reflist_add_file(refs, o->lists[i], &err) < 0) {
             al_error_log("%s", err->msg);
             al_error_free(err);
-            return EXIT_USAGE;
+            return AL_EXIT_USAGE;
         }
+    }
+    if (o->check) {
+        /* --check takes archives, not refs. */
+        o->archives = argv + optind;
+        o->n_archives = (size_t)(argc - optind);
+        return 0;
     }
     for (int i = optind; i < argc; i++)
         al_reflist_add_arg(refs, argv[i], i - optind + 1);
@@ -355,10 +396,26 @@ typedef struct run {
     al_selection sel;
     al_export_report rep; /* with --json FILE, from the store's opening on */
     bool rep_on;
+    al_export_skip *skipped; /* --skip-missing-platforms, --since: what was left out */
+    size_t n_skipped;
+    al_since since;        /* --since FILE */
+    al_export_set *views;  /* per platform: the images to write (borrowed from sel) */
+    al_selection view_sel; /* sel with views as its sets (shallow), for the report */
+    al_split_files split;  /* --split image: every file written, kept or removed */
 } run;
 
 static void run_dispose(run *R)
 {
+    for (size_t i = 0; i < R->n_skipped; i++) {
+        free(R->skipped[i].ref);
+        free(R->skipped[i].reason);
+    }
+    free(R->skipped);
+    for (size_t p = 0; R->views != NULL && p < R->sel.n_sets; p++)
+        free(R->views[p].images);
+    free(R->views);
+    al_since_dispose(&R->since);
+    al_split_files_dispose(&R->split);
     al_export_report_dispose(&R->rep);
     al_selection_dispose(&R->sel);
     free(R->ref_arr);
@@ -395,6 +452,48 @@ static int fail_msg(run *R, al_errc code, int exit_code, const char *fmt, ...)
     return fail(R, err, exit_code);
 }
 
+/* --skip-missing-platforms: the problems that only say "this image has no
+ * manifest for that platform" leave the selection's problems and become
+ * skips, listed per platform on stderr; whatever else is wrong (not in the
+ * store, a corrupt blob) still stops the export. */
+static void take_skips(run *R)
+{
+    al_selection *sel = &R->sel;
+    size_t kept = 0;
+    for (size_t i = 0; i < sel->n_problems; i++) {
+        al_select_problem *pi = &sel->problem_info[i];
+        if (!pi->lacks_platform || pi->platform < 0) {
+            sel->problems[kept] = sel->problems[i];
+            sel->problem_info[kept++] = *pi;
+            continue;
+        }
+        R->skipped = al_xrealloc(R->skipped, (R->n_skipped + 1) * sizeof(*R->skipped));
+        R->skipped[R->n_skipped++] = (al_export_skip){.ref = pi->ref,
+                                                      .platform = pi->platform,
+                                                      .reason = sel->problems[i],
+                                                      .why = "platform"};
+    }
+    sel->n_problems = kept;
+    for (size_t p = 0; p < sel->n_sets; p++) {
+        char buf[96];
+        al_platform_format(&sel->sets[p].platform, buf, sizeof(buf));
+        size_t n = 0;
+        for (size_t i = 0; i < R->n_skipped; i++)
+            n += R->skipped[i].platform == (int)p;
+        if (n == 0)
+            continue;
+        al_warn("%s: skipping %zu image%s without that platform (--skip-missing-platforms):", buf,
+                n, n == 1 ? "" : "s");
+        for (size_t i = 0; i < R->n_skipped; i++)
+            if (R->skipped[i].platform == (int)p)
+                al_warn("  skipped %s", R->skipped[i].reason);
+    }
+    if (R->rep_on) {
+        R->rep.skipped = R->skipped;
+        R->rep.n_skipped = R->n_skipped;
+    }
+}
+
 /* Write the tarball of one platform. Returns an exit code. */
 static int export_one(run *R, const al_export_set *set, al_export_output *out)
 {
@@ -417,12 +516,12 @@ static int export_one(run *R, const al_export_set *set, al_export_output *out)
     al_archive *a = NULL;
     al_error *err = NULL;
     if (al_archive_plan(&a, R->store, set, &ao, &err) < 0) {
-        int rc = al_errc_exit(err->code);
         if (out != NULL) {
             out->status = AL_OUTPUT_FAILED;
-            al_error_set(&out->error, err->code, 0, "%s", err->msg);
+            al_error_free(out->error);
+            out->error = al_error_copy(err);
         }
-        return fail(R, err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
+        return fail(R, err, al_errc_exit(err->code));
     }
     if (o->format != AL_FORMAT_OCI && !o->decompress_zstd) {
         for (size_t i = 0; i < set->n_images; i++) {
@@ -450,13 +549,14 @@ static int export_one(run *R, const al_export_set *set, al_export_output *out)
         out->blob_bytes = al_archive_blob_bytes(a);
         out->images = set->n_images;
         out->seconds = al_mono() - t0;
-        if (wr < 0)
-            al_error_set(&out->error, err->code, 0, "%s", err->msg);
+        if (wr < 0) {
+            al_error_free(out->error);
+            out->error = al_error_copy(err);
+        }
     }
     if (wr < 0) {
-        int rc = al_errc_exit(err->code);
         al_archive_free(a);
-        return fail(R, err, rc == EXIT_USAGE || rc == 0 ? EXIT_FAILED : rc);
+        return fail(R, err, al_errc_exit(err->code));
     }
     for (size_t i = 0; i < set->n_images; i++) {
         const al_export_image *im = &set->images[i];
@@ -515,9 +615,10 @@ static int print_verify_report(FILE *out, bool json, void *ud, al_error **err)
             json_object_set_new(o, "severity",
                                 json_string(p->severity == AL_VERIFY_ERROR ? "error" : "info"));
             json_object_set_new(o, "kind", json_string(p->kind));
-            /* File names in messages may not be UTF-8. */
-            json_t *m = json_string(p->message);
-            json_object_set_new(o, "message", m ? m : json_null());
+            /* Messages quote file names and database rows, which may hold
+             * any bytes: sanitised, they are valid UTF-8 without controls. */
+            _cleanup_free_ char *msg = al_sanitize(p->message, AL_SANITIZE_LINE);
+            json_object_set_new(o, "message", json_string(msg));
             json_array_append_new(list, o);
         }
         json_object_set_new(doc, "problems", list);
@@ -527,8 +628,9 @@ static int print_verify_report(FILE *out, bool json, void *ud, al_error **err)
     } else {
         for (size_t i = 0; i < rep->n_problems; i++) {
             const al_verify_problem *p = &rep->problems[i];
+            _cleanup_free_ char *msg = al_sanitize(p->message, AL_SANITIZE_LINE);
             fprintf(out, "%s: %s: %s\n", p->severity == AL_VERIFY_ERROR ? "error" : "info", p->kind,
-                    p->message);
+                    msg);
         }
         char notes[48] = "";
         if (rep->n_infos > 0)
@@ -606,36 +708,291 @@ static int store_tools(run *R)
     if (o->inspect != NULL && al_ref_parse(&ref, o->inspect, &err) < 0) {
         usage_error("%s", err->msg);
         al_error_free(err);
-        return EXIT_USAGE;
+        return AL_EXIT_USAGE;
     }
     if (al_store_open(&R->store, store_dir_of(o), AL_STORE_READONLY, &err) < 0 ||
         al_db_open(&R->db, al_store_db_path(R->store), true, &err) < 0)
-        return report(err, EXIT_STORE);
+        return report(err, AL_EXIT_STORE);
 
     if (o->verify_store) {
         progress pg = {.on = !o->quiet && isatty(STDERR_FILENO), .label = "verifying blobs"};
         pg.start = pg.last = al_mono();
         al_verify_report rep;
         if (al_verify_store(&rep, R->store, R->db, pg.on ? draw_progress : NULL, &pg, &err) < 0)
-            return report(err, EXIT_STORE);
+            return report(err, AL_EXIT_STORE);
         if (pg.on)
             fputs("\r\033[K", stderr);
         int r = tool_output(o, print_verify_report, &rep, &err);
         size_t n_errors = rep.n_errors;
         al_verify_report_dispose(&rep);
         if (r < 0)
-            return report(err, EXIT_FAILED);
-        return n_errors == 0 ? 0 : EXIT_FAILED;
+            return report(err, AL_EXIT_FAILED);
+        return n_errors == 0 ? 0 : AL_EXIT_FAILED;
     }
 
     al_db_snapshot snap;
     if (al_db_snapshot_load(R->db, &snap, &err) < 0)
-        return report(err, EXIT_STORE);
+        return report(err, AL_EXIT_STORE);
     inspect_args ia = {.store = R->store, .snap = &snap, .ref = o->list ? NULL : ref};
     int r = tool_output(o, print_inspect, &ia, &err);
     al_db_snapshot_dispose(&snap);
     if (r < 0)
-        return report(err, r == AL_E_IO ? EXIT_FAILED : al_errc_exit(r));
+        return report(err, al_errc_exit(r));
+    return 0;
+}
+
+/* --check ARCHIVE...: no store; every archive checked, a line per problem
+ * and a summary line each on stdout. */
+static int check_archives(const options *o)
+{
+    if (o->list || o->inspect != NULL || o->verify_store || o->all || o->n_lists > 0 ||
+        o->output != NULL || o->store != NULL || o->platforms != NULL)
+        return usage_error("--check takes archives only (no store, refs, -f, --all, -o, -p)");
+    if (o->n_archives == 0)
+        return usage_error("--check: no archive given");
+    if (o->json_path != NULL && strcmp(o->json_path, "-") == 0)
+        return usage_error("--check --json: give the report a file name (stdout has the text)");
+    al_check_result *res = al_xcalloc(o->n_archives, sizeof(*res));
+    size_t bad = 0;
+    for (size_t i = 0; i < o->n_archives; i++) {
+        al_check_file(&res[i], o->archives[i], NULL);
+        al_check_print(stdout, &res[i]);
+        fflush(stdout);
+        bad += res[i].n_errors > 0;
+    }
+    int rc = bad > 0 ? AL_EXIT_FAILED : 0;
+    if (o->n_archives > 1)
+        printf("%zu archive%s checked: %zu ok, %zu failed\n", o->n_archives,
+               o->n_archives == 1 ? "" : "s", o->n_archives - bad, bad);
+    if (o->json_path != NULL) {
+        _cleanup_free_ char *text = al_check_report_json(res, o->n_archives, AL_VERSION);
+        al_error *err = NULL;
+        if (al_export_write_text(o->json_path, text, strlen(text), &err) < 0)
+            rc = report(err, AL_EXIT_FAILED);
+    }
+    for (size_t i = 0; i < o->n_archives; i++)
+        al_check_result_dispose(&res[i]);
+    free(res);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        al_error_log("write stdout: %s", strerror(errno));
+        return AL_EXIT_FAILED;
+    }
+    return rc;
+}
+
+/* --split, --clean, --since: checked, and the --since file read, before
+ * anything else happens. An exit code, or 0. */
+static int check_output_flags(run *R, bool to_stdout)
+{
+    options *o = &R->o;
+    if (o->clean && !o->split)
+        return usage_error("--clean goes with --split image");
+    if (o->split && to_stdout)
+        return usage_error("--split image writes into a directory: -o DIR/, not stdout");
+    if (o->split && !o->compress_set) {
+        /* k3s reads .tar.zst; a directory name has no suffix to go by. */
+        o->compress = AL_SINK_ZSTD;
+        o->compress_set = true;
+    }
+    if (o->since_path != NULL) {
+        al_error *err = NULL;
+        if (al_since_load(&R->since, o->since_path, &err) < 0) {
+            al_error_log("%s", err->msg);
+            al_error_free(err);
+            return AL_EXIT_USAGE;
+        }
+        al_info("--since %s (%s): %zu digests the far side holds", o->since_path, R->since.kind,
+                R->since.n);
+    }
+    return 0;
+}
+
+static bool far_side_holds(const al_since *since, const al_export_image *im)
+{
+    _cleanup_free_ char *key =
+        im->tag ? al_xasprintf("%s:%s", im->name, im->tag) : al_xstrdup(im->name);
+    return al_since_holds(since, key, im->root_digest) ||
+           al_since_holds(since, key, im->manifest_digest);
+}
+
+/* Per platform, the images to write: all of them, or with --since those
+ * the far side does not hold (the others are skips, for the log and the
+ * report). The views borrow the selection's images. */
+static void make_views(run *R)
+{
+    const al_selection *sel = &R->sel;
+    R->views = al_xcalloc(sel->n_sets + 1, sizeof(*R->views));
+    for (size_t p = 0; p < sel->n_sets; p++) {
+        const al_export_set *set = &sel->sets[p];
+        al_export_set *v = &R->views[p];
+        v->platform = set->platform;
+        v->images = al_xcalloc(set->n_images + 1, sizeof(*v->images));
+        for (size_t i = 0; i < set->n_images; i++) {
+            const al_export_image *im = &set->images[i];
+            if (R->o.since_path == NULL || !far_side_holds(&R->since, im)) {
+                v->images[v->n_images++] = *im;
+                continue;
+            }
+            R->skipped = al_xrealloc(R->skipped, (R->n_skipped + 1) * sizeof(*R->skipped));
+            al_export_skip *k = &R->skipped[R->n_skipped++];
+            *k = (al_export_skip){
+                .ref = al_xstrdup(im->ref),
+                .platform = (int)p,
+                .reason = al_xasprintf("the far side holds %s (--since %s)", im->manifest_digest,
+                                       R->o.since_path),
+                .why = "since",
+            };
+            memcpy(k->root_digest, im->root_digest, sizeof(k->root_digest));
+            memcpy(k->manifest_digest, im->manifest_digest, sizeof(k->manifest_digest));
+        }
+        if (R->o.since_path != NULL) {
+            char buf[96];
+            al_info("%s: %zu of %zu images differ from what the far side holds (--since)",
+                    al_platform_format(&v->platform, buf, sizeof(buf)), v->n_images, set->n_images);
+        }
+    }
+    R->view_sel = *sel;
+    R->view_sel.sets = R->views;
+    if (R->rep_on) {
+        R->rep.sel = &R->view_sel;
+        R->rep.skipped = R->skipped;
+        R->rep.n_skipped = R->n_skipped;
+    }
+}
+
+/* --split image: the writer of one image's archive (split-run.h), through
+ * the one function that writes every archive (write_tarball). */
+typedef struct split_ctx {
+    run *R;
+    al_export_output *out; /* may be NULL */
+} split_ctx;
+
+static int split_write(void *ud, const al_export_set *one, const char *path, uint64_t *bytes,
+                       al_error **err)
+{
+    split_ctx *c = ud;
+    const options *o = &c->R->o;
+    progress pg = {.on = !o->quiet && isatty(STDERR_FILENO), .label = path};
+    pg.start = pg.last = al_mono();
+    al_archive_opts ao = {
+        .format = o->format,
+        .decompress_zstd = o->decompress_zstd,
+        .verify = o->verify,
+        .progress = pg.on ? draw_progress : NULL,
+        .progress_ud = &pg,
+    };
+    al_archive *a = NULL;
+    int r = al_archive_plan(&a, c->R->store, one, &ao, err);
+    /* The directory is airlock's: an archive of the same name whose recipe
+     * changed (another level, a damaged file) is replaced, never refused. */
+    options replace = *o;
+    replace.force = true;
+    if (r == 0)
+        r = write_tarball(a, path, &replace, &pg, bytes, err);
+    if (r == 0) {
+        al_info("wrote %s (%s, %zu blobs)", path, one->images[0].ref, al_archive_n_blobs(a));
+        if (c->out != NULL) {
+            c->out->tar_bytes += al_archive_tar_size(a);
+            c->out->blobs += al_archive_n_blobs(a);
+            c->out->blob_bytes += al_archive_blob_bytes(a);
+        }
+    }
+    al_archive_free(a);
+    return r;
+}
+
+static int export_split(run *R, size_t p)
+{
+    const options *o = &R->o;
+    al_export_output *out = R->rep_on ? &R->rep.outputs[p] : NULL;
+    _cleanup_free_ char *dir = al_export_output_path(o->output, &R->sel.sets[p].platform);
+    for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
+        dir[n - 1] = '\0';
+    al_split_opts so = {.format = o->format,
+                        .decompress_zstd = o->decompress_zstd,
+                        .kind = o->compress,
+                        .level = o->level,
+                        .clean = o->clean,
+                        .platform = (int)p};
+    split_ctx ctx = {R, out};
+    al_split_writer w = {split_write, &ctx};
+    size_t first = R->split.n;
+    double t0 = al_mono();
+    al_error *err = NULL;
+    int r = al_split_platform(&R->split, dir, &R->views[p], &R->sel.sets[p], &so, &w, &err);
+    size_t n[4] = {0};
+    uint64_t bytes = 0, written = 0;
+    for (size_t i = first; i < R->split.n; i++) {
+        const al_split_file *f = &R->split.f[i];
+        n[f->status]++;
+        if (f->status == AL_SPLIT_WRITTEN || f->status == AL_SPLIT_UNCHANGED)
+            bytes += f->bytes;
+        if (f->status == AL_SPLIT_WRITTEN)
+            written += f->bytes;
+    }
+    if (out != NULL) {
+        out->status = r < 0                                             ? AL_OUTPUT_FAILED
+                      : n[AL_SPLIT_WRITTEN] + n[AL_SPLIT_UNCHANGED] > 0 ? AL_OUTPUT_WRITTEN
+                                                                        : AL_OUTPUT_NOT_WRITTEN;
+        out->bytes = r < 0 ? 0 : bytes;
+        out->images = n[AL_SPLIT_WRITTEN] + n[AL_SPLIT_UNCHANGED];
+        out->seconds = al_mono() - t0;
+        if (r < 0)
+            al_error_set(&out->error, err->code, 0, "%s", err->msg);
+    }
+    if (r < 0)
+        return fail(R, err, al_errc_exit(err->code));
+    char b[32];
+    al_info("%s: %zu archive%s written (%s), %zu unchanged, %zu replaced, %zu removed", dir,
+            n[AL_SPLIT_WRITTEN], n[AL_SPLIT_WRITTEN] == 1 ? "" : "s",
+            al_format_bytes(b, sizeof(b), written), n[AL_SPLIT_UNCHANGED], n[AL_SPLIT_REPLACED],
+            n[AL_SPLIT_REMOVED]);
+    return 0;
+}
+
+/* After the selection: the outputs, one tarball per platform or a
+ * directory of archives per platform. */
+static int export_all(run *R)
+{
+    const options *o = &R->o;
+    bool to_stdout = strcmp(o->output, "-") == 0;
+    make_views(R);
+    /* Like skopeo's docker-archive: an existing tarball is not silently
+     * replaced; --force says it may be (the nightly job into k3s' images
+     * directory). Checked for every output before writing any. A --split
+     * directory is airlock's to keep up to date. */
+    if (!to_stdout && !o->force && !o->split) {
+        for (size_t p = 0; p < R->sel.n_sets; p++) {
+            _cleanup_free_ char *path = al_export_output_path(o->output, &R->sel.sets[p].platform);
+            struct stat st; /* lstat: a dangling symlink at OUT counts as OUT */
+            if (R->views[p].n_images > 0 && lstat(path, &st) == 0)
+                return fail_msg(R, AL_E_IO, AL_EXIT_FAILED,
+                                "%s exists: nothing written (--force replaces it)", path);
+        }
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    for (size_t p = 0; p < R->sel.n_sets; p++) {
+        int rc;
+        if (o->split) {
+            rc = export_split(R, p);
+        } else if (R->views[p].n_images == 0) {
+            char buf[96];
+            al_info("%s: nothing to write: the far side holds every image (--since)",
+                    al_platform_format(&R->views[p].platform, buf, sizeof(buf)));
+            rc = 0;
+        } else {
+            rc = export_one(R, &R->views[p], R->rep_on ? &R->rep.outputs[p] : NULL);
+        }
+        if (rc != 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -653,8 +1010,10 @@ static int run_main(run *R, int argc, char **argv)
     if (R->refs.n_problems > 0) {
         for (size_t i = 0; i < R->refs.n_problems; i++)
             al_error_log("%s", R->refs.problems[i]);
-        return EXIT_USAGE;
+        return AL_EXIT_USAGE;
     }
+    if (o->check)
+        return check_archives(o);
     if (o->list || o->inspect != NULL || o->verify_store)
         return store_tools(R);
     if (R->refs.n == 0 && !o->all)
@@ -669,7 +1028,7 @@ static int run_main(run *R, int argc, char **argv)
         if (al_platform_parse_list(&R->plats, &R->n_plats, o->platforms, &err) < 0) {
             usage_error("--platform: %s", err->msg);
             al_error_free(err);
-            return EXIT_USAGE;
+            return AL_EXIT_USAGE;
         }
         if (R->n_plats == 0)
             return usage_error("empty --platform");
@@ -690,6 +1049,8 @@ static int run_main(run *R, int argc, char **argv)
         return usage_error("refusing to write a tarball to a terminal");
     if (to_stdout && o->json_path != NULL && strcmp(o->json_path, "-") == 0)
         return usage_error("--json -: stdout carries the tarball; give the report a file name");
+    if ((rc = check_output_flags(R, to_stdout)) != 0)
+        return rc;
 
     /* From here on every run leaves a report (--json FILE), failed or not. */
     const char *store_dir = store_dir_of(o);
@@ -703,66 +1064,44 @@ static int run_main(run *R, int argc, char **argv)
         R->rep.decompress_zstd = o->decompress_zstd;
         R->rep.verify = o->verify;
         R->rep.all = o->all;
+        R->rep.skip_missing_platforms = o->skip_missing_platforms;
+        R->rep.since_path = o->since_path;
+        R->rep.split = o->split ? &R->split : NULL;
         R->rep.refs = &R->refs;
         R->rep_on = true;
     }
     if (al_store_open(&R->store, store_dir, AL_STORE_READONLY, &err) < 0)
-        return fail(R, err, EXIT_STORE);
+        return fail(R, err, AL_EXIT_STORE);
     if (al_db_open(&R->db, al_store_db_path(R->store), true, &err) < 0)
-        return fail(R, err, EXIT_STORE);
+        return fail(R, err, AL_EXIT_STORE);
 
     /* Everything that concerns the refs is checked before any output. */
     R->ref_arr = al_xcalloc(R->refs.n + 1, sizeof(*R->ref_arr));
     for (size_t i = 0; i < R->refs.n; i++)
         R->ref_arr[i] = R->refs.items[i].ref;
     if (al_export_select(&R->sel, R->store, R->db, R->ref_arr, R->refs.n, o->all, R->plats,
-                         R->n_plats, &err) < 0) {
-        rc = al_errc_exit(err->code);
-        return fail(R, err, rc == EXIT_USAGE ? EXIT_FAILED : rc);
-    }
+                         R->n_plats, &err) < 0)
+        return fail(R, err, al_errc_exit(err->code));
     R->rep.sel = &R->sel;
+    if (o->skip_missing_platforms)
+        take_skips(R);
     if (R->sel.n_problems > 0) {
         for (size_t i = 0; i < R->sel.n_problems; i++)
             al_error_log("%s", R->sel.problems[i]);
-        return fail_msg(R, R->sel.problem_info[0].code, EXIT_FAILED,
+        return fail_msg(R, R->sel.problem_info[0].code, AL_EXIT_FAILED,
                         "nothing written: %zu problem%s", R->sel.n_problems,
                         R->sel.n_problems == 1 ? "" : "s");
     }
     for (size_t p = 0; p < R->sel.n_sets; p++) {
         if (R->sel.sets[p].n_images == 0) {
             char buf[96];
-            return fail_msg(R, AL_E_NOT_FOUND, EXIT_FAILED, "the store %s holds no images for %s",
-                            store_dir,
+            return fail_msg(R, AL_E_NOT_FOUND, AL_EXIT_FAILED,
+                            "the store %s holds no images for %s", store_dir,
                             al_platform_format(&R->sel.sets[p].platform, buf, sizeof(buf)));
         }
     }
 
-    /* Like skopeo's docker-archive: an existing tarball is not silently
-     * replaced; --force says it may be (the nightly job into k3s' images
-     * directory). Checked for every output before writing any. */
-    if (!to_stdout && !o->force) {
-        for (size_t p = 0; p < R->sel.n_sets; p++) {
-            _cleanup_free_ char *path = al_export_output_path(o->output, &R->sel.sets[p].platform);
-            struct stat st;
-            if (stat(path, &st) == 0)
-                return fail_msg(R, AL_E_IO, EXIT_FAILED,
-                                "%s exists: nothing written (--force replaces it)", path);
-        }
-    }
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-
-    for (size_t p = 0; p < R->sel.n_sets; p++) {
-        rc = export_one(R, &R->sel.sets[p], R->rep_on ? &R->rep.outputs[p] : NULL);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
+    return export_all(R);
 }
 
 /* The run report, failed runs included. A report that cannot be written
@@ -776,7 +1115,7 @@ static int write_report(run *R, int exit_code)
     if (al_export_write_text(R->o.json_path, text, strlen(text), &err) < 0) {
         al_error_log("--json: %s", err->msg);
         al_error_free(err);
-        return exit_code == 0 ? EXIT_FAILED : exit_code;
+        return exit_code == 0 ? AL_EXIT_FAILED : exit_code;
     }
     return exit_code;
 }

@@ -1,12 +1,12 @@
+/* Which images to export (see select.h): refs to root digests from the
+ * tags table, then per platform one walk of the graph (common/graph.h), so
+ * that export follows exactly the levels, kinds and platforms fetch does. */
 #include "select.h"
+#include "../common/graph.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
 #include <string.h>
-
-/* Nested indexes deeper than this are refused (a loop guard: content
- * addressing makes true cycles impossible, but a hostile chain is not). */
-#define MAX_INDEX_DEPTH 4
 
 /* One ref resolved to its root manifest. */
 typedef struct root {
@@ -15,7 +15,6 @@ typedef struct root {
     char digest[AL_DIGEST_BUF];
     char *media_type; /* from the tag row; NULL for digest refs */
     bool from_all;    /* came from --all, not named */
-    al_manifest *m;   /* parsed root; NULL when it could not be read */
 } root;
 
 static void add_problem(al_selection *s, const char *ref, int platform, al_errc code, char *msg)
@@ -60,70 +59,19 @@ void al_selection_dispose(al_selection *s)
     memset(s, 0, sizeof(*s));
 }
 
-/* Read and parse a manifest blob, verified. */
-static int read_manifest(al_manifest **out, al_store *store, const char *digest,
-                         const char *content_type, int64_t want_size, al_error **err)
-{
-    _cleanup_free_ char *buf = NULL;
-    size_t len = 0;
-    int r = al_store_read_blob(store, digest, AL_MANIFEST_MAX, &buf, &len, err);
-    if (r < 0)
-        return r;
-    if (want_size >= 0 && (int64_t)len != want_size)
-        return al_error_set(err, AL_E_SIZE, 0,
-                            "blob %s is corrupt: %zu bytes in the store, its descriptor says %lld",
-                            digest, len, (long long)want_size);
-    r = al_manifest_parse(out, buf, len, content_type, err);
-    if (r < 0)
-        return al_error_wrap(err, "manifest %s", digest);
-    return 0;
-}
-
-/* Where a child manifest of an index says it runs. For a child without a
- * platform field, its config says (read from the store). false when the
- * child is not in the store or says nothing. */
-static bool child_platform(al_store *store, const al_descriptor *d, al_platform *out)
-{
-    if (d->has_platform) {
-        *out = d->platform;
-        return true;
-    }
-    al_manifest *m = NULL;
-    if (read_manifest(&m, store, d->digest, d->media_type, d->size, NULL) < 0)
-        return false;
-    bool ok = false;
-    if (!al_manifest_is_index(m)) {
-        _cleanup_free_ char *cbuf = NULL;
-        size_t clen = 0;
-        al_image_config *c = NULL;
-        if (al_store_read_blob(store, m->config.digest, AL_CONFIG_MAX, &cbuf, &clen, NULL) == 0 &&
-            al_image_config_parse(&c, cbuf, clen, NULL) == 0 && c->has_platform) {
-            *out = c->platform;
-            ok = true;
-        }
-        if (c)
-            al_image_config_free(c);
-    }
-    al_manifest_free(m);
-    return ok;
-}
-
-static bool is_index_descriptor(const al_descriptor *d)
-{
-    return d->media_type != NULL && (strcmp(d->media_type, AL_MT_OCI_INDEX) == 0 ||
-                                     strcmp(d->media_type, AL_MT_DOCKER_LIST) == 0);
-}
-
-/* What the walk found. */
-typedef struct walk {
+/* What one walk of a root's graph for one platform found. */
+typedef struct pick {
+    al_store *store;
     const al_platform *want;
-    al_descriptor found; /* valid when found.digest[0]; media_type points at found_mt */
-    char found_mt[128];
-    bool listed_absent; /* the index lists the platform but the store lacks it */
-    char have[512];     /* platforms present, "linux/amd64, linux/arm64" */
-} walk;
+    al_export_image *im; /* filled when found */
+    bool found;          /* the image manifest for want was reached */
+    al_error *err;       /* its blobs' trouble, or the root's, or a refused part's */
+    bool root_failed;    /* err concerns the root: every platform */
+    bool listed_absent;  /* an index lists want, the store lacks it */
+    char have[512];      /* platforms present, "linux/amd64, linux/arm64" */
+} pick;
 
-static void note_have(walk *w, const al_platform *p)
+static void note_have(pick *w, const al_platform *p)
 {
     char buf[96];
     al_platform_format(p, buf, sizeof(buf));
@@ -136,102 +84,26 @@ static void note_have(walk *w, const al_platform *p)
     snprintf(w->have + used, sizeof(w->have) - used, "%s%s", used ? ", " : "", buf);
 }
 
-static int walk_index(walk *w, al_store *store, const al_manifest *idx, int depth, al_error **err)
+/* Fill im from the image manifest the walk accepted (its config read and
+ * checked by the graph's rules). Every layer's file must be there with the
+ * size the manifest gives. */
+static int load_image(al_export_image *im, al_store *store, const al_graph_node *n,
+                      const al_platform *want, al_error **err)
 {
-    if (depth > MAX_INDEX_DEPTH)
-        return al_error_set(err, AL_E_UNSUPPORTED, 0, "indexes nested more than %d deep",
-                            MAX_INDEX_DEPTH);
-    for (size_t i = 0; i < idx->n_children && w->found.digest[0] == '\0'; i++) {
-        const al_descriptor *d = &idx->children[i];
-        bool present = al_store_has_blob(store, d->digest, NULL);
-        if (d->has_platform && al_platform_is_unknown(&d->platform))
-            continue; /* attestations */
-        if (is_index_descriptor(d)) {
-            if (!present)
-                continue;
-            al_manifest *sub = NULL;
-            int r = read_manifest(&sub, store, d->digest, d->media_type, d->size, err);
-            if (r < 0)
-                return r;
-            r = al_manifest_is_index(sub) ? walk_index(w, store, sub, depth + 1, err) : 0;
-            al_manifest_free(sub);
-            if (r < 0)
-                return r;
-            continue;
-        }
-        if (!present) {
-            if (d->has_platform && al_platform_equal(&d->platform, w->want))
-                w->listed_absent = true;
-            continue;
-        }
-        al_platform p;
-        if (!child_platform(store, d, &p))
-            continue;
-        if (al_platform_is_unknown(&p))
-            continue;
-        note_have(w, &p);
-        if (al_platform_equal(&p, w->want)) {
-            w->found = *d;
-            /* d belongs to an index that is freed before the walk ends. */
-            snprintf(w->found_mt, sizeof(w->found_mt), "%s", d->media_type ? d->media_type : "");
-            w->found.media_type = w->found_mt[0] ? w->found_mt : NULL;
-            w->found.platform = p;
-            w->found.has_platform = true;
-        }
-    }
-    return 0;
-}
-
-/* Fill im from the image manifest at digest. Problems with the image's
- * blobs come back as errors (the caller turns them into problem lines). */
-static int load_image(al_export_image *im, al_store *store, const char *digest,
-                      const char *content_type, int64_t size, al_error **err)
-{
-    al_manifest *m = NULL;
-    int r = read_manifest(&m, store, digest, content_type, size, err);
-    if (r < 0)
-        return r;
-    if (al_manifest_is_index(m)) {
-        al_manifest_free(m);
-        return al_error_set(err, AL_E_PARSE, 0,
-                            "manifest %s is an index where an image was expected", digest);
-    }
-    snprintf(im->manifest_digest, sizeof(im->manifest_digest), "%s", digest);
+    const al_manifest *m = n->m;
+    const al_image_config *cfg = n->config;
+    snprintf(im->manifest_digest, sizeof(im->manifest_digest), "%s", n->digest);
     im->manifest_media_type = m->media_type;
-    if (size < 0) {
-        int64_t sz = 0;
-        al_store_has_blob(store, digest, &sz);
-        size = sz;
-    }
-    im->manifest_size = size;
+    im->manifest_size = n->size;
+    /* A lone image manifest whose config names no platform: take it as asked. */
+    im->platform = n->has_platform ? n->platform : *want;
     snprintf(im->config_digest, sizeof(im->config_digest), "%s", m->config.digest);
     im->config_size = m->config.size;
     im->config_media_type = m->config.media_type ? al_xstrdup(m->config.media_type) : NULL;
-
-    _cleanup_free_ char *cbuf = NULL;
-    size_t clen = 0;
-    al_image_config *cfg = NULL;
-    r = al_store_read_blob(store, m->config.digest, AL_CONFIG_MAX, &cbuf, &clen, err);
-    if (r == 0 && (int64_t)clen != m->config.size)
-        r = al_error_set(err, AL_E_SIZE, 0,
-                         "blob %s is corrupt: %zu bytes in the store, the manifest says %lld",
-                         m->config.digest, clen, (long long)m->config.size);
-    if (r == 0) {
-        r = al_image_config_parse(&cfg, cbuf, clen, err);
-        if (r < 0)
-            al_error_wrap(err, "config %s", m->config.digest);
-    }
-    if (r < 0) {
-        al_manifest_free(m);
-        return r;
-    }
-    if (cfg->has_platform && !im->platform.os[0])
-        im->platform = cfg->platform;
-
-    im->layers = al_xcalloc(m->n_layers, sizeof(*im->layers));
+    im->layers = al_xcalloc(m->n_layers + 1, sizeof(*im->layers));
     im->n_layers = m->n_layers;
     im->diff_ids_match = cfg->n_diff_ids == m->n_layers;
-    for (size_t i = 0; i < m->n_layers && r == 0; i++) {
+    for (size_t i = 0; i < m->n_layers; i++) {
         const al_descriptor *d = &m->layers[i];
         al_export_layer *l = &im->layers[i];
         snprintf(l->digest, sizeof(l->digest), "%s", d->digest);
@@ -242,18 +114,60 @@ static int load_image(al_export_image *im, al_store *store, const char *digest,
             im->n_zstd_layers++;
         if (im->diff_ids_match)
             snprintf(l->diff_id, sizeof(l->diff_id), "%s", cfg->diff_ids[i]);
+    }
+    for (size_t i = 0; i < m->n_layers; i++) {
+        const al_descriptor *d = &m->layers[i];
         int64_t have = -1;
         if (!al_store_has_blob(store, d->digest, &have))
-            r = al_error_set(err, AL_E_NOT_FOUND, 0, "layer %s is missing from the store",
-                             d->digest);
-        else if (have != d->size)
-            r = al_error_set(err, AL_E_SIZE, 0,
-                             "blob %s is corrupt: %lld bytes in the store, the manifest says %lld",
-                             d->digest, (long long)have, (long long)d->size);
+            return al_error_set(err, AL_E_NOT_FOUND, 0, "layer %s is missing from the store",
+                                d->digest);
+        if (have != d->size)
+            return al_error_set(err, AL_E_SIZE, 0,
+                                "blob %s is corrupt: %lld bytes in the store, the manifest says "
+                                "%lld",
+                                d->digest, (long long)have, (long long)d->size);
     }
-    al_image_config_free(cfg);
-    al_manifest_free(m);
-    return r;
+    return 0;
+}
+
+static void keep_error(pick *w, const al_graph_node *n)
+{
+    if (w->err == NULL)
+        al_graph_node_error(n, &w->err);
+}
+
+/* The walk's visitor: the first image manifest for the platform wins
+ * (depth-first, in index order, as docker and containerd pick). A part
+ * that cannot be read or breaks the graph's rules matters only where it
+ * may hold the platform; a part the store lacks (not fetched for that
+ * platform) only says so. */
+static int pick_visit(void *ud, const al_graph_node *n, al_error **err)
+{
+    pick *w = ud;
+    if (n->state == AL_GRAPH_FAILED) {
+        bool ours = !n->has_platform || al_platform_equal(&n->platform, w->want);
+        if (n->parent == NULL) {
+            w->root_failed = true;
+            keep_error(w, n);
+            return AL_GRAPH_STOP;
+        }
+        if (n->error->code == AL_E_NOT_FOUND)
+            w->listed_absent = w->listed_absent || (n->has_platform && ours);
+        else if (ours)
+            keep_error(w, n);
+        return 0;
+    }
+    if (n->kind != AL_GRAPH_IMAGE)
+        return 0;
+    if (n->has_platform && !al_platform_is_unknown(&n->platform))
+        note_have(w, &n->platform);
+    bool match = n->has_platform ? al_platform_equal(&n->platform, w->want) : n->parent == NULL;
+    if (n->state != AL_GRAPH_VISITED || !match)
+        return 0;
+    w->found = true;
+    al_error_clear(&w->err); /* a broken part elsewhere does not matter now */
+    load_image(w->im, w->store, n, w->want, &w->err);
+    return AL_GRAPH_STOP;
 }
 
 static void add_image(al_export_set *set, al_export_image *im)
@@ -299,6 +213,48 @@ static void lack_platform(al_selection *out, const root *rt, int platform, char 
         return;
     }
     add_problem(out, rt->full, platform, AL_E_NOT_FOUND, msg);
+    out->problem_info[out->n_problems - 1].lacks_platform = true;
+}
+
+/* Walk rt's graph for one platform (graph.h: the store as the source,
+ * that platform selected, every config read and checked) and add the
+ * image, or the problem, to out. false when the root itself failed. */
+static bool select_platform(al_selection *out, al_store *store, const root *rt, int p,
+                            const al_platform *want)
+{
+    al_graph_source src;
+    al_graph_store_source(&src, store);
+    al_descriptor rd = {.media_type = rt->media_type, .size = -1};
+    snprintf(rd.digest, sizeof(rd.digest), "%s", rt->digest);
+    al_graph_select sel = {.platforms = want, .n_platforms = 1};
+    al_graph_walk_opts o = {.select = &sel, .configs = true};
+    al_export_image im;
+    memset(&im, 0, sizeof(im));
+    pick w = {.store = store, .want = want, .im = &im};
+    al_graph_walk(&src, &rd, &o, pick_visit, &w, NULL);
+    if (w.err != NULL) {
+        add_problem(out, rt->full, w.root_failed ? -1 : p, w.err->code,
+                    al_xasprintf("%s: %s", rt->full, w.err->msg));
+        al_error_free(w.err);
+        image_dispose(&im);
+        return !w.root_failed;
+    }
+    if (!w.found) {
+        char pbuf[96];
+        al_platform_format(want, pbuf, sizeof(pbuf));
+        lack_platform(out, rt, p,
+                      al_xasprintf("%s has no %s manifest%s (it has %s)%s", rt->full, pbuf,
+                                   w.listed_absent ? " in the store" : "",
+                                   w.have[0] ? w.have : "none",
+                                   w.listed_absent ? "; fetch it with that --platform" : ""));
+        return true;
+    }
+    im.ref = al_xstrdup(rt->full);
+    im.name = al_ref_name(rt->ref);
+    im.tag = rt->ref->tag ? al_xstrdup(rt->ref->tag) : NULL;
+    snprintf(im.root_digest, sizeof(im.root_digest), "%s", rt->digest);
+    add_image(&out->sets[p], &im);
+    return true;
 }
 
 static bool full_seen(const root *roots, size_t n, const char *full)
@@ -347,8 +303,8 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
             al_error *perr = NULL;
             if (al_ref_parse(&ref, tags[i].full_name, &perr) < 0) {
                 /* Not one of ours (a hand-edited database?): say so, go on. */
-                al_warn("skipping tag \"%s\": %s", tags[i].full_name, perr->msg);
-                al_error_free(perr);
+                al_error_wrap(&perr, "skipping tag \"%s\"", tags[i].full_name);
+                al_error_demote(&perr);
                 continue;
             }
             owned[n_owned++] = ref;
@@ -374,79 +330,17 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
                         al_xasprintf("not in store: %s", roots[i].full));
     }
 
-    /* Phase 2: root manifests, then per platform the image beneath. */
-    for (size_t i = 0; i < n_roots; i++) {
-        root *rt = &roots[i];
-        if (rt->digest[0] == '\0')
-            continue;
-        al_error *perr = NULL;
-        if (read_manifest(&rt->m, store, rt->digest, rt->media_type, -1, &perr) < 0) {
-            add_problem(out, rt->full, -1, perr->code, al_xasprintf("%s: %s", rt->full, perr->msg));
-            al_error_free(perr);
-            continue;
-        }
-        for (size_t p = 0; p < n_platforms; p++) {
-            const al_platform *want = &platforms[p];
-            char pbuf[96];
-            al_platform_format(want, pbuf, sizeof(pbuf));
-            al_export_image im;
-            memset(&im, 0, sizeof(im));
-            int lr;
-            if (al_manifest_is_index(rt->m)) {
-                walk w;
-                memset(&w, 0, sizeof(w));
-                w.want = want;
-                lr = walk_index(&w, store, rt->m, 1, &perr);
-                if (lr == 0 && w.found.digest[0] == '\0') {
-                    char *msg = al_xasprintf(
-                        "%s has no %s manifest%s (it has %s)%s", rt->full, pbuf,
-                        w.listed_absent ? " in the store" : "", w.have[0] ? w.have : "none",
-                        w.listed_absent ? "; fetch it with that --platform" : "");
-                    lack_platform(out, rt, (int)p, msg);
-                    continue;
-                }
-                if (lr == 0) {
-                    im.platform = w.found.platform;
-                    lr = load_image(&im, store, w.found.digest, w.found.media_type, w.found.size,
-                                    &perr);
-                }
-            } else {
-                lr = load_image(&im, store, rt->digest, rt->media_type, -1, &perr);
-                /* A lone image manifest: its config tells the platform. */
-                if (lr == 0 && im.platform.os[0] && !al_platform_equal(&im.platform, want)) {
-                    char have[96];
-                    al_platform_format(&im.platform, have, sizeof(have));
-                    lack_platform(
-                        out, rt, (int)p,
-                        al_xasprintf("%s has no %s manifest (it has %s)", rt->full, pbuf, have));
-                    image_dispose(&im);
-                    continue;
-                }
-                if (lr == 0 && !im.platform.os[0])
-                    im.platform = *want; /* the config does not say: take it as asked */
-            }
-            if (lr < 0) {
-                add_problem(out, rt->full, (int)p, perr->code,
-                            al_xasprintf("%s: %s", rt->full, perr->msg));
-                al_error_clear(&perr);
-                image_dispose(&im);
-                continue;
-            }
-            im.ref = al_xstrdup(rt->full);
-            im.name = al_ref_name(rt->ref);
-            im.tag = rt->ref->tag ? al_xstrdup(rt->ref->tag) : NULL;
-            snprintf(im.root_digest, sizeof(im.root_digest), "%s", rt->digest);
-            add_image(&out->sets[p], &im);
-        }
-    }
+    /* Phase 2: per platform, the image beneath each root. */
+    for (size_t i = 0; i < n_roots; i++)
+        for (size_t p = 0; p < n_platforms && roots[i].digest[0] != '\0'; p++)
+            if (!select_platform(out, store, &roots[i], (int)p, &platforms[p]))
+                break; /* the root itself is unusable: one problem for every platform */
     r = 0;
 
 out:
     for (size_t i = 0; i < n_roots; i++) {
         free(roots[i].full);
         free(roots[i].media_type);
-        if (roots[i].m)
-            al_manifest_free(roots[i].m);
     }
     free(roots);
     for (size_t i = 0; i < n_owned; i++)

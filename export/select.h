@@ -4,12 +4,12 @@
  *
  * A tag ref is looked up in the tags table by its full normalised name
  * ("docker.io/library/busybox:1.36"); a digest ref uses its digest when
- * that blob is in the store (else the tags row "name@digest"). The root
- * manifest is read from the store with its digest verified; an index is
- * walked (nested indexes too) to the one child for the platform,
- * attestation entries ("unknown/unknown") skipped. The image manifest and
- * config are read and verified too, and every layer's file must be there
- * with the size the manifest gives.
+ * that blob is in the store (else the tags row "name@digest"). The graph
+ * beneath it is walked by common/graph.h's rules (the store as the source,
+ * every blob hashed as read, nested indexes up to the same limit as fetch,
+ * attestation entries skipped) to the first image manifest for the
+ * platform, whose config must parse; every layer's file must be there with
+ * the size the manifest gives.
  *
  * Problems that concern one ref (not in the store, lacks the platform,
  * corrupt or missing blob) are collected, all of them, so that the caller
@@ -65,9 +65,10 @@ typedef struct al_export_set {
 
 /* What one problem concerns, for the run report (--json FILE). */
 typedef struct al_select_problem {
-    char *ref;    /* full normalised ref, as in al_export_image.ref */
-    int platform; /* index into sets; -1 when it concerns every platform */
-    al_errc code; /* AL_E_NOT_FOUND (not in store, lacks the platform), else the blob's */
+    char *ref;           /* full normalised ref, as in al_export_image.ref */
+    int platform;        /* index into sets; -1 when it concerns every platform */
+    al_errc code;        /* AL_E_NOT_FOUND (not in store, lacks the platform), else the blob's */
+    bool lacks_platform; /* the image has no manifest for this platform (nothing is broken) */
 } al_select_problem;
 
 typedef struct al_selection {

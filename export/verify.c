@@ -4,6 +4,7 @@
  * of many gigabytes is checked at disk speed with flat memory. */
 #include "verify.h"
 #include "closure.h"
+#include "../common/graph.h"
 #include "../common/manifest.h"
 #include "../common/util.h"
 
@@ -37,7 +38,6 @@ typedef struct verifier {
     al_store *store;
     al_db *db;
     const char *dir;
-    char *blobs_dir;
     al_db_snapshot snap;
     bfile *files; /* sorted by digest */
     size_t n_files;
@@ -75,12 +75,12 @@ void al_verify_report_dispose(al_verify_report *r)
 }
 
 /* True when an airlock-fetch holds STORE/lock. The probe takes a shared
- * lock for an instant: a fetch starting in that instant would find the
- * store busy, a window too small to matter for a command run by hand. */
-static bool writer_active(const char *dir)
+ * lock for an instant; a fetch starting in that instant sees that only a
+ * reader is in its way and tries again (store.h, al_store_open). */
+static bool writer_active(const al_store *s)
 {
-    _cleanup_free_ char *path = al_xasprintf("%s/lock", dir);
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    _cleanup_close_ int fd =
+        openat(al_store_root_fd(s), "lock", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return false;
     if (flock(fd, LOCK_SH | LOCK_NB) < 0)
@@ -98,56 +98,49 @@ static bool hex_name(const char *s)
     return n == AL_DIGEST_HEX_LEN;
 }
 
-static int cmp_str(const void *a, const void *b)
+/* The names in rel below dirfd, sorted (see al_dir_names). *n_out = 0
+ * and false when the directory cannot be read (errno kept). */
+static bool list_dir(int dirfd, const char *rel, char ***out, size_t *n_out)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The names in dir, sorted (malloc'd). *n_out = 0 and false when the
- * directory cannot be read (errno kept). */
-static bool list_dir(const char *dir, char ***out, size_t *n_out)
-{
-    *out = NULL;
-    *n_out = 0;
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return false;
-    char **v = NULL;
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        v = al_xrealloc(v, (n + 1) * sizeof(*v));
-        v[n++] = al_xstrdup(de->d_name);
-    }
-    closedir(d);
-    if (n > 0)
-        qsort(v, n, sizeof(*v), cmp_str);
-    *out = v;
-    *n_out = n;
-    return true;
-}
-
-static void strv_free(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
+    int r = dirfd < 0 ? -ENOENT : al_dir_names(dirfd, rel, out, n_out);
+    if (r < 0)
+        errno = -r;
+    return r == 0;
 }
 
 /* Layout ------------------------------------------------------------- */
 
+/* A small JSON file at the top of the store, opened as store.h says (a
+ * symlink is not followed). NULL with a problem of kind `kind` reported. */
+static json_t *load_top_json(verifier *v, const char *name, size_t max, const char *kind)
+{
+    al_error *e = NULL;
+    int64_t size = 0;
+    _cleanup_close_ int fd = al_store_file_open(v->store, name, &size, &e);
+    if (fd < 0) {
+        verr(v, kind, "%s: %s", name, e ? e->msg : "cannot open");
+        al_error_free(e);
+        return NULL;
+    }
+    if ((uint64_t)size > max) {
+        verr(v, kind, "%s: %lld bytes, more than airlock ever writes", name, (long long)size);
+        return NULL;
+    }
+    json_error_t je;
+    json_t *j = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
+    if (j == NULL)
+        verr(v, kind, "%s: line %d: %s", name, je.line, je.text);
+    return j;
+}
+
 static void check_layout(verifier *v)
 {
-    _cleanup_free_ char *path = al_xasprintf("%s/oci-layout", v->dir);
-    json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
+    json_t *j = load_top_json(v, "oci-layout", 4096, "layout");
     const char *ver =
         j != NULL ? json_string_value(json_object_get(j, "imageLayoutVersion")) : NULL;
     if (j == NULL)
-        verr(v, "layout", "oci-layout: %s", je.text);
-    else if (ver == NULL || strcmp(ver, "1.0.0") != 0)
+        return;
+    if (ver == NULL || strcmp(ver, "1.0.0") != 0)
         verr(v, "layout", "oci-layout: imageLayoutVersion is %s%s%s, expected \"1.0.0\"",
              ver ? "\"" : "", ver ? ver : "missing", ver ? "\"" : "");
     json_decref(j);
@@ -203,16 +196,19 @@ static void check_references(verifier *v)
 
 /* Files -------------------------------------------------------------- */
 
-/* Hash one file; FS_GONE when it vanished since it was listed. */
-static fstate hash_file(verifier *v, const char *path, const char *want, int64_t *size_out,
-                        char *buf, uint64_t *done, uint64_t total)
+/* Hash one file of blobs/sha256 (opened as store.h says: never through a
+ * symlink); FS_GONE when it vanished since it was listed. */
+static fstate hash_file(verifier *v, const char *want, int64_t *size_out, char *buf, uint64_t *done,
+                        uint64_t total)
 {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    al_error *e = NULL;
+    _cleanup_close_ int fd = al_store_blob_open(v->store, want, NULL, &e);
     if (fd < 0) {
-        if (errno == ENOENT)
-            return FS_GONE;
-        verr(v, "io", "%s: %s", path, strerror(errno));
-        return FS_UNREADABLE;
+        bool gone = fd == AL_E_NOT_FOUND;
+        if (!gone)
+            verr(v, "io", "%s", e->msg);
+        al_error_free(e);
+        return gone ? FS_GONE : FS_UNREADABLE;
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     al_hasher *h = al_hasher_new();
@@ -229,7 +225,7 @@ static fstate hash_file(verifier *v, const char *path, const char *want, int64_t
             v->progress(v->progress_ud, *done, total);
     }
     if (n < 0) {
-        verr(v, "io", "read %s: %s", path, strerror(errno));
+        verr(v, "io", "read blobs/sha256/%s: %s", al_digest_hex(want), strerror(errno));
         al_hasher_free(h);
         return FS_UNREADABLE;
     }
@@ -248,18 +244,18 @@ static fstate hash_file(verifier *v, const char *path, const char *want, int64_t
 
 static void scan_blobs(verifier *v)
 {
-    _cleanup_free_ char *blobs = al_xasprintf("%s/blobs", v->dir);
     char **top = NULL, **names = NULL;
     size_t n_top = 0, n = 0;
-    if (!list_dir(blobs, &top, &n_top)) {
+    int blobs_fd = al_store_blobs_fd(v->store);
+    if (!list_dir(al_store_root_fd(v->store), "blobs", &top, &n_top)) {
         verr(v, "layout", "blobs/: %s", strerror(errno));
         return;
     }
     for (size_t i = 0; i < n_top; i++)
         if (strcmp(top[i], "sha256") != 0)
             verr(v, "stray", "blobs/%s: not part of the layout (only blobs/sha256 is)", top[i]);
-    strv_free(top, n_top);
-    if (!list_dir(v->blobs_dir, &names, &n)) {
+    al_strv_free(top, n_top);
+    if (!list_dir(blobs_fd, ".", &names, &n)) {
         verr(v, "layout", "blobs/sha256/: %s", strerror(errno));
         return;
     }
@@ -267,9 +263,8 @@ static void scan_blobs(verifier *v)
     uint64_t total = 0, done = 0;
     bool *regular = al_xcalloc(n + 1, sizeof(*regular));
     for (size_t i = 0; i < n; i++) {
-        _cleanup_free_ char *p = al_xasprintf("%s/%s", v->blobs_dir, names[i]);
         struct stat st;
-        if (lstat(p, &st) < 0) {
+        if (fstatat(blobs_fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
             if (errno != ENOENT)
                 verr(v, "io", "blobs/sha256/%s: %s", names[i], strerror(errno));
             continue;
@@ -292,13 +287,12 @@ static void scan_blobs(verifier *v)
             continue;
         bfile *f = &v->files[v->n_files];
         snprintf(f->digest, sizeof(f->digest), "sha256:%s", names[i]);
-        _cleanup_free_ char *p = al_xasprintf("%s/%s", v->blobs_dir, names[i]);
-        f->state = hash_file(v, p, f->digest, &f->size, buf, &done, total);
+        f->state = hash_file(v, f->digest, &f->size, buf, &done, total);
         if (f->state != FS_GONE)
             v->n_files++;
     }
     free(regular);
-    strv_free(names, n);
+    al_strv_free(names, n);
 }
 
 static const bfile *find_file(const verifier *v, const char *digest)
@@ -412,54 +406,85 @@ static bool has_edge(const al_db_snapshot *s, const char *parent, al_edge_kind k
     return false;
 }
 
+/* One tag's graph walked over the blobs themselves (common/graph.h): what
+ * export would read, by the rules fetch and export follow. */
+typedef struct tag_walk {
+    verifier *v;
+    const al_closure *c; /* the tag's graph as its rows record it */
+    damage *d;
+    bool *reported; /* per blob row: a problem about it was reported (once for every tag) */
+} tag_walk;
+
+/* Only what the tag's rows name is its graph: an index may list platforms
+ * that were not fetched, and other tags' blobs may sit in the store. */
+static bool in_graph(const tag_walk *t, const char *digest)
+{
+    long bi = al_db_snapshot_blob_index(&t->v->snap, digest);
+    return bi >= 0 && al_closure_has(t->c, bi);
+}
+
+static bool first_report(const tag_walk *t, const char *digest)
+{
+    long bi = al_db_snapshot_blob_index(&t->v->snap, digest);
+    if (bi < 0 || t->reported[bi])
+        return false;
+    t->reported[bi] = true;
+    return true;
+}
+
 /* An image manifest's own descriptors: its config and layers must be
  * there with the sizes it gives, whatever the edges say. */
-static void check_image_manifest(verifier *v, const char *digest, damage *d, bool *reported,
-                                 size_t manifest_index)
+static void check_image_manifest(tag_walk *t, const al_graph_node *n)
 {
-    _cleanup_free_ char *buf = NULL;
-    size_t len = 0;
-    al_manifest *m = NULL;
-    if (al_store_read_blob(v->store, digest, AL_MANIFEST_MAX, &buf, &len, NULL) < 0)
-        return; /* already named by blob_trouble */
-    al_error *perr = NULL;
-    const al_db_manifest *row = &v->snap.manifests[manifest_index];
-    if (al_manifest_parse(&m, buf, len, row->media_type, &perr) < 0) {
-        if (!reported[manifest_index])
-            verr(v, "corrupt", "manifest %s does not parse: %s", digest, perr->msg);
-        reported[manifest_index] = true;
-        al_error_free(perr);
-        damage_add(d, digest, "unparsable");
-        return;
-    }
-    if (al_manifest_is_index(m)) {
-        al_manifest_free(m);
-        return;
-    }
+    verifier *v = t->v;
+    const al_manifest *m = n->m;
     const char *why = blob_trouble(v, m->config.digest, m->config.size);
     if (why != NULL)
-        damage_add(d, m->config.digest, why);
-    bool edges_ok = has_edge(&v->snap, digest, AL_EDGE_CONFIG, m->config.digest);
+        damage_add(t->d, m->config.digest, why);
+    bool edges_ok = has_edge(&v->snap, n->digest, AL_EDGE_CONFIG, m->config.digest);
     for (size_t i = 0; i < m->n_layers; i++) {
         const al_descriptor *l = &m->layers[i];
         if ((why = blob_trouble(v, l->digest, l->size)) != NULL)
-            damage_add(d, l->digest, why);
-        edges_ok = edges_ok && has_edge(&v->snap, digest, AL_EDGE_LAYER, l->digest);
+            damage_add(t->d, l->digest, why);
+        edges_ok = edges_ok && has_edge(&v->snap, n->digest, AL_EDGE_LAYER, l->digest);
     }
-    if (!edges_ok && !reported[manifest_index]) {
+    if (!edges_ok && first_report(t, n->digest))
         verr(v, "database", "manifest %s: its edges rows do not list every blob it references",
-             digest);
-        reported[manifest_index] = true;
+             n->digest);
+}
+
+static int tag_visit(void *ud, const al_graph_node *n, al_error **err)
+{
+    tag_walk *t = ud;
+    if (!in_graph(t, n->digest))
+        return 0;
+    if (n->state == AL_GRAPH_VISITED && n->kind == AL_GRAPH_IMAGE) {
+        check_image_manifest(t, n);
+        return 0;
     }
-    al_manifest_free(m);
+    if (n->state != AL_GRAPH_FAILED)
+        return 0;
+    /* A file that is absent, unreadable or does not hash to its name is
+     * already a problem of its own (missing, io, corrupt). What is left is
+     * content that hashes right but that export could not use: a body that
+     * does not parse or is not what its descriptor says, a config that is
+     * not an image config, an index nested too deep. */
+    if (n->error->code == AL_E_NOT_FOUND || n->error->code == AL_E_DIGEST ||
+        n->error->code == AL_E_IO)
+        return 0;
+    if (first_report(t, n->error_digest))
+        verr(t->v, "corrupt", "%s", n->error->msg);
+    damage_add(t->d, n->error_digest, "refused by the graph rules");
+    return 0;
 }
 
 static void check_tags(verifier *v)
 {
     const al_db_snapshot *s = &v->snap;
-    /* Per manifest row: a manifest-level problem was reported (once,
-     * however many tags share it). */
-    bool *reported = al_xcalloc(s->n_manifests + 1, sizeof(*reported));
+    bool *reported = al_xcalloc(s->n_blobs + 1, sizeof(*reported));
+    al_graph_source src;
+    al_graph_store_source(&src, v->store);
+    al_graph_walk_opts o = {.configs = true};
     for (size_t t = 0; t < s->n_tags; t++) {
         const al_tag *tag = &s->tags[t];
         if (!al_digest_valid(tag->digest))
@@ -476,10 +501,11 @@ static void check_tags(verifier *v)
             const char *why = blob_trouble(v, digest, -1);
             if (why != NULL)
                 damage_add(&d, digest, why);
-            const al_db_manifest *m = al_db_snapshot_manifest(s, digest);
-            if (m != NULL && !m->is_index && why == NULL)
-                check_image_manifest(v, digest, &d, reported, (size_t)(m - s->manifests));
         }
+        tag_walk tw = {.v = v, .c = &c, .d = &d, .reported = reported};
+        al_descriptor root = {.media_type = tag->media_type, .size = -1};
+        snprintf(root.digest, sizeof(root.digest), "%s", tag->digest);
+        al_graph_walk(&src, &root, &o, tag_visit, &tw, NULL);
         if (d.n > 0) {
             char *list = al_xstrdup("");
             for (size_t i = 0; i < d.n && i < MAX_NAMED; i++) {
@@ -492,7 +518,7 @@ static void check_tags(verifier *v)
                  d.n > MAX_NAMED ? ", ..." : "");
             free(list);
         }
-        strv_free(d.items, d.n);
+        al_strv_free(d.items, d.n);
         al_closure_dispose(&c);
     }
     free(reported);
@@ -541,23 +567,9 @@ static const char *json_str_at(json_t *o, const char *key)
 static void check_index(verifier *v)
 {
     const al_db_snapshot *s = &v->snap;
-    _cleanup_free_ char *path = al_xasprintf("%s/index.json", v->dir);
-    struct stat st;
-    if (stat(path, &st) < 0) {
-        verr(v, "layout", "index.json: %s", strerror(errno));
+    json_t *root = load_top_json(v, "index.json", INDEX_JSON_MAX, "layout");
+    if (root == NULL)
         return;
-    }
-    if ((uint64_t)st.st_size > INDEX_JSON_MAX) {
-        verr(v, "layout", "index.json: %lld bytes, more than airlock ever writes",
-             (long long)st.st_size);
-        return;
-    }
-    json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (root == NULL) {
-        verr(v, "layout", "index.json: line %d: %s", je.line, je.text);
-        return;
-    }
     json_t *list = json_object_get(root, "manifests");
     if (!json_is_array(list)) {
         verr(v, "layout", "index.json: no \"manifests\" array");
@@ -639,27 +651,34 @@ static void check_index(verifier *v)
 
 static void check_tmp(verifier *v)
 {
-    _cleanup_free_ char *tmp = al_xasprintf("%s/tmp", v->dir);
+    int tmp_fd = al_store_tmp_fd(v->store);
     char **names = NULL;
     size_t n = 0;
-    if (!list_dir(tmp, &names, &n))
+    if (!list_dir(tmp_fd, ".", &names, &n))
         return; /* a fresh or read-only copy may have none; nothing reads it */
     for (size_t i = 0; i < n; i++) {
-        _cleanup_free_ char *p = al_xasprintf("%s/%s", tmp, names[i]);
         struct stat st;
-        if (lstat(p, &st) < 0)
+        if (fstatat(tmp_fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
         char sb[32];
         al_format_bytes(sb, sizeof(sb), (uint64_t)st.st_size);
-        if (v->rep->writer_active)
+        if (S_ISDIR(st.st_mode))
+            vinfo(v, "tmp", "tmp/%s (a directory): not made by airlock; --prune leaves it alone",
+                  names[i]);
+        else if (v->rep->writer_active)
             vinfo(v, "tmp", "tmp/%s (%s): in use by the running airlock-fetch", names[i], sb);
         else if (strncmp(names[i], "partial-", 8) == 0)
-            vinfo(v, "tmp", "tmp/%s (%s): a partial download; the next airlock-fetch resumes it",
+            vinfo(v, "tmp",
+                  "tmp/%s (%s): a partial download; the next airlock-fetch resumes it (--prune "
+                  "clears it once it is a day old and unwanted)",
                   names[i], sb);
         else
-            vinfo(v, "tmp", "tmp/%s (%s): left over by an interrupted airlock-fetch", names[i], sb);
+            vinfo(v, "tmp",
+                  "tmp/%s (%s): left over by an interrupted airlock-fetch; the next --prune "
+                  "removes it",
+                  names[i], sb);
     }
-    strv_free(names, n);
+    al_strv_free(names, n);
 }
 
 int al_verify_store(al_verify_report *out, al_store *store, al_db *db,
@@ -674,8 +693,7 @@ int al_verify_store(al_verify_report *out, al_store *store, al_db *db,
         .progress = progress,
         .progress_ud = progress_ud,
     };
-    v.blobs_dir = al_xasprintf("%s/blobs/sha256", v.dir);
-    out->writer_active = writer_active(v.dir);
+    out->writer_active = writer_active(store);
 
     char **msgs = NULL;
     size_t n_msgs = 0;
@@ -692,7 +710,7 @@ int al_verify_store(al_verify_report *out, al_store *store, al_db *db,
         check_references(&v);
         scan_blobs(&v);
         /* A fetch that started while the files were hashed counts too. */
-        out->writer_active = out->writer_active || writer_active(v.dir);
+        out->writer_active = out->writer_active || writer_active(store);
         r = check_files_vs_rows(&v, err);
     }
     if (r == 0) {
@@ -702,7 +720,6 @@ int al_verify_store(al_verify_report *out, al_store *store, al_db *db,
     }
     al_db_snapshot_dispose(&v.snap);
     free(v.files);
-    free(v.blobs_dir);
     if (r < 0)
         al_verify_report_dispose(out);
     return r;

@@ -2,7 +2,10 @@
  * database, index.json and the files agree.
  *
  * Checked, each problem reported once, one line each:
- *   corrupt     a file in blobs/sha256 whose content does not hash to its name
+ *   corrupt     a file in blobs/sha256 whose content does not hash to its name,
+ *               or a manifest or config of a tag's graph that export could
+ *               not use (common/graph.h: it does not parse, is not what
+ *               its descriptor says, or nests indexes too deep)
  *   unindexed   a blob file without a blobs row
  *   missing     a blobs row without a file
  *   size        a blobs row whose size differs from its file's

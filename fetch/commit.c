@@ -87,36 +87,40 @@ static void node_rows(const image *im, const mnode *nd, al_graph_manifest *g, al
         add_edge(ge, nge, nd->digest, nd->m->layers[l].digest, AL_EDGE_LAYER, (int)l);
 }
 
-/* Store a manifest or config the registry sent, with its row; it counts
- * as new for the image's report. */
+/* Store a manifest or config the registry sent (body), with its row; it
+ * counts as new for the image's report. One the store held already (body
+ * NULL) gets its row made sure of: a prune may have left the file and
+ * removed the row. */
 static int store_small(image *im, const char *digest, const char *body, size_t len,
                        const char *media_type, al_error **err)
 {
     al_fetch_ctx *ctx = im->ctx;
-    bool had = al_store_has_blob(ctx->store, digest, NULL);
-    if (al_store_put_blob(ctx->store, digest, body, len, err) < 0)
-        return al_error_wrap(err, "store %s", digest);
-    if (!had) {
-        im->res->new_blobs++;
-        im->res->new_bytes += len;
+    if (body != NULL) {
+        bool had = al_store_has_blob(ctx->store, digest, NULL);
+        if (al_store_put_blob(ctx->store, digest, body, len, err) < 0)
+            return al_error_wrap(err, "store %s", digest);
+        if (!had) {
+            im->res->new_blobs++;
+            im->res->new_bytes += len;
+        }
     }
     return al_db_blob_add(ctx->db, digest, (int64_t)len, media_type, err);
 }
 
-/* The manifests and configs of the kept nodes that came from the
- * registry, into the store with their rows. */
+/* The manifests and configs of the kept nodes, into the store (those that
+ * came from the registry) and with their rows. */
 static int store_bodies(image *im, al_error **err)
 {
     for (size_t j = 0; j < im->n_nodes; j++) {
         const mnode *nd = &im->nodes[j];
         if (!node_kept(im, nd))
             continue;
-        if (nd->body != NULL &&
-            store_small(im, nd->digest, nd->body, nd->len, nd->media_type, err) < 0)
+        if (store_small(im, nd->digest, nd->body, (size_t)nd->size, nd->media_type, err) < 0)
             return -1;
+        if (al_manifest_is_index(nd->m))
+            continue;
         const al_descriptor *cd = &nd->m->config;
-        if (nd->config_body != NULL &&
-            store_small(im, cd->digest, nd->config_body, nd->config_len, cd->media_type, err) < 0)
+        if (store_small(im, cd->digest, nd->config_body, (size_t)cd->size, cd->media_type, err) < 0)
             return -1;
     }
     return 0;

@@ -578,20 +578,43 @@ static void xfer_free(xfer *x)
     free(x);
 }
 
-/* Start the first queued request; when curl refuses it, it completes with
- * that error on the next turn. */
+/* Every header value a caller gives (Accept, Authorization, Range) is
+ * checked before anything goes on the wire: a CR or LF in it, from a token
+ * server say, would add headers of its own. A request that fails the
+ * check is refused, not sent. */
+static int check_headers(const al_request *r, al_error **err)
+{
+    const char *const names[] = {"Accept", "Authorization", "Range"};
+    const char *const values[] = {r->accept, r->authorization, r->range};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(names); i++) {
+        for (const unsigned char *p = (const unsigned char *)values[i]; p && *p; p++) {
+            if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
+                _cleanup_free_ char *url = al_url_redact(r->url);
+                return al_error_set(err, AL_E_HTTP, 0,
+                                    "%s %s: not sent: the %s header value holds a control byte",
+                                    r->head ? "HEAD" : "GET", url, names[i]);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Start the first queued request; when it may not go, or curl refuses
+ * it, it completes with that error on the next turn. */
 static void start_one(al_engine *e)
 {
     xfer *x = heap_pop(e);
-    x->easy = curl_easy_init();
     CURLMcode mc = CURLM_OK;
-    if (x->easy != NULL) {
+    if (check_headers(x->req, &x->sink_err) == 0 && (x->easy = curl_easy_init()) != NULL) {
         xfer_setup(e, x);
         mc = curl_multi_add_handle(e->multi, x->easy);
     }
-    if (x->easy == NULL || mc != CURLM_OK) {
-        al_error_set(&x->sink_err, AL_E_NET, 0, "cannot start a transfer: %s",
-                     x->easy == NULL ? "curl_easy_init failed" : curl_multi_strerror(mc));
+    if (x->sink_err != NULL || x->easy == NULL || mc != CURLM_OK) {
+        if (x->sink_err == NULL) {
+            _cleanup_free_ char *url = al_url_redact(x->req->url);
+            al_error_set(&x->sink_err, AL_E_NET, 0, "%s: cannot start the transfer: %s", url,
+                         x->easy == NULL ? "curl_easy_init failed" : curl_multi_strerror(mc));
+        }
         x->next = e->unstarted;
         e->unstarted = x;
         return;
@@ -630,12 +653,15 @@ static void xfer_finish(al_engine *e, xfer *x, CURLcode code)
     x->done(r, x->user);
 }
 
+/* Requests that never went on the wire: their error says why already. */
 static void drain_unstarted(al_engine *e)
 {
     while (e->unstarted != NULL) {
         xfer *x = e->unstarted;
         e->unstarted = x->next;
-        xfer_finish(e, x, CURLE_FAILED_INIT);
+        x->req->transport_code = CURLE_FAILED_INIT;
+        x->req->err = al_steal_ptr(&x->sink_err);
+        x->done(x->req, x->user);
         xfer_free(x);
     }
 }

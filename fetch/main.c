@@ -23,12 +23,10 @@
 #include "registry.h"
 #include "repair.h"
 #include "report.h"
+#include "sanitize.h"
 #include "store.h"
 #include "util.h"
 
-#define EXIT_PARTIAL 1
-#define EXIT_USAGE 2
-#define EXIT_STORE 3
 #define AL_FETCH_VERSION "0.1.0"
 
 static const char usage_text[] =
@@ -82,7 +80,8 @@ static const char usage_text[] =
     "                             client.key} (default: /etc/docker/certs.d and\n"
     "                             /etc/containers/certs.d)\n"
     "      --insecure-registry HOST[:PORT]\n"
-    "                             allow plain HTTP or unverified TLS for HOST (repeatable)\n"
+    "                             allow plain HTTP or unverified TLS for HOST (repeatable);\n"
+    "                             localhost, 127.0.0.0/8 and ::1 may use plain HTTP without it\n"
     "  Without --username, credentials come from containers auth.json ($REGISTRY_AUTH_FILE,\n"
     "  else $XDG_RUNTIME_DIR/containers/auth.json), then docker's config.json ($DOCKER_CONFIG,\n"
     "  else ~/.docker/config.json: credHelpers, credsStore, auths).\n"
@@ -344,7 +343,11 @@ static int opt_store(cli *o, int c, const char *arg)
 {
     long v;
     switch (c) {
-    case OPT_STORE: o->store_dir = arg; return 0;
+    case OPT_STORE:
+        if (*arg == '\0')
+            return al_cli_usage_error("--store: expected a directory, got an empty string");
+        o->store_dir = arg;
+        return 0;
     case OPT_PRUNE: o->prune = true; return 0;
     case OPT_DRY_RUN: o->dry_run = true; return 0;
     case OPT_REPAIR: o->repair = true; return 0;
@@ -447,7 +450,7 @@ static int opt_output(cli *o, int c, const char *arg)
     case 'v': o->verbosity = AL_LOG_DEBUG; return 0;
     case 'h': fputs(usage_text, stdout); return -2;
     case OPT_VERSION: puts("airlock-fetch " AL_FETCH_VERSION); return -2;
-    default: fputs("Try 'airlock-fetch --help'.\n", stderr); return EXIT_USAGE;
+    default: fputs("Try 'airlock-fetch --help'.\n", stderr); return AL_EXIT_USAGE;
     }
 }
 
@@ -495,7 +498,7 @@ static int take_option(cli *o, int c, const char *arg)
         if (rc != 1)
             return rc;
     }
-    return EXIT_USAGE;
+    return AL_EXIT_USAGE;
 }
 
 /* Returns -1 to go on, or the exit code. */
@@ -552,16 +555,23 @@ static void print_quotas(const al_registry *reg)
 static void print_result(const al_image_result *r)
 {
     char b[32];
-    if (r->status == AL_IMG_FAILED)
-        printf("%-9s %s  %s\n", status_word(r->status), r->full_name,
-               r->err ? r->err->msg : "unknown error");
-    else if (r->status == AL_IMG_MOVED)
-        printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status), r->full_name,
-               r->old_digest, r->digest, r->platforms, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+    /* The last guard: a message may quote a registry, and no part of a
+     * result line may start another (docs/STYLE.md, Output). */
+    _cleanup_free_ char *name = al_sanitize(r->full_name, AL_SANITIZE_LINE);
+    if (r->status == AL_IMG_FAILED) {
+        _cleanup_free_ char *msg =
+            al_sanitize(r->err ? r->err->msg : "unknown error", AL_SANITIZE_LINE);
+        printf("%-9s %s  %s\n", status_word(r->status), name, msg);
+        return;
+    }
+    _cleanup_free_ char *plats = al_sanitize(r->platforms, AL_SANITIZE_LINE);
+    if (r->status == AL_IMG_MOVED)
+        printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status), name,
+               r->old_digest, r->digest, plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
                al_format_bytes(b, sizeof(b), r->new_bytes));
     else
-        printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), r->full_name,
-               r->digest, r->platforms, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+        printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), name, r->digest,
+               plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
                al_format_bytes(b, sizeof(b), r->new_bytes));
 }
 
@@ -580,19 +590,42 @@ static void print_results(const al_image_result *results, size_t n, const al_eng
            al_format_bytes(b, sizeof(b), t.bytes), elapsed, (unsigned long long)st->requests);
 }
 
-/* Prune lines: 'WORD  NAME  detail' like the image lines, then a summary. */
-static void print_prune(const al_prune_report *p)
+/* Prune lines: 'WORD  NAME  detail' like the image lines. Tag names come
+ * back from the database and file names from tmp/ (anyone who can write
+ * there picks them): sanitised like any text from outside. */
+static void print_prune_lines(const al_prune_report *p)
 {
-    char b[32], b2[32];
-    for (size_t i = 0; i < p->db.n_removed; i++)
-        printf("%-9s %s  %s\n", p->dry_run ? "removable" : "removed", p->db.removed[i].full_name,
+    char b[32];
+    for (size_t i = 0; i < p->db.n_removed; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->db.removed[i].full_name, AL_SANITIZE_LINE);
+        printf("%-9s %s  %s\n", p->dry_run ? "removable" : "removed", name,
                p->db.removed[i].digest);
-    for (size_t i = 0; i < p->db.n_missing; i++)
-        printf("%-9s %s  not in the store\n", "FAILED", p->db.missing[i]);
+    }
+    for (size_t i = 0; i < p->db.n_missing; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->db.missing[i], AL_SANITIZE_LINE);
+        printf("%-9s %s  not in the store\n", "FAILED", name);
+    }
     if (p->dry_run)
         for (size_t i = 0; i < p->db.n_blobs; i++)
             printf("%-9s %s  %s\n", "prunable", p->db.blobs[i].digest,
                    al_format_bytes(b, sizeof(b), (uint64_t)p->db.blobs[i].size));
+    for (size_t i = 0; p->dry_run && i < p->n_tmp; i++) {
+        _cleanup_free_ char *name = al_sanitize(p->tmp[i].name, AL_SANITIZE_LINE);
+        printf("%-9s tmp/%s  %s  (%s)\n", "stale", name,
+               al_format_bytes(b, sizeof(b), (uint64_t)p->tmp[i].size), p->tmp[i].why);
+    }
+    if (p->deferred)
+        printf("%-9s %zu file%s, %s: an airlock-export is reading the store; the next --prune "
+               "removes them\n",
+               "deferred", p->n_deferred, p->n_deferred == 1 ? "" : "s",
+               al_format_bytes(b, sizeof(b), (uint64_t)p->deferred_bytes));
+}
+
+/* ...then a summary. */
+static void print_prune(const al_prune_report *p)
+{
+    char b[32], b2[32];
+    print_prune_lines(p);
     printf("%s%s %zu blob%s, %s; %s %zu tag%s; %s %zu earlier graph%s (--keep %d)",
            p->dry_run ? "dry run: " : "", p->dry_run ? "would prune" : "pruned", p->db.n_blobs,
            p->db.n_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), (uint64_t)p->db.bytes),
@@ -602,7 +635,36 @@ static void print_prune(const al_prune_report *p)
     if (p->n_stray > 0)
         printf("; %zu file%s without a row (%s)", p->n_stray, p->n_stray == 1 ? "" : "s",
                al_format_bytes(b2, sizeof(b2), (uint64_t)p->stray_bytes));
+    if (p->n_protected > 0)
+        printf("; kept %zu recent file%s without a row (%s: an interrupted run's downloads)",
+               p->n_protected, p->n_protected == 1 ? "" : "s",
+               al_format_bytes(b2, sizeof(b2), (uint64_t)p->protected_bytes));
+    if (p->n_tmp > 0)
+        printf("; %s %zu tmp file%s (%s)", p->dry_run ? "would clear" : "cleared", p->n_tmp,
+               p->n_tmp == 1 ? "" : "s", al_format_bytes(b2, sizeof(b2), (uint64_t)p->tmp_bytes));
     putchar('\n');
+}
+
+/* What --prune protects by time (docs/DESIGN.md, "Crash rules"): what
+ * this run added when it fetched (the layers of an image that failed are
+ * not downloaded twice), and what every run since the last completed
+ * fetch added, if one of them was killed (its finished downloads may have
+ * files without rows). fetched_at is this run's start when it fetched,
+ * else 0. */
+static int prune_since(al_db *db, int64_t run_id, double fetched_at, double *since, al_error **err)
+{
+    int r = al_db_prune_since(db, run_id, since, err);
+    if (r < 0)
+        return r;
+    if (*since > 0) {
+        char when[40];
+        al_info("prune: a run that began %.19s was interrupted: what was added since stays "
+                "until a fetch completes",
+                al_format_utc(when, sizeof(when), *since));
+    }
+    if (*since == 0 || (fetched_at > 0 && fetched_at < *since))
+        *since = fetched_at;
+    return 0;
 }
 
 static void print_repair(const al_repair_report *r)
@@ -643,13 +705,13 @@ static int open_store(session *S, int argc, char **argv)
 {
     cli *o = S->o;
     if (al_creds_new(&S->creds, o->username, S->password, NULL, &S->err) < 0)
-        return S->exit_code = EXIT_USAGE;
+        return S->exit_code = AL_EXIT_USAGE;
     if (al_store_open(&S->store, o->store_dir, AL_STORE_WRITE, &S->err) < 0 ||
         al_db_open(&S->db, al_store_db_path(S->store), false, &S->err) < 0)
-        return S->exit_code = EXIT_STORE;
+        return S->exit_code = AL_EXIT_STORE;
     _cleanup_free_ char *args = argv_text(argc, argv);
     if (al_db_run_begin(S->db, args, &S->run_id, &S->err) < 0)
-        return S->exit_code = EXIT_STORE;
+        return S->exit_code = AL_EXIT_STORE;
     S->run_open = true;
     return 0;
 }
@@ -663,7 +725,7 @@ static int repair_refs(session *S)
         al_tag *tags = NULL;
         size_t n = 0;
         if (al_db_tags_list(S->db, &tags, &n, &S->err) < 0)
-            return EXIT_STORE;
+            return AL_EXIT_STORE;
         for (size_t i = 0; i < n; i++)
             al_reflist_add_arg(&o->list, tags[i].full_name, (int)i + 1);
         al_tags_free(tags, n);
@@ -676,7 +738,7 @@ static int repair_refs(session *S)
         free(names[i]);
     free(names);
     if (rc < 0)
-        return EXIT_STORE;
+        return AL_EXIT_STORE;
     print_repair(&S->repair_rep);
     return 0;
 }
@@ -685,7 +747,7 @@ static int fetch_images(session *S)
 {
     cli *o = S->o;
     if (al_engine_new(&S->engine, &o->eopts, &S->err) < 0)
-        return EXIT_PARTIAL;
+        return al_errc_exit(S->err->code);
     const char *certs_dirs[] = {o->certs_dir, NULL};
     al_registry_opts ropts = {.creds = S->creds,
                               .insecure_hosts = o->insecure,
@@ -695,7 +757,7 @@ static int fetch_images(session *S)
                               .client_key = o->client_key,
                               .certs_dirs = o->certs_dir ? certs_dirs : NULL};
     if (al_registry_new(&S->reg, S->engine, &ropts, &S->err) < 0)
-        return EXIT_PARTIAL;
+        return AL_EXIT_FAILED;
     al_fetch_ctx ctx = {
         .store = S->store,
         .db = S->db,
@@ -718,22 +780,23 @@ static int fetch_images(session *S)
     print_quotas(S->reg);
     fflush(stdout);
     al_report_totals_of(&S->tot, S->results, S->n_results);
-    return rc < 0 ? EXIT_STORE : 0;
+    return rc < 0 ? AL_EXIT_STORE : 0;
 }
 
 static int prune_store(session *S)
 {
     cli *o = S->o;
-    /* Blobs added by this run stay even when unreachable: the layers of an
-     * image that failed are not downloaded twice. */
+    double since = 0;
+    if (prune_since(S->db, S->run_id, o->list.n > 0 ? S->started_at : 0, &since, &S->err) < 0)
+        return AL_EXIT_STORE;
     al_prune_opts popts = {.remove = (const char *const *)o->remove,
                            .n_remove = o->n_remove,
                            .keep = o->keep,
-                           .protect_since = o->list.n > 0 ? S->started_at : 0,
+                           .protect_since = since,
                            .dry_run = o->dry_run};
     if (al_prune_run(S->store, S->db, &popts, &S->prune_rep, &S->err) < 0) {
         al_error_wrap(&S->err, "prune");
-        return EXIT_STORE;
+        return AL_EXIT_STORE;
     }
     S->pruned = true;
     print_prune(&S->prune_rep);
@@ -764,7 +827,7 @@ static void write_reports(session *S)
         al_error_log("--json: %s", we->msg);
         al_error_clear(&we);
         if (S->exit_code == 0)
-            S->exit_code = EXIT_PARTIAL;
+            S->exit_code = AL_EXIT_FAILED;
     }
     /* A lock file is only worth having when the fetch itself ran. */
     _cleanup_free_ char *lock = o->lock_path && S->n_results > 0 ? al_report_lock_text(&rep) : NULL;
@@ -772,7 +835,7 @@ static void write_reports(session *S)
         al_error_log("--lock: %s", we->msg);
         al_error_clear(&we);
         if (S->exit_code == 0)
-            S->exit_code = EXIT_PARTIAL;
+            S->exit_code = AL_EXIT_FAILED;
     }
 }
 
@@ -784,7 +847,7 @@ static void finish_run(session *S)
                              &fe) < 0 &&
             S->err == NULL) {
             S->err = al_steal_ptr(&fe);
-            S->exit_code = EXIT_STORE;
+            S->exit_code = AL_EXIT_STORE;
         }
         al_error_free(fe);
     }
@@ -832,7 +895,7 @@ static int run(cli *o, int argc, char **argv)
     if (rc == 0 && o->prune)
         rc = S.exit_code = prune_store(&S);
     if (rc == 0 && (S.tot.failed > 0 || (S.pruned && S.prune_rep.db.n_missing > 0)))
-        S.exit_code = EXIT_PARTIAL;
+        S.exit_code = AL_EXIT_FAILED;
     finish_run(&S);
     int exit_code = S.exit_code;
     session_dispose(&S);

@@ -13,9 +13,6 @@
 #include "plan.h"
 #include "strmap.h"
 
-/* Index levels above a platform manifest, the root being level 1. */
-#define AL_MAX_INDEX_LEVELS 8
-
 /* One manifest of an image's graph. What came from the registry (the
  * manifest and, for an image manifest, its config) is held until the
  * image commits: a failed image leaves nothing of it in the store. */
@@ -29,7 +26,7 @@ typedef struct mnode {
     al_platform platform;
     long parent; /* index of the parent node, -1 for the root */
     int position;
-    int level; /* the root is 1 */
+    int level; /* the root is 1 (graph.h) */
     bool resolved;
     bool dropped; /* filtered out by platform (known from its config) */
     char *body;   /* from the registry, to store at commit; NULL when local */

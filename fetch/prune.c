@@ -1,6 +1,6 @@
+/* The files side of --prune (see prune.h for the order and the rules). */
 #include "prune.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -11,6 +11,14 @@
 #include "log.h"
 #include "plan.h"
 #include "util.h"
+
+/* File times come from the kernel's coarse clock, which may lag
+ * al_now() by a tick; a file written just after a run began must not
+ * look older than it. Erring this way only keeps a file longer. */
+#define MTIME_SLACK_S 2.0
+/* A partial download untouched for this long is abandoned (unless an
+ * interrupted run may still resume it). */
+#define PARTIAL_MAX_AGE_S (24.0 * 3600.0)
 
 static int blob_cmp(const void *a, const void *b)
 {
@@ -25,105 +33,153 @@ static bool doomed(const al_prune_result *r, const char *digest)
            bsearch(&key, r->blobs, r->n_blobs, sizeof(*r->blobs), blob_cmp) != NULL;
 }
 
-static int str_cmp(const void *a, const void *b)
+static double mtime_of(const struct stat *st)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return (double)st->st_mtim.tv_sec + (double)st->st_mtim.tv_nsec / 1e9;
 }
 
-/* The names in dir, sorted (read fully before anything is unlinked). */
-static int list_dir(const char *dir, char ***out, size_t *n_out, al_error **err)
+static bool written_since(const struct stat *st, double since)
 {
-    *out = NULL;
-    *n_out = 0;
-    DIR *d = opendir(dir);
-    if (d == NULL) {
+    return since > 0 && mtime_of(st) >= since - MTIME_SLACK_S;
+}
+
+/* Whether blobs/sha256/NAME goes: its row went in step 1, or it has none
+ * and is not protected. Counts what it decides in rep. */
+static int judge_blob(al_store *store, al_db *db, const char *name, double since,
+                      al_prune_report *rep, bool *go, int64_t *size, al_error **err)
+{
+    *go = false;
+    _cleanup_free_ char *digest = al_xasprintf("sha256:%s", name);
+    struct stat st;
+    if (fstatat(al_store_blobs_fd(store), name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT)
+            return 0; /* gone since it was listed */
+        return al_error_set(err, AL_E_IO, errno, "prune: stat %s/blobs/sha256/%s",
+                            al_store_dir(store), name);
+    }
+    if (!al_digest_valid(digest) || S_ISDIR(st.st_mode)) {
+        /* Not ours to judge (a temp file of another tool?): left alone. A
+         * symlink named by a digest is ours to remove (it is no blob). */
+        al_warn("prune: %s/blobs/sha256/%s is not a blob; left alone", al_store_dir(store), name);
+        rep->n_skipped++;
+        return 0;
+    }
+    *size = (int64_t)st.st_size;
+    if (!doomed(&rep->db, digest)) {
+        bool found = false;
+        if (al_db_blob_get(db, digest, &found, NULL, err) < 0)
+            return AL_E_DB;
+        if (found)
             return 0;
-        return al_error_set(err, AL_E_IO, errno, "open directory %s", dir);
+        if (written_since(&st, since)) {
+            rep->n_protected++;
+            rep->protected_bytes += *size;
+            al_debug("prune: %s has no row yet but is recent: kept", digest);
+            return 0;
+        }
+        rep->n_stray++;
+        rep->stray_bytes += *size;
+        al_debug("prune: %s has no database row", digest);
     }
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *de;
-    errno = 0;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        names = al_xrealloc(names, (n + 1) * sizeof(char *));
-        names[n++] = al_xstrdup(de->d_name);
-    }
-    int e = errno;
-    closedir(d);
-    if (e != 0) {
-        for (size_t i = 0; i < n; i++)
-            free(names[i]);
-        free(names);
-        return al_error_set(err, AL_E_IO, e, "read directory %s", dir);
-    }
-    if (n > 0)
-        qsort(names, n, sizeof(char *), str_cmp);
-    *out = names;
-    *n_out = n;
+    *go = true;
     return 0;
 }
 
-static int fsync_dir(const char *dir, al_error **err)
+/* Steps 3 and 4: the files of blobs/sha256. */
+static int sweep(al_store *store, al_db *db, double since, al_prune_report *rep, al_error **err)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return al_error_set(err, AL_E_IO, errno, "open directory %s", dir);
-    int r = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (r < 0)
-        return al_error_set(err, AL_E_IO, e, "fsync directory %s", dir);
-    return 0;
-}
-
-/* Steps 3 and 4: the files. */
-static int sweep(al_store *store, al_db *db, al_prune_report *rep, al_error **err)
-{
-    _cleanup_free_ char *dir = al_xasprintf("%s/blobs/sha256", al_store_dir(store));
+    int dfd = al_store_blobs_fd(store);
     char **names = NULL;
     size_t n = 0;
-    int r = list_dir(dir, &names, &n, err);
+    int r = al_dir_names(dfd, ".", &names, &n);
     if (r < 0)
-        return r;
+        return al_error_set(err, AL_E_IO, -r, "prune: read %s/blobs/sha256", al_store_dir(store));
+    bool *go = al_xcalloc(n + 1, sizeof(*go));
+    size_t n_go = 0;
+    int64_t go_bytes = 0;
     for (size_t i = 0; i < n && r == 0; i++) {
-        _cleanup_free_ char *digest = al_xasprintf("sha256:%s", names[i]);
-        if (!al_digest_valid(digest)) {
-            /* Not ours to judge (a temp file of another tool?): left alone. */
-            al_warn("prune: %s/%s is not a blob name; left alone", dir, names[i]);
-            rep->n_skipped++;
+        int64_t size = 0;
+        r = judge_blob(store, db, names[i], since, rep, &go[i], &size, err);
+        n_go += go[i];
+        go_bytes += go[i] ? size : 0;
+    }
+    bool locked = false;
+    if (r == 0 && !rep->dry_run && n_go > 0)
+        r = al_store_gc_try_sweep(store, &locked, err);
+    if (r == 0 && !rep->dry_run && n_go > 0 && !locked) {
+        /* An export is reading: the rows are gone, so the files are
+         * rowless now and the next prune takes them. */
+        rep->deferred = true;
+        rep->n_deferred = n_go;
+        rep->deferred_bytes = go_bytes;
+    }
+    for (size_t i = 0; i < n && r == 0 && locked; i++) {
+        if (!go[i])
             continue;
-        }
-        _cleanup_free_ char *path = al_xasprintf("%s/%s", dir, names[i]);
-        bool gone_row = doomed(&rep->db, digest);
-        if (!gone_row) {
-            bool found = false;
-            if ((r = al_db_blob_get(db, digest, &found, NULL, err)) < 0)
-                break;
-            if (found)
-                continue;
-            struct stat st;
-            rep->n_stray++;
-            if (lstat(path, &st) == 0)
-                rep->stray_bytes += st.st_size;
-            al_debug("prune: %s has no database row", digest);
-        }
-        if (rep->dry_run)
-            continue;
-        if (unlink(path) < 0 && errno != ENOENT) {
-            r = al_error_set(err, AL_E_IO, errno, "prune: remove %s", path);
+        if (unlinkat(dfd, names[i], 0) < 0 && errno != ENOENT) {
+            r = al_error_set(err, AL_E_IO, errno, "prune: remove %s/blobs/sha256/%s",
+                             al_store_dir(store), names[i]);
             break;
         }
         rep->n_unlinked++;
-        al_debug("pruned %s", digest);
+        al_debug("pruned sha256:%s", names[i]);
     }
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    if (r == 0 && !rep->dry_run && rep->n_unlinked > 0)
-        r = fsync_dir(dir, err);
+    if (locked)
+        al_store_gc_release(store);
+    free(go);
+    al_strv_free(names, n);
+    if (r == 0 && rep->n_unlinked > 0 && fsync(dfd) < 0)
+        r = al_error_set(err, AL_E_IO, errno, "fsync %s/blobs/sha256", al_store_dir(store));
+    return r;
+}
+
+/* Why STORE/tmp/NAME is stale, or NULL when it stays (prune.h). */
+static const char *tmp_stale(al_store *store, const char *name, const struct stat *st, double since,
+                             double now)
+{
+    if (strncmp(name, "partial-", 8) != 0)
+        return "left by an interrupted writer";
+    _cleanup_free_ char *digest = al_xasprintf("sha256:%s", name + 8);
+    if (!al_digest_valid(digest))
+        return "left by an interrupted writer";
+    if (al_store_has_blob(store, digest, NULL))
+        return "a partial download of a blob the store holds complete";
+    if (now - mtime_of(st) > PARTIAL_MAX_AGE_S && !written_since(st, since))
+        return "a partial download not resumed for over a day";
+    return NULL;
+}
+
+/* Step 5: stale entries of STORE/tmp. */
+static int clear_tmp(al_store *store, double since, al_prune_report *rep, al_error **err)
+{
+    int tfd = al_store_tmp_fd(store);
+    char **names = NULL;
+    size_t n = 0;
+    int r = al_dir_names(tfd, ".", &names, &n);
+    if (r < 0)
+        return al_error_set(err, AL_E_IO, -r, "prune: read %s/tmp", al_store_dir(store));
+    double now = al_now();
+    for (size_t i = 0; i < n && r == 0; i++) {
+        struct stat st;
+        if (fstatat(tfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            al_warn("prune: %s/tmp/%s is a directory; left alone", al_store_dir(store), names[i]);
+            continue;
+        }
+        const char *why = tmp_stale(store, names[i], &st, since, now);
+        if (why == NULL)
+            continue;
+        if (!rep->dry_run && unlinkat(tfd, names[i], 0) < 0 && errno != ENOENT) {
+            r = al_error_set(err, AL_E_IO, errno, "prune: remove %s/tmp/%s", al_store_dir(store),
+                             names[i]);
+            break;
+        }
+        rep->tmp = al_xrealloc(rep->tmp, (rep->n_tmp + 1) * sizeof(*rep->tmp));
+        rep->tmp[rep->n_tmp++] = (al_prune_tmp){al_xstrdup(names[i]), (int64_t)st.st_size, why};
+        rep->tmp_bytes += (int64_t)st.st_size;
+    }
+    al_strv_free(names, n);
     return r;
 }
 
@@ -138,7 +194,9 @@ int al_prune_run(al_store *store, al_db *db, const al_prune_opts *opts, al_prune
         return r;
     if (!opts->dry_run && (r = al_fetch_write_index(store, db, err)) < 0)
         return r;
-    return sweep(store, db, out, err);
+    if ((r = sweep(store, db, opts->protect_since, out, err)) < 0)
+        return r;
+    return clear_tmp(store, opts->protect_since, out, err);
 }
 
 void al_prune_report_dispose(al_prune_report *r)
@@ -146,5 +204,8 @@ void al_prune_report_dispose(al_prune_report *r)
     if (r == NULL)
         return;
     al_prune_result_dispose(&r->db);
+    for (size_t i = 0; i < r->n_tmp; i++)
+        free(r->tmp[i].name);
+    free(r->tmp);
     memset(r, 0, sizeof(*r));
 }

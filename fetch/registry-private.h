@@ -12,6 +12,7 @@
 #include "credentials.h"
 #include "engine.h"
 #include "fsm.h"
+#include "hostpolicy.h"
 #include "registry.h"
 #include "strmap.h"
 #include "worker.h"
@@ -80,8 +81,9 @@ struct scope {
 };
 
 struct reghost {
-    char *name; /* host[:port] */
-    bool insecure;
+    char *name;         /* host[:port] */
+    bool insecure;      /* --insecure-registry: unverified TLS or plain HTTP */
+    bool plain_http_ok; /* insecure, or a local address (docs/DESIGN.md, Security) */
     bool tls_loaded;
     char *ca_pem; /* system CAs + --ca-cert + certs.d CAs, when any extra */
     size_t ca_len;
@@ -107,6 +109,7 @@ struct al_registry {
     al_engine *engine;
     al_worker *worker;
     al_registry_opts opts;
+    al_hostpolicy policy;
     al_strmap *hosts;    /* name -> reghost */
     reghost **host_list; /* the same, in creation order (quotas, freeing) */
     size_t n_hosts;

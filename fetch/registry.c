@@ -4,6 +4,7 @@
 #include "registry.h"
 #include "registry-private.h"
 
+#include <assert.h>
 #include <curl/curl.h>
 #include <dirent.h>
 #include <stddef.h>
@@ -13,8 +14,10 @@
 #include <unistd.h>
 
 #include "challenge.h"
+#include "hostpolicy.h"
 #include "log.h"
 #include "manifest.h"
+#include "sanitize.h"
 #include "url.h"
 #include "util.h"
 
@@ -56,6 +59,7 @@ int al_registry_new(al_registry **out, al_engine *engine, const al_registry_opts
     al_registry *r = al_xcalloc(1, sizeof(*r));
     r->engine = engine;
     r->opts = *opts;
+    r->policy = (al_hostpolicy){opts->insecure_hosts, opts->n_insecure};
     r->hosts = al_strmap_new();
     r->worker = al_worker_new(engine, 1);
     *out = r;
@@ -81,10 +85,7 @@ al_engine *al_registry_engine(const al_registry *r)
 
 bool al_registry_is_insecure(const al_registry *r, const char *name)
 {
-    for (size_t i = 0; i < r->opts.n_insecure; i++)
-        if (strcmp(r->opts.insecure_hosts[i], name) == 0)
-            return true;
-    return false;
+    return al_hostpolicy_is_insecure(&r->policy, name);
 }
 
 reghost *reg_host(al_registry *r, const char *name)
@@ -95,6 +96,7 @@ reghost *reg_host(al_registry *r, const char *name)
     h = al_xcalloc(1, sizeof(*h));
     h->name = al_xstrdup(name);
     h->insecure = al_registry_is_insecure(r, name);
+    h->plain_http_ok = al_hostpolicy_plain_http_ok(&r->policy, name);
     h->scopes = al_strmap_new();
     h->rl_limit = h->rl_remaining = h->rl_window = -1;
     /* Every machine starts in its state 0: UNKNOWN, UP, HTTPS, UNKNOWN. */
@@ -102,13 +104,6 @@ reghost *reg_host(al_registry *r, const char *name)
     r->host_list = al_xrealloc(r->host_list, (r->n_hosts + 1) * sizeof(reghost *));
     r->host_list[r->n_hosts++] = h;
     return h;
-}
-
-/* Whether a host may be spoken to in plain HTTP (and get credentials
- * there): the hosts named by --insecure-registry. */
-static bool may_use_http(const reghost *h)
-{
-    return h->insecure;
 }
 
 /* --- TLS material and credentials ------------------------------------------- */
@@ -326,9 +321,13 @@ static char *registry_error_detail(const al_request *q)
     const char *code = json_string_value(json_object_get(e0, "code"));
     const char *msg = json_string_value(json_object_get(e0, "message"));
     char *out;
-    if (code != NULL)
-        out = al_xasprintf(" (%.60s%s%.200s)", code, msg ? ": " : "", msg ? msg : "");
-    else if (q->content_type != NULL && strstr(q->content_type, "html") != NULL)
+    if (code != NULL) {
+        /* The registry's words, escaped and capped before they join a
+         * message: no ESC sequence, no newline forging a result line. */
+        _cleanup_free_ char *c = al_sanitize(code, 60);
+        _cleanup_free_ char *m = al_sanitize(msg, 200);
+        out = al_xasprintf(" (%s%s%s)", c, msg ? ": " : "", m);
+    } else if (q->content_type != NULL && strstr(q->content_type, "html") != NULL)
         out = al_xstrdup(" (the server answered with an HTML page, not a registry API response)");
     else
         out = al_xstrdup("");
@@ -530,6 +529,17 @@ static char *refresh_form(const reghost *h, const scope *s, const char *identity
     return form;
 }
 
+/* A bearer token goes into an Authorization header: only visible ASCII
+ * (RFC 6750's token68 is a subset), so that a CR LF from a token server
+ * never becomes a header of its own. The token itself is never shown. */
+static bool token_is_visible_ascii(const char *tok)
+{
+    for (const unsigned char *p = (const unsigned char *)tok; *p; p++)
+        if (*p < 0x21 || *p > 0x7e)
+            return false;
+    return true;
+}
+
 /* Parse a token answer into s (GRANTED), or say why not. */
 static int accept_token(scope *s, const al_request *q, al_error **err)
 {
@@ -538,10 +548,17 @@ static int accept_token(scope *s, const al_request *q, al_error **err)
     if (tok == NULL)
         tok = json_string_value(json_object_get(root, "access_token"));
     json_int_t ttl = json_integer_value(json_object_get(root, "expires_in"));
+    _cleanup_free_ char *url = al_url_redact(q->url);
     if (tok == NULL || *tok == '\0') {
         json_decref(root);
-        _cleanup_free_ char *url = al_url_redact(q->url);
         return al_error_set(err, AL_E_AUTH, 0, "token server %s returned no token", url);
+    }
+    if (!token_is_visible_ascii(tok)) {
+        json_decref(root);
+        return al_error_set(err, AL_E_AUTH, 0,
+                            "token server %s returned a token holding a byte outside visible "
+                            "ASCII (a control byte, a space): refused",
+                            url);
     }
     if (s->token != NULL)
         explicit_bzero(s->token, strlen(s->token));
@@ -594,6 +611,31 @@ static void token_done(al_call *tc, void *user)
     al_call_list_fire(&s->waiting, AL_EV_WAKE, NULL);
 }
 
+/* Credentials go to a token realm only over HTTPS, or over plain HTTP to
+ * a host allowed it (docs/DESIGN.md, Security). Otherwise the scope is
+ * refused, naming the realm; with credentials still untried, every call
+ * of the registry fails with that message; nothing is sent. */
+static bool realm_may_take(al_registry *r, reghost *h, scope *s, const al_cred *cred)
+{
+    if (!has_login(cred) || al_hostpolicy_credentials_ok(&r->policy, h->realm))
+        return true;
+    _cleanup_free_ char *redacted = al_url_redact(h->realm);
+    _cleanup_free_ char *realm = al_sanitize(redacted, 200);
+    al_error *e = NULL;
+    al_error_set(&e, AL_E_AUTH, 0,
+                 "%s: token realm %s is plain HTTP: credentials (from %s) go only over HTTPS, "
+                 "or to a local address or an --insecure-registry host; nothing was sent",
+                 h->name, realm, cred->origin);
+    al_error_free(s->err);
+    s->err = al_error_copy(e);
+    al_fsm_fire(AL_FSM_SCOPE, &s->state, AL_EV_REFUSED, s->name);
+    if (h->auth == AL_AUTH_BEARER_TRY)
+        fail_auth(h, al_error_copy(e));
+    al_call_list_fire(&s->waiting, AL_EV_FAIL, e);
+    al_error_free(e);
+    return false;
+}
+
 static void start_token(al_registry *r, scope *s)
 {
     reghost *h = s->h;
@@ -602,16 +644,19 @@ static void start_token(al_registry *r, scope *s)
     _cleanup_free_ char *realm_host = url ? al_url_hostport(url) : NULL;
     if (realm_host == NULL) {
         al_error *e = NULL;
-        al_error_set(&e, AL_E_AUTH, 0, "%s: invalid token realm \"%.200s\"", h->name, h->realm);
+        _cleanup_free_ char *realm = al_sanitize(h->realm, 200);
+        al_error_set(&e, AL_E_AUTH, 0, "%s: invalid token realm \"%s\"", h->name, realm);
         token_refused(r, s, e);
         return;
     }
+    const al_cred *cred = host_cred(r, h);
+    if (!realm_may_take(r, h, s, cred))
+        return;
     al_call *tc = al_call_new(r, AL_CALL_TOKEN, realm_host, "", "token");
     tc->url = al_steal_ptr(&url);
     tc->for_scope = s;
     tc->mem_cap = TOKEN_MAX;
     tc->priority = INT64_MIN; /* calls wait for it: before anything else */
-    const al_cred *cred = host_cred(r, h);
     /* The realm is named by the registry itself; docker sends the
      * registry's credentials there, and so do we. */
     if (cred != NULL && cred->identity_token != NULL)
@@ -692,6 +737,9 @@ al_request *reg_build_request(al_registry *r, al_call *c)
     }
     if (!c->off_host)
         add_auth(r, h, c, q);
+    /* The registry is spoken to in plain HTTP only when it may be, so its
+     * credentials never go anywhere else (docs/DESIGN.md, Security). */
+    assert(q->authorization == NULL || al_hostpolicy_credentials_ok(&r->policy, q->url));
     bool get = c->kind == AL_CALL_MANIFEST_GET || (c->kind == AL_CALL_MANIFEST_HEAD && c->use_get);
     if (get && !c->counted_get) {
         h->manifest_gets++;
@@ -804,6 +852,58 @@ static al_fsm_event host_unreachable(al_registry *r, reghost *h, al_call *c, con
     return AL_EV_FAIL;
 }
 
+/* A cause every call to the host shares: its full message, with what to
+ * do, is logged once on stderr, and every call to the host fails with a
+ * short line that refers to it (docs/DESIGN.md, Security). */
+static al_fsm_event host_refused(reghost *h, al_call *c, al_error *full, const char *what)
+{
+    al_error_log("%s", full->msg);
+    al_error *why = NULL;
+    al_error_set(&why, full->code, 0, "%s: %s (see the error on stderr)", h->name, what);
+    al_error_free(full);
+    c->err = al_error_copy(why);
+    link_down(h, AL_EV_FATAL, why);
+    return AL_EV_FAIL;
+}
+
+/* The TLS handshake failed. A host allowed plain HTTP switches to it: an
+ * --insecure-registry host on any handshake failure, a local address only
+ * when the peer answered in plain HTTP (said once on stderr). Otherwise
+ * nothing will reach the host: every call fails. */
+static al_fsm_event tls_event(reghost *h, al_call *c, const al_request *q)
+{
+    bool plain_answer = al_tls_error_is_plain_http(q->err->msg);
+    bool handshake = q->transport_code == CURLE_SSL_CONNECT_ERROR;
+    if (h->scheme == AL_SCHEME_HTTP && strncmp(q->url, "https://", 8) == 0)
+        return AL_EV_USE_HTTP; /* another call switched the host meanwhile */
+    if (handshake && h->plain_http_ok && (h->insecure || plain_answer)) {
+        fire_host(h, AL_FSM_SCHEME, &h->scheme, AL_EV_PLAIN);
+        if (!h->insecure)
+            al_info("%s speaks plain HTTP: using it (a local address needs no "
+                    "--insecure-registry)",
+                    h->name);
+        return AL_EV_USE_HTTP;
+    }
+    al_error *full = al_error_copy(q->err);
+    if (handshake && plain_answer) {
+        al_error_set(&full, AL_E_NET, 0,
+                     "%s seems to speak plain HTTP, not HTTPS (%s); to fetch from it over plain "
+                     "HTTP, pass --insecure-registry %s",
+                     h->name, q->err->msg, h->name);
+        return host_refused(h, c, full, "plain-HTTP registry refused");
+    }
+    if (!handshake) {
+        al_error_wrap(&full,
+                      "TLS verification failed for %s (use --ca-cert FILE, or "
+                      "--insecure-registry %s to skip verification)",
+                      h->name, h->name);
+        return host_refused(h, c, full, "TLS verification failed");
+    }
+    c->err = al_error_copy(full);
+    link_down(h, AL_EV_FATAL, full);
+    return AL_EV_FAIL;
+}
+
 al_fsm_event reg_transport_event(al_registry *r, al_call *c, const al_request *q)
 {
     reghost *h = reg_host(r, c->host);
@@ -813,22 +913,8 @@ al_fsm_event reg_transport_event(al_registry *r, al_call *c, const al_request *q
         c->err = al_error_copy(h->down_err);
         return AL_EV_FAIL;
     }
-    if (tls_failed(q->transport_code) && h->scheme == AL_SCHEME_HTTPS && may_use_http(h)) {
-        /* HTTPS to a host allowed plain HTTP that does not speak TLS. */
-        fire_host(h, AL_FSM_SCHEME, &h->scheme, AL_EV_PLAIN);
-        return AL_EV_USE_HTTP;
-    }
-    if (tls_failed(q->transport_code)) {
-        al_error *why = al_error_copy(q->err);
-        if (q->transport_code != CURLE_SSL_CONNECT_ERROR)
-            al_error_wrap(&why,
-                          "TLS verification failed for %s (use --ca-cert FILE, or "
-                          "--insecure-registry %s to skip verification)",
-                          h->name, h->name);
-        c->err = al_error_copy(why);
-        link_down(h, AL_EV_FATAL, why);
-        return AL_EV_FAIL;
-    }
+    if (tls_failed(q->transport_code))
+        return tls_event(h, c, q);
     if (connection_failed(q))
         return host_unreachable(r, h, c, q);
     if (transient_transport(q->transport_code) && reg_may_retry(r, c))

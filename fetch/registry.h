@@ -5,7 +5,8 @@
  * call the scope's calls wait for), whether the host answers at all (a
  * connection failure makes one call retry while the others wait, and when
  * it gives up every call of the host fails at once), https or plain http
- * (--insecure-registry hosts that do not speak TLS), and whether HEAD on
+ * (local and --insecure-registry hosts that do not speak TLS: hostpolicy.h),
+ * and whether HEAD on
  * manifests works (else GET by tag, for the rest of the run). It builds
  * each request: /v2/ URLs, the manifest Accept header, TLS material per
  * host (certs.d, --ca-cert, client certificates), Authorization only for

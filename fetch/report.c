@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sanitize.h"
 #include "util.h"
 
 void al_report_totals_of(al_report_totals *out, const al_image_result *r, size_t n)
@@ -46,11 +47,14 @@ static json_t *str_or_null(const char *s)
     return s != NULL && *s != '\0' ? json_string(s) : json_null();
 }
 
+/* Messages may quote a registry: the report holds them sanitised, so that
+ * `jq -r` of a report never prints a control byte either. */
 static json_t *error_json(const al_error *e)
 {
     if (e == NULL)
         return json_null();
-    return json_pack("{s:s, s:s}", "message", e->msg ? e->msg : "", "code", al_errc_name(e->code));
+    _cleanup_free_ char *msg = al_sanitize(e->msg, AL_SANITIZE_LINE);
+    return json_pack("{s:s, s:s}", "message", msg, "code", al_errc_name(e->code));
 }
 
 static json_t *platforms_json(const char *list)
@@ -88,17 +92,28 @@ static json_t *image_json(const al_report *rep, const al_image_result *r)
 static json_t *prune_json(const al_prune_report *p)
 {
     json_t *removed = json_array();
-    for (size_t i = 0; i < p->db.n_removed; i++)
-        json_array_append_new(removed, json_pack("{s:s, s:s}", "ref", p->db.removed[i].full_name,
-                                                 "digest", p->db.removed[i].digest));
+    for (size_t i = 0; i < p->db.n_removed; i++) {
+        /* A name read back from the database, sanitised like any. */
+        _cleanup_free_ char *name = al_sanitize(p->db.removed[i].full_name, AL_SANITIZE_LINE);
+        json_array_append_new(
+            removed, json_pack("{s:s, s:s}", "ref", name, "digest", p->db.removed[i].digest));
+    }
     json_t *missing = json_array();
     for (size_t i = 0; i < p->db.n_missing; i++)
         json_array_append_new(missing, json_string(p->db.missing[i]));
-    return json_pack("{s:b, s:i, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "dry_run", p->dry_run, "keep",
-                     p->keep, "tags_removed", removed, "tags_not_found", missing,
-                     "earlier_graphs_kept", (json_int_t)p->db.n_history_kept, "blobs",
-                     (json_int_t)p->db.n_blobs, "bytes", (json_int_t)p->db.bytes, "stray_files",
-                     (json_int_t)p->n_stray, "stray_bytes", (json_int_t)p->stray_bytes);
+    json_t *o =
+        json_pack("{s:b, s:i, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "dry_run", p->dry_run, "keep",
+                  p->keep, "tags_removed", removed, "tags_not_found", missing,
+                  "earlier_graphs_kept", (json_int_t)p->db.n_history_kept, "blobs",
+                  (json_int_t)p->db.n_blobs, "bytes", (json_int_t)p->db.bytes, "stray_files",
+                  (json_int_t)p->n_stray, "stray_bytes", (json_int_t)p->stray_bytes);
+    json_object_update_new(
+        o,
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "protected_files", (json_int_t)p->n_protected,
+                  "protected_bytes", (json_int_t)p->protected_bytes, "deferred_files",
+                  (json_int_t)p->n_deferred, "deferred_bytes", (json_int_t)p->deferred_bytes,
+                  "tmp_files", (json_int_t)p->n_tmp, "tmp_bytes", (json_int_t)p->tmp_bytes));
+    return o;
 }
 
 char *al_report_json(const al_report *rep)
@@ -137,30 +152,23 @@ char *al_report_json(const al_report *rep)
 
 /* --- lock file ------------------------------------------------------------ */
 
-/* A comment must stay on one line. */
-static char *one_line(const char *s)
-{
-    char *t = al_xstrdup(s ? s : "");
-    for (char *p = t; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    return t;
-}
-
 char *al_report_lock_text(const al_report *rep)
 {
     char when[40];
-    char *text =
-        al_xasprintf("# airlock-fetch lock file: the images of run %lld pinned by digest\n"
-                     "# written %s from store %s\n"
-                     "# use it as a list: airlock-export -f FILE, airlock-fetch -f FILE\n",
-                     (long long)rep->run_id, al_format_utc(when, sizeof(when), rep->finished_at),
-                     rep->store_dir ? rep->store_dir : "");
+    _cleanup_free_ char *store = al_sanitize(rep->store_dir, AL_SANITIZE_LINE);
+    char *text = al_xasprintf("# airlock-fetch lock file: the images of run %lld pinned by digest\n"
+                              "# written %s from store %s\n"
+                              "# use it as a list: airlock-export -f FILE, airlock-fetch -f FILE\n",
+                              (long long)rep->run_id,
+                              al_format_utc(when, sizeof(when), rep->finished_at), store);
     for (size_t i = 0; i < rep->n_results; i++) {
         const al_image_result *r = &rep->results[i];
         char *line;
         if (r->status == AL_IMG_FAILED) {
-            _cleanup_free_ char *msg = one_line(r->err ? r->err->msg : "unknown error");
+            /* A comment stays one line of printable text: the message
+             * may quote a registry. */
+            _cleanup_free_ char *msg =
+                al_sanitize(r->err ? r->err->msg : "unknown error", AL_SANITIZE_LINE);
             line = al_xasprintf("# FAILED %s: %s\n", r->full_name, msg);
         } else if (strchr(r->full_name, '@') != NULL) {
             line = al_xasprintf("%s\n", r->full_name); /* a digest ref is pinned already */

@@ -6,21 +6,6 @@
 
 #include "util.h"
 
-char *al_url_hostport(const char *url)
-{
-    CURLU *u = curl_url();
-    char *host = NULL, *port = NULL, *out = NULL;
-    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-        curl_url_get(u, CURLUPART_PORT, &port, 0);
-        out = port ? al_xasprintf("%s:%s", host, port) : al_xstrdup(host);
-    }
-    curl_free(host);
-    curl_free(port);
-    curl_url_cleanup(u);
-    return out;
-}
-
 char *al_url_resolve(const char *base, const char *loc)
 {
     CURLU *u = curl_url();

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph.h"
 #include "log.h"
 #include "util.h"
 
@@ -42,16 +43,12 @@ void al_walk_free_nodes(image *im)
     im->n_nodes = 0;
 }
 
-static bool platform_wanted(const al_fetch_ctx *ctx, const al_platform *p)
+/* --platform and --include-attestations as the graph's selection. */
+static al_graph_select selection(const al_fetch_ctx *ctx)
 {
-    if (al_platform_is_unknown(p))
-        return ctx->opts.include_attestations;
-    if (ctx->opts.n_platforms == 0)
-        return true;
-    for (size_t i = 0; i < ctx->opts.n_platforms; i++)
-        if (al_platform_equal(&ctx->opts.platforms[i], p))
-            return true;
-    return false;
+    return (al_graph_select){.platforms = ctx->opts.platforms,
+                             .n_platforms = ctx->opts.n_platforms,
+                             .attestations = ctx->opts.include_attestations};
 }
 
 /* Start a call for the image; cb gets the step back. */
@@ -100,31 +97,38 @@ static int read_local(image *im, const char *digest, size_t cap, char **body, si
 static void resolve_node(image *im, size_t j);
 static void need_config(image *im, size_t j);
 
-/* An index's children that this run wants, each once (the same child
- * twice happens), each resolved at once. */
+/* The children the graph says to visit next (graph.h: nested indexes,
+ * wanted platforms, each digest once), each resolved at once; a child
+ * another index of this image already listed is fetched once. */
 static void add_children(image *im, size_t j)
 {
     const al_manifest *m = im->nodes[j].m;
-    int level = im->nodes[j].level + 1;
-    for (size_t i = 0; i < m->n_children && !im->failed; i++) {
-        const al_descriptor *d = &m->children[i];
-        al_manifest_kind kind = al_manifest_kind_from_media_type(d->media_type);
-        bool is_index = kind == AL_MK_DOCKER_LIST || kind == AL_MK_OCI_INDEX;
-        if (!is_index && d->has_platform && !platform_wanted(im->ctx, &d->platform))
-            continue;
+    char parent[AL_DIGEST_BUF];
+    memcpy(parent, im->nodes[j].digest, sizeof(parent));
+    int level = im->nodes[j].level;
+    al_graph_select sel = selection(im->ctx);
+    _cleanup_free_ size_t *next = NULL;
+    size_t n_next = 0;
+    al_error *e = NULL;
+    if (al_graph_next(&next, &n_next, parent, m, level, &sel, &e) < 0) {
+        al_image_fail(im, e);
+        return;
+    }
+    for (size_t k = 0; k < n_next && !im->failed; k++) {
+        const al_descriptor *d = &m->children[next[k]];
         bool dup = false;
-        for (size_t k = 0; k < im->n_nodes && !dup; k++)
-            dup = strcmp(im->nodes[k].digest, d->digest) == 0;
+        for (size_t i = 0; i < im->n_nodes && !dup; i++)
+            dup = strcmp(im->nodes[i].digest, d->digest) == 0;
         if (dup)
             continue;
-        size_t c = add_node(im, (long)j, level); /* may move im->nodes */
+        size_t c = add_node(im, (long)j, level + 1); /* may move im->nodes */
         mnode *n = &im->nodes[c];
         memcpy(n->digest, d->digest, sizeof(n->digest));
         n->want_size = d->size;
         n->media_type = d->media_type ? al_xstrdup(d->media_type) : NULL;
         n->has_platform = d->has_platform;
         n->platform = d->platform;
-        n->position = (int)i;
+        n->position = (int)next[k];
         resolve_node(im, c);
     }
 }
@@ -139,18 +143,16 @@ static void accept_manifest(image *im, size_t j, char *body, size_t len, const c
     mnode *n = &im->nodes[j];
     char got[AL_DIGEST_BUF];
     al_digest_bytes(got, body, len);
+    /* The descriptor that named it; a root has none (its body says). */
+    al_descriptor named = {.media_type = n->media_type, .size = n->want_size};
+    memcpy(named.digest, got, sizeof(got));
     al_error *e = NULL;
     if (expect != NULL && strcmp(got, expect) != 0)
         al_error_set(&e, AL_E_DIGEST, 0, "manifest %s: digest mismatch: content hashes to %s",
                      expect, got);
-    else if (n->want_size >= 0 && (int64_t)len != n->want_size)
-        al_error_set(&e, AL_E_SIZE, 0, "manifest %s: size mismatch: expected %lld bytes, got %zu",
-                     got, (long long)n->want_size, len);
-    else if (al_manifest_parse(&n->m, body, len, content_type, &e) < 0)
+    else if (al_graph_accept_manifest(&n->m, n->parent >= 0 ? &named : NULL, n->level, body, len,
+                                      content_type, &e) < 0)
         al_error_wrap(&e, "manifest %s", got);
-    if (e == NULL && al_manifest_is_index(n->m) && n->level > AL_MAX_INDEX_LEVELS)
-        al_error_set(&e, AL_E_UNSUPPORTED, 0, "index nesting deeper than %d levels at %s",
-                     AL_MAX_INDEX_LEVELS, got);
     if (e != NULL) {
         al_image_fail(im, e);
         return;
@@ -213,7 +215,7 @@ static void resolve_node(image *im, size_t j)
     size_t len = 0;
     int r = read_local(im, digest, AL_MANIFEST_MAX, &body, &len);
     if (r > 0)
-        accept_manifest(im, j, body, len, im->nodes[j].media_type, digest, true);
+        accept_manifest(im, j, body, len, NULL, digest, true);
     else if (r == 0)
         get_manifest(im, j, digest);
 }
@@ -237,29 +239,27 @@ static void accept_config(image *im, size_t j, char *body, size_t len, bool loca
     char got[AL_DIGEST_BUF];
     al_digest_bytes(got, body, len);
     al_error *e = NULL;
+    al_image_config *cfg = NULL;
+    /* The graph's rule: the size its descriptor gives, and a config export
+     * can read (a JSON object), else nothing of the image is stored. */
     if (strcmp(got, cd->digest) != 0)
         al_error_set(&e, AL_E_DIGEST, 0, "config %s: digest mismatch: content hashes to %s",
                      cd->digest, got);
-    else if ((int64_t)len != cd->size)
-        al_error_set(&e, AL_E_SIZE, 0, "config %s: size mismatch: expected %lld bytes, got %zu",
-                     cd->digest, (long long)cd->size, len);
+    else if (al_graph_accept_config(&cfg, cd, body, len, &e) < 0)
+        al_error_wrap(&e, "config %s", cd->digest);
     if (e != NULL) {
         al_image_fail(im, e);
         return;
     }
-    if (!n->has_platform) {
-        /* Configs of non-image artifacts have no platform; keep those. */
-        al_image_config *cfg = NULL;
-        al_error *pe = NULL;
-        if (al_image_config_parse(&cfg, body, len, &pe) == 0 && cfg->has_platform) {
-            n->has_platform = true;
-            n->platform = cfg->platform;
-        }
-        al_error_free(pe);
-        al_image_config_free(cfg);
-        if (n->has_platform && !platform_wanted(im->ctx, &n->platform))
-            n->dropped = true;
+    if (!n->has_platform && cfg->has_platform) {
+        /* A single-platform image: its config says what it runs on.
+         * Configs of non-image artifacts have no platform; keep those. */
+        n->has_platform = true;
+        n->platform = cfg->platform;
+        al_graph_select sel = selection(im->ctx);
+        n->dropped = !al_graph_platform_wanted(&sel, &n->platform);
     }
+    al_image_config_free(cfg);
     if (!local) {
         n->config_body = al_steal_ptr(&owned);
         n->config_len = len;

@@ -26,10 +26,11 @@ done
 packages=(
     build-essential cmake pkg-config
     libcurl4-openssl-dev libsqlite3-dev libjansson-dev libzstd-dev libssl-dev zlib1g-dev
+    libarchive-dev
     libcmocka-dev
     docker-registry containerd skopeo podman docker.io
     apache2-utils jq python3 python3-jsonschema zstd openssl sqlite3 tmux clang clang-format ca-certificates curl
-    nginx valgrind man-db groff-base systemd
+    nginx valgrind man-db groff-base systemd iproute2 strace
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -668,8 +668,10 @@ def openssl_sha256_speed():
     return float(m.group(1)) * 1000
 
 
-def write_doc(path, text):
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+def write_doc(path, text, name="bench"):
+    """Replace what is between the NAME:begin and NAME:end markers of path
+    (appended, with the markers, when they are not there yet)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     old = ""
     if os.path.exists(path):
         with open(path) as f:

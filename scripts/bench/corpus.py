@@ -316,7 +316,7 @@ def push(corpus, desc, registry):
             for l in pl["layers"]:
                 reg.push_blob(repo, blob(l))
             reg.push_blob(repo, blob(pl["config"]))
-            if img["mediaType"] == O_INDEX:
+            if pl["manifest"]["digest"] != img["digest"]:  # a child of an index or list
                 reg.push_manifest(repo, pl["manifest"]["digest"], blob(pl["manifest"]))
         reg.push_manifest(repo, tag, blob(img))
     return reg.uploaded

@@ -1,20 +1,29 @@
 #!/usr/bin/env python3
-"""A fake registry for bad-input tests: serves fixed responses from a JSON map.
+"""A fake registry for bad-input and hostile-server tests: serves fixed responses from a JSON map.
 
-    fakeregistry.py --port-file F ROUTES.json
+    fakeregistry.py --port-file F [--bind ADDR] [--tls-cert C --tls-key K]
+                    [--log F] [--header-log F] ROUTES.json
 
 ROUTES.json maps "METHOD PATH" (or "PATH" for GET and HEAD) to a response:
     {"status": 200, "headers": {"Content-Type": "..."}, "body": "text",
      "body_b64": "...", "body_file": "path", "repeat": N}
-"repeat" makes the body N copies of itself (for size-cap tests). Anything
-not in the map is a 404 with a registry-style error. Every request is
-appended to the log given by --log as "METHOD PATH".
+PATH is matched with its query string first, then without it (a token
+endpoint is asked "/token?service=...&scope=..."). "repeat" makes the body
+N copies of itself (for size-cap tests). Anything not in the map is a 404
+with a registry-style error. Every request is appended to the log given by
+--log as "METHOD PATH", and with --header-log as a JSON line {"method",
+"path", "headers": [[name, value], ...]} in which the value of
+Authorization is cut to its scheme ("Basic <redacted>"), so a test sees
+whether credentials came without the log holding them. --bind (default
+127.0.0.1) is the address to listen on (one in a network namespace, say);
+--tls-cert/--tls-key serve HTTPS.
 """
 import argparse
 import base64
 import http.server
 import json
 import socketserver
+import ssl
 import sys
 
 
@@ -23,6 +32,10 @@ def main():
     ap.add_argument("routes")
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--log")
+    ap.add_argument("--header-log")
+    ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
     with open(args.routes) as f:
         routes = json.load(f)
@@ -33,11 +46,25 @@ def main():
         def log_message(self, fmt, *a):
             pass
 
+        def log_headers(self):
+            hs = []
+            for k, v in self.headers.items():
+                if k.lower() == "authorization":
+                    v = v.split(" ", 1)[0] + " <redacted>"
+                hs.append([k, v])
+            line = json.dumps({"method": self.command, "path": self.path, "headers": hs})
+            with open(args.header_log, "a") as f:
+                f.write(line + "\n")
+
         def respond(self, head):
             if args.log:
                 with open(args.log, "a") as f:
                     f.write(f"{self.command} {self.path}\n")
-            r = routes.get(f"{self.command} {self.path}") or routes.get(self.path)
+            if args.header_log:
+                self.log_headers()
+            bare = self.path.split("?", 1)[0]
+            r = (routes.get(f"{self.command} {self.path}") or routes.get(self.path)
+                 or routes.get(f"{self.command} {bare}") or routes.get(bare))
             if r is None:
                 body = b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'
                 r = {"status": 404, "headers": {"Content-Type": "application/json"}}
@@ -63,11 +90,20 @@ def main():
         def do_HEAD(self):
             self.respond(True)
 
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(n)
+            self.respond(False)
+
     class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True
         allow_reuse_address = True
 
-    srv = Server(("127.0.0.1", 0), Handler)
+    srv = Server((args.bind, 0), Handler)
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     with open(args.port_file, "w") as f:
         f.write(str(srv.server_address[1]))
     sys.stdout.flush()

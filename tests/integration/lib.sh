@@ -269,3 +269,68 @@ fault_proxy_up() {
     # shellcheck source=infra-lib.sh
     . "$AL_SRC/tests/infra/infra-lib.sh"
 }
+
+# Hostile servers -------------------------------------------------------
+# fake_registry_up DIR ROUTES.json [fakeregistry.py options]: start
+# tests/infra/fakeregistry.py (scripted answers), stop it by PID on exit.
+# FAKE_PORT is its port; every request it got is a JSON line in
+# DIR/headers.jsonl, with its headers (Authorization cut to its scheme).
+# With FAKE_NETNS set it runs in that network namespace (pass --bind ADDR).
+fake_registry_up() {
+    local d=$1 routes=$2 pid _
+    shift 2
+    mkdir -p "$d"
+    rm -f "$d/port"
+    : >"$d/headers.jsonl"
+    local pre=()
+    if [ -n "${FAKE_NETNS:-}" ]; then pre=(ip netns exec "$FAKE_NETNS"); fi
+    "${pre[@]}" python3 "$AL_SRC/tests/infra/fakeregistry.py" --port-file "$d/port" \
+        --header-log "$d/headers.jsonl" "$@" "$routes" >"$d/server.log" 2>&1 &
+    pid=$!
+    on_exit "kill $pid 2>/dev/null"
+    for _ in $(seq 1 100); do
+        [ -s "$d/port" ] && break
+        kill -0 "$pid" 2>/dev/null || { show "$d/server.log"; fail "fakeregistry.py exited"; }
+        sleep 0.1
+    done
+    [ -s "$d/port" ] || fail "fakeregistry.py did not start"
+    FAKE_PORT=$(cat "$d/port")
+}
+
+# netns_up: a network namespace for this test, joined to the host by a veth
+# pair, so that a server can listen on an address that is not local
+# (10.231.X.Y, not 127.0.0.0/8): to airlock, a registry elsewhere. Sets
+# NETNS (its name), NETNS_HOST (the host's end) and NETNS_ADDR1,
+# NETNS_ADDR2 (two addresses inside); run servers there with
+# `ip netns exec "$NETNS" ...`. The namespace is deleted by name on exit.
+# Needs root and iproute2; where namespaces cannot be made, the test skips.
+netns_up() {
+    [ "$(id -u)" = 0 ] || skip "a network namespace needs root"
+    command -v ip >/dev/null || skip "ip (iproute2) is not installed"
+    local x y _ veth="alv$$"
+    # A /29 no other test of this machine uses at the moment.
+    for _ in $(seq 1 50); do
+        x=$((RANDOM % 256))
+        y=$(((RANDOM % 32) * 8))
+        ip -4 -o addr show | grep -q " 10\.231\.$x\.$((y + 1))/" || break
+    done
+    NETNS=airlock-$TEST_NAME-$$
+    ip netns add "$NETNS" 2>/dev/null || skip "cannot create a network namespace here"
+    on_exit "ip netns del '$NETNS' 2>/dev/null"
+    ip link add "${veth}h" type veth peer name "${veth}n" 2>/dev/null ||
+        skip "cannot create a veth pair here"
+    on_exit "ip link del '${veth}h' 2>/dev/null"
+    ip link set "${veth}n" netns "$NETNS"
+    NETNS_HOST=10.231.$x.$((y + 1))
+    NETNS_ADDR1=10.231.$x.$((y + 2))
+    NETNS_ADDR2=10.231.$x.$((y + 3))
+    ip addr add "$NETNS_HOST/29" dev "${veth}h"
+    ip link set "${veth}h" up
+    ip -n "$NETNS" addr add "$NETNS_ADDR1/29" dev "${veth}n"
+    ip -n "$NETNS" addr add "$NETNS_ADDR2/29" dev "${veth}n"
+    ip -n "$NETNS" link set "${veth}n" up
+    ip -n "$NETNS" link set lo up
+    # A proxy from the environment must not carry these requests elsewhere.
+    unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+    note "network namespace $NETNS: host $NETNS_HOST, inside $NETNS_ADDR1 and $NETNS_ADDR2"
+}

@@ -34,6 +34,7 @@ struct ts_server {
     int accepts;
     int active;
     bool stopping;
+    bool tls_hang_up;
 };
 
 typedef struct conn {
@@ -107,7 +108,8 @@ static bool read_request(ts_server *s, int fd, char *buf, size_t cap, size_t *le
             /* A TLS handshake on this plain HTTP socket: say so the way
              * plain servers do, and hang up (curl: "wrong version number"). */
             static const char bad[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
-            send(fd, bad, sizeof(bad) - 1, MSG_NOSIGNAL);
+            if (!s->tls_hang_up)
+                send(fd, bad, sizeof(bad) - 1, MSG_NOSIGNAL);
             return false;
         }
     }
@@ -445,6 +447,11 @@ bool ts_request_at(ts_server *s, size_t i, ts_request *out)
         *out = s->log[i];
     pthread_mutex_unlock(&s->lock);
     return ok;
+}
+
+void ts_on_tls(ts_server *s, bool hang_up)
+{
+    s->tls_hang_up = hang_up;
 }
 
 int ts_dead_port(void)

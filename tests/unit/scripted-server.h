@@ -69,6 +69,12 @@ int ts_accepts(ts_server *s);
 /* A copy of request i of the log (false when there is none). */
 bool ts_request_at(ts_server *s, size_t i, ts_request *out);
 
+/* What a TLS handshake meets on these plain sockets: by default a plain
+ * "HTTP/1.1 400" (curl: "wrong version number", a registry speaking plain
+ * HTTP); with hang_up, the connection closed without a word (a TLS
+ * failure of another kind). */
+void ts_on_tls(ts_server *s, bool hang_up);
+
 /* A port on 127.0.0.1 where nothing listens: connections are refused. */
 int ts_dead_port(void);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "graph.h"
 #include "test-helpers.h"
 #include "util.h"
 
@@ -279,6 +280,95 @@ static void test_moved_back(void **state)
     al_prune_result_dispose(&r);
 }
 
+/* A chain of `indexes` indexes "I1".."In" above an image "Z" (manifest,
+ * config, layer), committed as tag `tag`. */
+static void commit_chain(fixture *f, const char *tag, int indexes)
+{
+    al_graph_manifest gm[AL_GRAPH_MAX_INDEX_LEVELS + 3];
+    al_graph_edge ge[AL_GRAPH_MAX_INDEX_LEVELS + 4];
+    memset(gm, 0, sizeof(gm));
+    memset(ge, 0, sizeof(ge));
+    char d[AL_GRAPH_MAX_INDEX_LEVELS + 3][AL_DIGEST_BUF];
+    assert_true(indexes <= AL_GRAPH_MAX_INDEX_LEVELS + 1);
+    size_t ne = 0;
+    for (int i = 0; i <= indexes; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), i < indexes ? "I%d" : "Z-m", i + 1);
+        dg(d[i], name);
+        assert_int_equal(al_db_blob_add(f->db, d[i], 10, MT_MANIFEST, NULL), 0);
+        memcpy(gm[i].digest, d[i], AL_DIGEST_BUF);
+        gm[i].media_type = MT_MANIFEST;
+        gm[i].size = 10;
+        gm[i].is_index = i < indexes;
+        if (i > 0) {
+            memcpy(ge[ne].parent, d[i - 1], AL_DIGEST_BUF);
+            memcpy(ge[ne].child, d[i], AL_DIGEST_BUF);
+            ge[ne++].kind = AL_EDGE_MANIFEST;
+        }
+    }
+    char c[AL_DIGEST_BUF], l[AL_DIGEST_BUF];
+    dg(c, "Z-c");
+    dg(l, "Z-l");
+    assert_int_equal(al_db_blob_add(f->db, c, 20, NULL, NULL), 0);
+    assert_int_equal(al_db_blob_add(f->db, l, 100, NULL, NULL), 0);
+    memcpy(gm[indexes].config_digest, c, AL_DIGEST_BUF);
+    memcpy(ge[ne].parent, d[indexes], AL_DIGEST_BUF);
+    memcpy(ge[ne].child, c, AL_DIGEST_BUF);
+    ge[ne++].kind = AL_EDGE_CONFIG;
+    memcpy(ge[ne].parent, d[indexes], AL_DIGEST_BUF);
+    memcpy(ge[ne].child, l, AL_DIGEST_BUF);
+    ge[ne++].kind = AL_EDGE_LAYER;
+    al_graph g = {.full_name = tag,
+                  .source = "test",
+                  .root_digest = d[0],
+                  .root_media_type = MT_MANIFEST,
+                  .root_size = 10,
+                  .manifests = gm,
+                  .n_manifests = (size_t)indexes + 1,
+                  .edges = ge,
+                  .n_edges = ne};
+    al_error *err = NULL;
+    if (al_db_graph_commit(f->db, &g, 0, NULL, &err) != 0)
+        fail_msg("commit %s: %s", tag, err ? err->msg : "?");
+}
+
+/* Prune keeps what the graph's walks reach: N index levels above an image
+ * keep it all; one more and the image beneath is not part of the graph. A
+ * cycle in a hand-edited edges table ends. */
+static void test_depth_limit(void **state)
+{
+    for (int extra = 0; extra < 2; extra++) {
+        void *st = NULL;
+        setup(&st);
+        fixture *f = st;
+        commit_chain(f, "deep:1", AL_GRAPH_MAX_INDEX_LEVELS + extra);
+        char i1[AL_DIGEST_BUF];
+        dg(i1, "I1");
+        sqlite3 *h = NULL;
+        assert_int_equal(sqlite3_open(f->path, &h), SQLITE_OK);
+        char *sql = al_xasprintf("INSERT INTO edges VALUES ('%s', '%s', 'manifest', 99)", i1, i1);
+        assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+        free(sql);
+        sqlite3_close(h);
+        al_prune_opts o = {.keep = 0};
+        al_prune_result r;
+        al_error *err = NULL;
+        if (al_db_prune(f->db, &o, &r, &err) != 0)
+            fail_msg("prune: %s", err ? err->msg : "?");
+        assert_int_equal(r.n_blobs, extra ? 3 : 0);
+        assert_true(has_blob(f, "I1"));
+        assert_int_equal(has_blob(f, "Z-m"), !extra);
+        assert_int_equal(has_blob(f, "Z-l"), !extra);
+        /* The index one level too deep is named, so it stays; not below it. */
+        char last[16];
+        snprintf(last, sizeof(last), "I%d", AL_GRAPH_MAX_INDEX_LEVELS + extra);
+        assert_true(has_blob(f, last));
+        al_prune_result_dispose(&r);
+        teardown(&st);
+    }
+    (void)state;
+}
+
 static void test_bad_keep(void **state)
 {
     fixture *f = *state;
@@ -300,6 +390,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_protect_since, setup, teardown),
         cmocka_unit_test_setup_teardown(test_moved_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_keep, setup, teardown),
+        cmocka_unit_test(test_depth_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,12 +16,14 @@
 #include "archive.h"
 #include "db.h"
 #include "digest.h"
+#include "graph.h"
 #include "manifest.h"
 #include "ref.h"
 #include "select.h"
 #include "sink.h"
 #include "store.h"
 #include "util.h"
+#include "verify.h"
 
 #define MT_LAYER_GZ "application/vnd.oci.image.layer.v1.tar+gzip"
 #define MT_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
@@ -573,6 +575,175 @@ static void test_archive_zstd(void **state)
     al_selection_dispose(&sel);
 }
 
+/* Rows for a graph as fetch commits them: manifests and edges. */
+static void commit_rows(fx *f, const char *full_name, const char *root, const char *root_mt,
+                        size_t root_size, const al_graph_manifest *gm, size_t ngm,
+                        const al_graph_edge *ge, size_t nge)
+{
+    al_graph g = {.full_name = full_name,
+                  .source = "test",
+                  .root_digest = root,
+                  .root_media_type = root_mt,
+                  .root_size = (int64_t)root_size,
+                  .manifests = gm,
+                  .n_manifests = ngm,
+                  .edges = ge,
+                  .n_edges = nge};
+    al_error *err = NULL;
+    if (al_db_graph_commit(f->db, &g, 0, NULL, &err) != 0)
+        fail_msg("commit %s: %s", full_name, err->msg);
+}
+
+static al_graph_manifest row(const char *digest, const char *mt, bool is_index, const char *config)
+{
+    al_graph_manifest m = {.media_type = mt, .is_index = is_index};
+    snprintf(m.digest, sizeof(m.digest), "%s", digest);
+    snprintf(m.config_digest, sizeof(m.config_digest), "%s", config ? config : "");
+    return m;
+}
+
+static al_graph_edge edge(const char *parent, const char *child, al_edge_kind kind)
+{
+    al_graph_edge e = {.kind = kind};
+    snprintf(e.parent, sizeof(e.parent), "%s", parent);
+    snprintf(e.child, sizeof(e.child), "%s", child);
+    return e;
+}
+
+/* An OCI index with one entry (media type mt, platform linux/arch or none). */
+static void one_entry_index(fx *f, const char *mt, const char *digest, size_t size,
+                            const char *arch, char out[AL_DIGEST_BUF], size_t *len)
+{
+    json_t *e =
+        json_pack("{s:s, s:s, s:I}", "mediaType", mt, "digest", digest, "size", (json_int_t)size);
+    if (arch != NULL)
+        json_object_set_new(e, "platform",
+                            json_pack("{s:s, s:s}", "os", "linux", "architecture", arch));
+    json_t *idx = json_pack("{s:i, s:s, s:[o]}", "schemaVersion", 2, "mediaType", AL_MT_OCI_INDEX,
+                            "manifests", e);
+    put_json(f, idx, out, len);
+}
+
+/* Indexes nested `levels` deep above an amd64 image, committed as tag. */
+static void nested(fx *f, const char *tag_name, int levels, const img *im)
+{
+    al_graph_manifest gm[16];
+    al_graph_edge ge[16];
+    size_t ngm = 0, nge = 0;
+    char child[AL_DIGEST_BUF], d[AL_DIGEST_BUF];
+    snprintf(child, sizeof(child), "%s", im->manifest);
+    size_t child_len = im->manifest_size, len = 0;
+    gm[ngm++] = row(im->manifest, AL_MT_OCI_MANIFEST, false, im->config);
+    ge[nge++] = edge(im->manifest, im->config, AL_EDGE_CONFIG);
+    ge[nge++] = edge(im->manifest, im->layer, AL_EDGE_LAYER);
+    for (int l = levels; l >= 1; l--) {
+        one_entry_index(f, l == levels ? AL_MT_OCI_MANIFEST : AL_MT_OCI_INDEX, child, child_len,
+                        l == levels ? "amd64" : NULL, d, &len);
+        gm[ngm++] = row(d, AL_MT_OCI_INDEX, true, NULL);
+        ge[nge++] = edge(d, child, AL_EDGE_MANIFEST);
+        snprintf(child, sizeof(child), "%s", d);
+        child_len = len;
+    }
+    commit_rows(f, tag_name, child, AL_MT_OCI_INDEX, child_len, gm, ngm, ge, nge);
+}
+
+/* Export follows the graph's limit: 5 and 8 index levels are found (the
+ * old walk stopped at 4), 9 are refused, naming the limit. */
+static void test_select_nested(void **state)
+{
+    fx *f = *state;
+    img im;
+    make_image(f, "amd64", "nested layer", false, false, &im);
+    nested(f, "docker.io/library/n5:1", 5, &im);
+    nested(f, "docker.io/library/n8:1", AL_GRAPH_MAX_INDEX_LEVELS, &im);
+    nested(f, "docker.io/library/n9:1", AL_GRAPH_MAX_INDEX_LEVELS + 1, &im);
+    al_platform p = plat("linux/amd64");
+    const char *refs[] = {"n5:1", "n8:1", "n9:1"};
+    al_selection sel;
+    select_refs(f, refs, 3, false, &p, 1, &sel);
+    assert_int_equal(sel.sets[0].n_images, 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_string_equal(sel.sets[0].images[i].manifest_digest, im.manifest);
+    assert_int_equal(sel.n_problems, 1);
+    assert_string_equal(sel.problem_info[0].ref, "docker.io/library/n9:1");
+    assert_int_equal(sel.problem_info[0].code, AL_E_UNSUPPORTED);
+    assert_non_null(strstr(sel.problems[0], "at most 8 levels"));
+    al_selection_dispose(&sel);
+}
+
+static const al_verify_problem *find_problem(const al_verify_report *r, const char *kind,
+                                             const char *text)
+{
+    for (size_t i = 0; i < r->n_problems; i++)
+        if (strcmp(r->problems[i].kind, kind) == 0 && strstr(r->problems[i].message, text))
+            return &r->problems[i];
+    return NULL;
+}
+
+/* What fetch now refuses (issue 15, item 14) but an older fetch stored:
+ * export refuses it with the same rule, --verify-store reports it. */
+static void test_refused_graphs(void **state)
+{
+    fx *f = *state;
+    /* cfg:1, an image whose config is not JSON. */
+    char cfg[AL_DIGEST_BUF], layer[AL_DIGEST_BUF], man[AL_DIGEST_BUF];
+    put(f, "not json", 8, cfg);
+    put(f, "layer", 5, layer);
+    size_t man_len;
+    put_json(f,
+             json_pack("{s:i, s:s, s:{s:s, s:s, s:i}, s:[{s:s, s:s, s:i}]}", "schemaVersion", 2,
+                       "mediaType", AL_MT_OCI_MANIFEST, "config", "mediaType", AL_MT_OCI_CONFIG,
+                       "digest", cfg, "size", 8, "layers", "mediaType", MT_LAYER_GZ, "digest",
+                       layer, "size", 5),
+             man, &man_len);
+    al_graph_manifest gm[3] = {row(man, AL_MT_OCI_MANIFEST, false, cfg)};
+    al_graph_edge ge[4] = {edge(man, cfg, AL_EDGE_CONFIG), edge(man, layer, AL_EDGE_LAYER)};
+    commit_rows(f, "docker.io/library/cfg:1", man, AL_MT_OCI_MANIFEST, man_len, gm, 1, ge, 2);
+    /* kind:1, an index whose entry says image manifest but is an index. */
+    img im;
+    make_image(f, "amd64", "kind layer", false, false, &im);
+    char inner[AL_DIGEST_BUF], outer[AL_DIGEST_BUF];
+    size_t inner_len, outer_len;
+    one_entry_index(f, AL_MT_OCI_MANIFEST, im.manifest, im.manifest_size, "amd64", inner,
+                    &inner_len);
+    one_entry_index(f, AL_MT_OCI_MANIFEST, inner, inner_len, "amd64", outer, &outer_len);
+    gm[0] = row(im.manifest, AL_MT_OCI_MANIFEST, false, im.config);
+    gm[1] = row(inner, AL_MT_OCI_INDEX, true, NULL);
+    gm[2] = row(outer, AL_MT_OCI_INDEX, true, NULL);
+    ge[0] = edge(outer, inner, AL_EDGE_MANIFEST);
+    ge[1] = edge(inner, im.manifest, AL_EDGE_MANIFEST);
+    ge[2] = edge(im.manifest, im.config, AL_EDGE_CONFIG);
+    ge[3] = edge(im.manifest, im.layer, AL_EDGE_LAYER);
+    commit_rows(f, "docker.io/library/kind:1", outer, AL_MT_OCI_INDEX, outer_len, gm, 3, ge, 4);
+
+    al_platform p = plat("linux/amd64");
+    const char *refs[] = {"cfg:1", "kind:1"};
+    al_selection sel;
+    select_refs(f, refs, 2, false, &p, 1, &sel);
+    assert_int_equal(sel.sets[0].n_images, 0);
+    assert_int_equal(sel.n_problems, 2);
+    assert_non_null(strstr(sel.problems[0], "not valid JSON"));
+    assert_non_null(strstr(sel.problems[0], cfg));
+    assert_non_null(strstr(sel.problems[1], "content is an index"));
+    assert_non_null(strstr(sel.problems[1], inner));
+    assert_int_equal(sel.problem_info[1].code, AL_E_PARSE);
+    al_selection_dispose(&sel);
+
+    al_verify_report rep;
+    al_error *err = NULL;
+    assert_int_equal(al_verify_store(&rep, f->s, f->db, NULL, NULL, &err), 0);
+    const al_verify_problem *c1 = find_problem(&rep, "corrupt", cfg);
+    const al_verify_problem *c2 = find_problem(&rep, "corrupt", inner);
+    assert_non_null(c1);
+    assert_non_null(c2);
+    assert_non_null(strstr(c1->message, "not valid JSON"));
+    assert_non_null(strstr(c2->message, "descriptor names an image manifest"));
+    assert_non_null(find_problem(&rep, "incomplete", "docker.io/library/cfg:1"));
+    assert_non_null(find_problem(&rep, "incomplete", "docker.io/library/kind:1"));
+    assert_int_equal(rep.n_errors, 4);
+    al_verify_report_dispose(&rep);
+}
+
 static void test_format_names(void **state)
 {
     (void)state;
@@ -608,6 +779,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_archive_formats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_archive_zstd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_select_nested, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_graphs, setup, teardown),
         cmocka_unit_test(test_format_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -232,6 +232,39 @@ static void test_many(void **state)
     al_reflist_dispose(&l);
 }
 
+/* A list the size of a whole site's images, each ref written twice in
+ * different spellings: every second spelling is a duplicate, kept once
+ * with the first origin; refs that differ only in tag vs digest are not. */
+static void test_large_dedup(void **state)
+{
+    (void)state;
+    enum { N = 50000 };
+    size_t cap = (size_t)N * 200;
+    char *buf = al_xmalloc(cap);
+    size_t len = 0;
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "team%d/app:%d\n", i % 97, i);
+    for (int i = 0; i < N; i++)
+        len +=
+            (size_t)snprintf(buf + len, cap - len, "docker.io/team%d/app:%d  # again\n", i % 97, i);
+    len += (size_t)snprintf(buf + len, cap - len,
+                            "team1/app@sha256:%064d\nteam1/app:1@sha256:%064d\n", 0, 0);
+    al_reflist l;
+    al_reflist_init(&l);
+    al_reflist_add_buffer(&l, "big.txt", buf, len);
+    assert_int_equal(l.n_problems, 0);
+    assert_int_equal(l.n, N + 2);
+    assert_string_equal(l.items[12345].origin, "big.txt:12346");
+    assert_string_equal(l.items[12345].text, "team26/app:12345");
+    char want[32];
+    snprintf(want, sizeof(want), "big.txt:%d", 2 * N + 1);
+    assert_string_equal(l.items[N].origin, want);
+    snprintf(want, sizeof(want), "big.txt:%d", 2 * N + 2);
+    assert_string_equal(l.items[N + 1].origin, want);
+    al_reflist_dispose(&l);
+    free(buf);
+}
+
 static void test_files(void **state)
 {
     (void)state;
@@ -317,7 +350,7 @@ int main(void)
         cmocka_unit_test(test_buffers),   cmocka_unit_test(test_text_kept),
         cmocka_unit_test(test_long_line), cmocka_unit_test(test_args),
         cmocka_unit_test(test_many),      cmocka_unit_test(test_files),
-        cmocka_unit_test(test_stdin),
+        cmocka_unit_test(test_stdin),     cmocka_unit_test(test_large_dedup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

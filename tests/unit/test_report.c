@@ -43,7 +43,8 @@ static al_image_result *results(size_t *n)
                              .new_blobs = 1,
                              .new_bytes = 50,
                              .done_at = 11};
-    al_error_set(&r[2].err, AL_E_AUTH, 0, "GET http://r/v2/c/manifests/1: HTTP 401\nline two");
+    al_error_set(&r[2].err, AL_E_AUTH, 0,
+                 "GET http://r/v2/c/manifests/1: HTTP 401\nline two\x1b[2J");
     r[3] = (al_image_result){.full_name = al_xstrdup("docker.io/library/d:1"),
                              .status = AL_IMG_UNCHANGED,
                              .platforms = al_xstrdup(""),
@@ -160,7 +161,9 @@ static void test_json(void **state)
     assert_int_equal(json_array_size(json_object_get(c, "platforms")), 0);
     json_t *e = json_object_get(c, "error");
     assert_string_equal(json_string_value(json_object_get(e, "code")), "AUTH");
-    assert_non_null(strstr(json_string_value(json_object_get(e, "message")), "HTTP 401"));
+    /* The message is sanitised: no newline, no ESC, even JSON-escaped. */
+    assert_string_equal(json_string_value(json_object_get(e, "message")),
+                        "GET http://r/v2/c/manifests/1: HTTP 401\\x0aline two\\x1b[2J");
     assert_int_equal(json_integer_value(json_object_get(c, "bytes")), 50);
 
     json_t *d = json_array_get(imgs, 3);
@@ -241,7 +244,7 @@ static void test_lock_text(void **state)
     const char *want_tail = "docker.io/library/a:1@" D1 "\n"
                             "docker.io/library/b:1@" D2 "\n"
                             "# FAILED docker.io/library/c:1: GET http://r/v2/c/manifests/1: "
-                            "HTTP 401 line two\n"
+                            "HTTP 401\\x0aline two\\x1b[2J\n"
                             "docker.io/library/d:1@" D3 "\n"
                             "docker.io/library/e@" D1 "\n";
     assert_true(strlen(text) > strlen(want_tail));

@@ -908,22 +908,32 @@ static void test_sleeper_fails_with_host(void **state)
     fx_close(&f);
 }
 
-/* A host not allowed plain HTTP that does not speak TLS: every call fails
- * at once with the TLS error; no plain HTTP request is made. */
-static void test_tls_refused(void **state)
+/* Local, not --insecure-registry: plain HTTP only once the peer answered
+ * TLS in plain HTTP (said once on stderr); a TLS failure of another kind
+ * fails every call of the host at once, and nothing goes in plain HTTP. */
+static void test_tls(void **state)
 {
     (void)state;
     ts_rule rules[] = {OK_MANIFEST("/v2/")};
     ts_set_rules(srv, rules, 1);
     fx f;
     fx_open(&f, &(fx_opts){.secure = true});
-    al_call *c[2];
-    c[0] = start(&f, AL_CALL_MANIFEST_GET, ts_host(srv), "t", "1");
-    c[1] = start(&f, AL_CALL_MANIFEST_GET, ts_host(srv), "t", "2");
+    al_call *c = run1(&f, AL_CALL_MANIFEST_GET, "t", "0");
+    assert_true(al_call_ok(c)); /* "wrong version number": plain HTTP it is */
+    al_call_free(c);
+    fx_close(&f);
+
+    ts_set_rules(srv, rules, 1);
+    ts_on_tls(srv, true);
+    fx_open(&f, &(fx_opts){.secure = true});
+    al_call *cs[2];
+    cs[0] = start(&f, AL_CALL_MANIFEST_GET, ts_host(srv), "t", "1");
+    cs[1] = start(&f, AL_CALL_MANIFEST_GET, ts_host(srv), "t", "2");
     al_engine_run(f.engine);
+    ts_on_tls(srv, false);
     for (int i = 0; i < 2; i++) {
-        assert_false(al_call_ok(c[i]));
-        al_call_free(c[i]);
+        assert_false(al_call_ok(cs[i]));
+        al_call_free(cs[i]);
     }
     assert_int_equal(ts_count(srv, NULL, NULL, -1), 0);
     fx_close(&f);
@@ -1049,7 +1059,7 @@ int main(void)
         cmocka_unit_test(test_host_recovers),
         cmocka_unit_test(test_host_fails_while_busy),
         cmocka_unit_test(test_sleeper_fails_with_host),
-        cmocka_unit_test(test_tls_refused),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_head),
         cmocka_unit_test(test_head_refused),
         cmocka_unit_test(test_every_transition_taken),
