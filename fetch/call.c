@@ -361,11 +361,13 @@ static al_fsm_event retry_status_event(al_call *c, const al_request *q)
     const al_engine_opts *o = al_engine_get_opts(engine_of(c));
     double asked = al_retry_after_seconds(q->retry_after);
     if (asked > o->max_wait) {
-        reg_http_error(&c->err, q, method_of(q));
-        al_error_wrap(&c->err,
-                      "the registry asks to wait %.0f s before trying again, more than "
-                      "--max-wait %.0f s",
-                      asked, o->max_wait);
+        al_error *e = NULL;
+        reg_http_error(&e, q, method_of(q));
+        al_error_set(&c->err, e->code, 0,
+                     "%s: the registry asks to wait %.0f s before trying again, more than "
+                     "--max-wait %.0f s",
+                     e->msg, asked, o->max_wait);
+        al_error_free(e);
         return AL_EV_FAIL;
     }
     if (!reg_may_retry(c->reg, c)) {
@@ -386,12 +388,10 @@ static al_fsm_event retry_status_event(al_call *c, const al_request *q)
 static al_fsm_event status_event(al_call *c, const al_request *q)
 {
     long s = q->status;
-    if (c->kind == AL_CALL_MANIFEST_HEAD) {
-        reg_head_answer(c->reg, c, s);
-        if (!c->use_get && (s == 404 || s == 405 || s == 501)) {
-            c->use_get = true; /* a proxy or registry that does not do HEAD */
-            return AL_EV_USE_GET;
-        }
+    if (c->kind == AL_CALL_MANIFEST_HEAD && !c->use_get && (s == 404 || s == 405 || s == 501)) {
+        c->use_get = true; /* a proxy or registry that does not do HEAD */
+        c->head_404 = s == 404;
+        return AL_EV_USE_GET;
     }
     if (s >= 200 && s <= 299)
         return AL_EV_OK;
@@ -421,6 +421,10 @@ static al_fsm_event classify(al_call *c, al_request *q)
         c->err = al_error_copy(q->err);
         return AL_EV_FAIL;
     }
+    /* What HEAD support says is known before the waiting calls are woken
+     * (by the auth probe's answer), so they go with GET at once. */
+    if (q->status > 0 && c->kind == AL_CALL_MANIFEST_HEAD)
+        reg_head_answer(c->reg, c, q->status);
     if (q->status > 0)
         reg_note_answer(c->reg, c, q); /* the host answered, even if the body was cut */
     if (q->err != NULL)

@@ -78,7 +78,8 @@ typedef struct blob {
 
 typedef struct run {
     al_fetch_ctx *ctx;
-    al_strmap *blobs; /* digest -> blob */
+    al_strmap *blobs;  /* digest -> blob */
+    al_strmap *warned; /* "host reason" of fallbacks said already */
     image *images;
     size_t n;
 } run;

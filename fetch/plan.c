@@ -94,14 +94,27 @@ static void reset_attempt(image *im)
     im->res->status = AL_IMG_OK;
 }
 
+/* An image leaves its endpoint. A cause its host gave every image (it
+ * went down) is said once for the host, not once per image. */
+static void warn_fallback(image *im)
+{
+    const char *why = im->res->err ? im->res->err->msg : "error";
+    _cleanup_free_ char *key = al_xasprintf("%s %s", im->host, why);
+    if (al_strmap_get(im->rn->warned, key) != NULL) {
+        al_debug("%s: %s failed; trying the next endpoint", im->tag_key, im->host);
+        return;
+    }
+    al_strmap_put(im->rn->warned, key, im);
+    al_warn("%s: %s failed (%s); trying the next endpoint", im->tag_key, im->host, why);
+}
+
 static void image_finish(image *im)
 {
     if (!im->failed)
         al_commit_image(im);
     if (im->failed && im->endpoint + 1 < endpoint_count(im->ctx, im->entry->ref)) {
         /* As k3s' registries.yaml mirrors do: the next endpoint, now. */
-        al_warn("%s: %s failed (%s); trying the next endpoint", im->tag_key, im->host,
-                im->res->err ? im->res->err->msg : "error");
+        warn_fallback(im);
         reset_attempt(im);
         set_endpoint(im, im->endpoint + 1);
         image_start(im);
@@ -161,7 +174,7 @@ int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **re
 {
     size_t n = list->n;
     al_image_result *res = al_xcalloc(n ? n : 1, sizeof(*res));
-    run rn = {.ctx = ctx, .blobs = al_strmap_new(), .n = n};
+    run rn = {.ctx = ctx, .blobs = al_strmap_new(), .warned = al_strmap_new(), .n = n};
     rn.images = al_xcalloc(n ? n : 1, sizeof(image));
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
@@ -180,6 +193,7 @@ int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **re
         image_dispose(&rn.images[i]);
     free(rn.images);
     al_blobs_free(&rn);
+    al_strmap_free(rn.warned);
     *results_out = res;
     return rc;
 }

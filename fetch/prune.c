@@ -137,6 +137,9 @@ static int sweep(al_store *store, al_db *db, double since, al_prune_report *rep,
 static const char *tmp_stale(al_store *store, const char *name, const struct stat *st, double since,
                              double now)
 {
+    if (strncmp(name, "quarantine-", 11) == 0) /* kept a day for a look (repair.h) */
+        return now - mtime_of(st) > PARTIAL_MAX_AGE_S ? "a damaged blob moved aside over a day ago"
+                                                      : NULL;
     if (strncmp(name, "partial-", 8) != 0)
         return "left by an interrupted writer";
     _cleanup_free_ char *digest = al_xasprintf("sha256:%s", name + 8);

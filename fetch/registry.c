@@ -787,11 +787,15 @@ void reg_note_answer(al_registry *r, al_call *c, const al_request *q)
 void reg_head_answer(al_registry *r, al_call *c, long status)
 {
     reghost *h = reg_host(r, c->host);
-    if (h->head != AL_HEAD_UNKNOWN)
+    if (h->head != AL_HEAD_UNKNOWN || c->off_host)
         return;
-    if (!c->use_get && status >= 200 && status <= 299)
+    bool ok = status >= 200 && status <= 299;
+    /* 405 and 501 say it outright; a 404 to HEAD may be a missing tag, or
+     * a proxy that lies: the GET by tag that follows tells. */
+    bool refused = !c->use_get && (status == 405 || status == 501);
+    if (!c->use_get && ok)
         fire_host(h, AL_FSM_HEAD, &h->head, AL_EV_HEAD_OK);
-    else if (c->use_get && status >= 200 && status <= 299)
+    else if (refused || (c->use_get && c->head_404 && ok))
         fire_host(h, AL_FSM_HEAD, &h->head, AL_EV_HEAD_REFUSED);
 }
 
@@ -801,14 +805,18 @@ bool reg_may_retry(const al_registry *r, const al_call *c)
 }
 
 /* No answer from a host: a connection that could not be made (refused,
- * unresolvable, timed out, closed without a word) is the host's problem
- * and is retried by one call while the others wait. */
+ * unresolvable, timed out) or that was dropped before a status line came
+ * (closed or reset without a word) is the host's problem, and is retried
+ * by one call while the others wait. A transfer cut after its status line
+ * is that transfer's. */
 static bool connection_failed(const al_request *q)
 {
     switch (q->transport_code) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
     case CURLE_GOT_NOTHING: return true;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR: return q->status == 0;
     case CURLE_OPERATION_TIMEDOUT: return !q->connected;
     default: return false;
     }

@@ -763,6 +763,33 @@ static void test_partial_on_disk(void **state)
     fx_close(&f);
 }
 
+/* A big partial download is re-hashed on the worker thread: the call
+ * waits in HASHING while the loop runs other calls to their end. */
+static void test_hashing_off_loop(void **state)
+{
+    (void)state;
+    make_blob(&B, "big", sizeof(B.body));
+    ts_rule rules[] = {OK_MANIFEST("/v2/small/"), {.path = B.path, .status = 404}};
+    ts_set_rules(srv, rules, 2);
+    fx f;
+    fx_open(&f, &(fx_opts){0});
+    size_t big = 64u << 20;
+    char *junk = al_xcalloc(1, big);
+    _cleanup_free_ char *p = al_xasprintf("%s/tmp/partial-%s", f.dir, al_digest_hex(B.digest));
+    th_write_file(p, junk, big);
+    free(junk);
+    /* The blob "is" bigger than its partial: the prefix is hashed first. */
+    al_call *watched = start_blob(&f, ts_host(srv), "big", B.digest, (int64_t)big * 2);
+    assert_int_equal(al_call_state_of(watched), AL_CALL_HASHING); /* not hashed inline */
+    al_call *m = start(&f, AL_CALL_MANIFEST_GET, ts_host(srv), "small", "1");
+    al_engine_run(f.engine);
+    assert_true(al_call_ok(m));
+    assert_false(al_call_ok(watched)); /* 404 for the rest */
+    al_call_free(m);
+    al_call_free(watched);
+    fx_close(&f);
+}
+
 /* Content that is not what its digest says: refused, nothing stored. */
 static void test_digest_mismatch(void **state)
 {
@@ -1053,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_resume_200),
         cmocka_unit_test(test_resume_wrong_range),
         cmocka_unit_test(test_partial_on_disk),
+        cmocka_unit_test(test_hashing_off_loop),
         cmocka_unit_test(test_digest_mismatch),
         cmocka_unit_test(test_host_unreachable),
         cmocka_unit_test(test_host_closes),
