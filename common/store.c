@@ -42,7 +42,6 @@
  * with; give up rather than loop. */
 #define LOCK_REOPENS 20
 
-static const char OCI_LAYOUT_JSON[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
 static const char EMPTY_INDEX_JSON[] =
     "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\","
     "\"manifests\":[]}";
@@ -472,7 +471,7 @@ static int open_write(al_store *s, al_error **err)
         const char *content;
     } files[] = {
         {"index.json", EMPTY_INDEX_JSON},
-        {"oci-layout", OCI_LAYOUT_JSON},
+        {"oci-layout", AL_OCI_LAYOUT_JSON},
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(files); i++) {
         struct stat st;

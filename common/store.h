@@ -29,6 +29,9 @@
 #include "digest.h"
 #include "error.h"
 
+/* The content of STORE/oci-layout, and of oci-layout in an OCI archive. */
+#define AL_OCI_LAYOUT_JSON "{\"imageLayoutVersion\":\"1.0.0\"}"
+
 typedef struct al_store al_store;
 
 typedef enum {

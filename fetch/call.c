@@ -31,13 +31,6 @@ al_call *al_call_new(al_registry *reg, al_call_kind kind, const char *host, cons
     return c;
 }
 
-static void free_secret(char *s)
-{
-    if (s != NULL)
-        explicit_bzero(s, strlen(s));
-    free(s);
-}
-
 void al_call_free(al_call *c)
 {
     if (c == NULL)
@@ -46,13 +39,11 @@ void al_call_free(al_call *c)
     al_blob_writer_suspend(c->writer);
     al_request_free(c->req);
     al_error_free(c->err);
-    free(c->host);
-    free(c->repo);
-    free(c->reference);
-    free(c->label);
-    free(c->url);
-    free_secret(c->token_form);
-    free_secret(c->token_auth);
+    char *owned[] = {c->host, c->repo, c->reference, c->label, c->url};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(owned); i++)
+        free(owned[i]);
+    al_free_secret(c->token_form);
+    al_free_secret(c->token_auth);
     free(c);
 }
 
@@ -185,16 +176,13 @@ static void fail_with(al_call *c, al_error *e)
 /* PREPARE: what did an earlier attempt, or an earlier run, leave? */
 static void on_prepare(al_call *c)
 {
-    if (c->kind != AL_CALL_BLOB_STORE) {
-        al_call_fire(c, AL_EV_FRESH);
-        return;
-    }
-    if (c->writer == NULL) {
+    if (c->kind == AL_CALL_BLOB_STORE && c->writer == NULL) {
         int r = al_store_blob_partial(&c->writer, c->store, c->reference, c->size, NULL);
         assert(r == 0); /* a validated digest and a writable store: the plan's promise */
         (void)r;
     }
-    al_call_fire(c, al_blob_writer_on_disk(c->writer) > 0 ? AL_EV_PARTIAL : AL_EV_FRESH);
+    bool partial = c->writer != NULL && al_blob_writer_on_disk(c->writer) > 0;
+    al_call_fire(c, partial ? AL_EV_PARTIAL : AL_EV_FRESH);
 }
 
 /* HASHING: on a worker thread, which touches only the writer. */

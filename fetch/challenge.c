@@ -1,3 +1,4 @@
+/* WWW-Authenticate challenges parsed (see challenge.h). */
 #include "challenge.h"
 
 #include <stdbool.h>

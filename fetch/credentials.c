@@ -1,3 +1,5 @@
+/* Registry credentials from flags, auth.json, config.json and credential helpers (see
+ * credentials.h). */
 #include "credentials.h"
 
 #include <errno.h>
@@ -48,19 +50,11 @@ struct al_creds {
     size_t n_cache;
 };
 
-static void wipe_free(char *s)
-{
-    if (s == NULL)
-        return;
-    explicit_bzero(s, strlen(s)); /* do not leave secrets in freed memory */
-    free(s);
-}
-
 static void cred_dispose(al_cred *c)
 {
-    wipe_free(c->user);
-    wipe_free(c->password);
-    wipe_free(c->identity_token);
+    al_free_secret(c->user);
+    al_free_secret(c->password);
+    al_free_secret(c->identity_token);
     free(c->origin);
     memset(c, 0, sizeof(*c));
 }
@@ -286,12 +280,18 @@ int al_creds_new(al_creds **out, const char *user, const char *password, const c
                 r = load_file(c, path, false, false, err);
         }
     }
-    if (r < 0) {
+    if (r == 0)
+        *out = c;
+    else
         al_creds_free(c);
-        return r;
-    }
-    *out = c;
-    return 0;
+    return r;
+}
+
+static void helper_dispose(helper_map *h)
+{
+    char *owned[] = {h->host, h->helper, h->origin};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(owned); i++)
+        free(owned[i]);
 }
 
 void al_creds_free(al_creds *c)
@@ -307,11 +307,8 @@ void al_creds_free(al_creds *c)
         cred_dispose(&c->entries[i].cred);
     }
     free(c->entries);
-    for (size_t i = 0; i < c->n_helpers; i++) {
-        free(c->helpers[i].host);
-        free(c->helpers[i].helper);
-        free(c->helpers[i].origin);
-    }
+    for (size_t i = 0; i < c->n_helpers; i++)
+        helper_dispose(&c->helpers[i]);
     free(c->helpers);
     free(c->store_helper);
     free(c->store_origin);

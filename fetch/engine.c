@@ -33,7 +33,7 @@ struct al_timer {
     uint64_t seq;
     void (*fn)(void *);
     void *user;
-    struct al_timer *prev, *next;
+    struct al_timer *next;
 };
 
 typedef struct post {
@@ -155,34 +155,6 @@ al_request *al_request_new(const char *url)
     return r;
 }
 
-static void free_secret(char *s)
-{
-    if (s != NULL)
-        explicit_bzero(s, strlen(s));
-    free(s);
-}
-
-void al_request_free(al_request *r)
-{
-    if (r == NULL)
-        return;
-    free(r->url);
-    free(r->accept);
-    free(r->range);
-    free_secret(r->authorization);
-    free_secret(r->post_fields);
-    free(r->content_type);
-    free(r->docker_digest);
-    free(r->www_authenticate);
-    free(r->location);
-    free(r->retry_after);
-    free(r->ratelimit_remaining);
-    free(r->ratelimit_limit);
-    free(r->body);
-    al_error_free(r->err);
-    free(r);
-}
-
 char *al_url_redact(const char *url)
 {
     const char *scheme_end = strstr(url, "://");
@@ -205,9 +177,7 @@ al_timer *al_engine_timer(al_engine *e, double at, void (*fn)(void *), void *use
     t->seq = e->timer_seq++;
     t->fn = fn;
     t->user = user;
-    t->next = e->timers;
-    if (e->timers != NULL)
-        e->timers->prev = t;
+    t->next = e->timers; /* few at a time (calls waiting to retry): a list */
     e->timers = t;
     e->n_timers++;
     return t;
@@ -217,12 +187,10 @@ void al_engine_cancel(al_engine *e, al_timer *t)
 {
     if (t == NULL)
         return;
-    if (t->prev != NULL)
-        t->prev->next = t->next;
-    else
-        e->timers = t->next;
-    if (t->next != NULL)
-        t->next->prev = t->prev;
+    al_timer **link = &e->timers;
+    while (*link != t)
+        link = &(*link)->next;
+    *link = t->next;
     e->n_timers--;
     free(t);
 }
@@ -379,6 +347,20 @@ static void forget_headers(al_request *r)
     }
     r->content_length = -1;
     r->range_start = -1;
+}
+
+void al_request_free(al_request *r)
+{
+    if (r == NULL)
+        return;
+    forget_headers(r);
+    char *owned[] = {r->url, r->accept, r->range, r->body};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(owned); i++)
+        free(owned[i]);
+    al_free_secret(r->authorization);
+    al_free_secret(r->post_fields);
+    al_error_free(r->err);
+    free(r);
 }
 
 static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)

@@ -8,94 +8,78 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CALL(f, e, t, why)                                                                         \
+/* One row: machine M, from state f, on event e, to state t. Why it
+ * happens is said beside it (and in docs/DESIGN.md). */
+#define ROW(M, f, e, t)                                                                            \
     {                                                                                              \
-        AL_FSM_CALL, AL_CALL_##f, AL_EV_##e, AL_CALL_##t, why                                      \
-    }
-#define AUTH(f, e, t, why)                                                                         \
-    {                                                                                              \
-        AL_FSM_AUTH, AL_AUTH_##f, AL_EV_##e, AL_AUTH_##t, why                                      \
-    }
-#define SCOPE(f, e, t, why)                                                                        \
-    {                                                                                              \
-        AL_FSM_SCOPE, AL_SCOPE_##f, AL_EV_##e, AL_SCOPE_##t, why                                   \
-    }
-#define LINK(f, e, t, why)                                                                         \
-    {                                                                                              \
-        AL_FSM_LINK, AL_LINK_##f, AL_EV_##e, AL_LINK_##t, why                                      \
-    }
-#define SCHEME(f, e, t, why)                                                                       \
-    {                                                                                              \
-        AL_FSM_SCHEME, AL_SCHEME_##f, AL_EV_##e, AL_SCHEME_##t, why                                \
-    }
-#define HEAD(f, e, t, why)                                                                         \
-    {                                                                                              \
-        AL_FSM_HEAD, AL_HEAD_##f, AL_EV_##e, AL_HEAD_##t, why                                      \
+        AL_FSM_##M, AL_##M##_##f, AL_EV_##e, AL_##M##_##t                                          \
     }
 
 static const al_fsm_entry table[] = {
     /* A call: find its resume point, get admitted, send, follow, retry,
      * keep the result. */
-    CALL(INIT, START, PREPARE, "a call starts by looking for an earlier attempt's work"),
-    CALL(PREPARE, FRESH, ADMIT, "nothing to resume"),
-    CALL(PREPARE, PARTIAL, HASHING, "a partial download: re-hash it off the loop"),
-    CALL(HASHING, HASHED, ADMIT, "resume after the verified prefix (or from 0)"),
-    CALL(HASHING, COMPLETE, COMMIT, "the partial is the whole blob: no request"),
-    CALL(ADMIT, GO, SEND, "the registry lets it go"),
-    CALL(ADMIT, WAIT_HOST, WAIT_HOST, "another call probes or retries the host"),
-    CALL(ADMIT, NEED_TOKEN, WAIT_TOKEN, "a token for its scope is on the way"),
-    CALL(ADMIT, FAIL, FAILED, "host down, credentials refused, scope denied, quota spent"),
-    CALL(WAIT_HOST, WAKE, ADMIT, "the host's state changed"),
-    CALL(WAIT_HOST, FAIL, FAILED, "the host went down or refused our credentials"),
-    CALL(WAIT_TOKEN, WAKE, ADMIT, "the token arrived (or the scope changed)"),
-    CALL(WAIT_TOKEN, FAIL, FAILED, "the token service refused the scope"),
-    CALL(SEND, OK, COMMIT, "a 2xx answer, body complete"),
-    CALL(SEND, REDIRECT, REDIRECT, "a 3xx answer with a Location"),
-    CALL(SEND, CHALLENGED, ADMIT, "401: new auth scheme, or the token expired"),
-    CALL(SEND, USE_GET, ADMIT, "HEAD refused on manifests: ask with GET"),
-    CALL(SEND, USE_HTTP, ADMIT, "no TLS on a host allowed plain HTTP"),
-    CALL(SEND, RETRY, RETRY_WAIT, "a transient failure with attempts left"),
-    CALL(SEND, WAIT_HOST, WAIT_HOST, "connection failed while another call retries the host"),
-    CALL(SEND, RESTART, PREPARE, "206 for another range, or 416: start the blob over"),
-    CALL(SEND, FAIL, FAILED, "a permanent failure, or no attempts left"),
-    CALL(REDIRECT, FOLLOW, SEND, "go to the Location (no credentials to another host)"),
-    CALL(REDIRECT, FAIL, FAILED, "too many redirects, or an unusable Location"),
-    CALL(RETRY_WAIT, WAKE, ADMIT, "the wait is over"),
-    CALL(RETRY_WAIT, FAIL, FAILED, "the host went down meanwhile"),
-    CALL(COMMIT, COMMITTED, DONE, "verified and kept"),
-    CALL(COMMIT, RESTART, PREPARE, "a resumed download fails its digest: one fresh try"),
-    CALL(COMMIT, FAIL, FAILED, "digest or size mismatch, disk error"),
+    ROW(CALL, INIT, START, PREPARE),  /* a call starts by looking for an earlier attempt's work */
+    ROW(CALL, PREPARE, FRESH, ADMIT), /* nothing to resume */
+    ROW(CALL, PREPARE, PARTIAL, HASHING),     /* a partial download: re-hash it off the loop */
+    ROW(CALL, HASHING, HASHED, ADMIT),        /* resume after the verified prefix (or from 0) */
+    ROW(CALL, HASHING, COMPLETE, COMMIT),     /* the partial is the whole blob: no request */
+    ROW(CALL, ADMIT, GO, SEND),               /* the registry lets it go */
+    ROW(CALL, ADMIT, WAIT_HOST, WAIT_HOST),   /* another call probes or retries the host */
+    ROW(CALL, ADMIT, NEED_TOKEN, WAIT_TOKEN), /* a token for its scope is on the way */
+    ROW(CALL, ADMIT, FAIL, FAILED), /* host down, credentials refused, scope denied, quota spent */
+    ROW(CALL, WAIT_HOST, WAKE, ADMIT),   /* the host's state changed */
+    ROW(CALL, WAIT_HOST, FAIL, FAILED),  /* the host went down or refused our credentials */
+    ROW(CALL, WAIT_TOKEN, WAKE, ADMIT),  /* the token arrived (or the scope changed) */
+    ROW(CALL, WAIT_TOKEN, FAIL, FAILED), /* the token service refused the scope */
+    ROW(CALL, SEND, OK, COMMIT),         /* a 2xx answer, body complete */
+    ROW(CALL, SEND, REDIRECT, REDIRECT), /* a 3xx answer with a Location */
+    ROW(CALL, SEND, CHALLENGED, ADMIT),  /* 401: new auth scheme, or the token expired */
+    ROW(CALL, SEND, USE_GET, ADMIT),     /* HEAD refused on manifests: ask with GET */
+    ROW(CALL, SEND, USE_HTTP, ADMIT),    /* no TLS on a host allowed plain HTTP */
+    ROW(CALL, SEND, RETRY, RETRY_WAIT),  /* a transient failure with attempts left */
+    ROW(CALL, SEND, WAIT_HOST,
+        WAIT_HOST),                      /* connection failed while another call retries the host */
+    ROW(CALL, SEND, RESTART, PREPARE),   /* 206 for another range, or 416: start the blob over */
+    ROW(CALL, SEND, FAIL, FAILED),       /* a permanent failure, or no attempts left */
+    ROW(CALL, REDIRECT, FOLLOW, SEND),   /* go to the Location (no credentials to another host) */
+    ROW(CALL, REDIRECT, FAIL, FAILED),   /* too many redirects, or an unusable Location */
+    ROW(CALL, RETRY_WAIT, WAKE, ADMIT),  /* the wait is over */
+    ROW(CALL, RETRY_WAIT, FAIL, FAILED), /* the host went down meanwhile */
+    ROW(CALL, COMMIT, COMMITTED, DONE),  /* verified and kept */
+    ROW(CALL, COMMIT, RESTART, PREPARE), /* a resumed download fails its digest: one fresh try */
+    ROW(CALL, COMMIT, FAIL, FAILED),     /* digest or size mismatch, disk error */
     /* A registry's auth scheme, learnt from the first answer. */
-    AUTH(UNKNOWN, PROBE, PROBING, "the first call goes out alone, without credentials"),
-    AUTH(PROBING, OPEN, ANONYMOUS, "it answered without a challenge"),
-    AUTH(PROBING, BASIC, BASIC_TRY, "Basic challenge, credentials to try once"),
-    AUTH(PROBING, BEARER, BEARER, "Bearer challenge, anonymous tokens"),
-    AUTH(PROBING, BEARER_CREDS, BEARER_TRY, "Bearer challenge, credentials to try once"),
-    AUTH(PROBING, REJECTED, FAILED, "it wants credentials we do not have"),
-    AUTH(ANONYMOUS, BASIC, BASIC_TRY, "a later answer asks for Basic, credentials at hand"),
-    AUTH(ANONYMOUS, BEARER, BEARER, "a later answer asks for a token"),
-    AUTH(ANONYMOUS, BEARER_CREDS, BEARER_TRY,
-         "a later answer asks for a token, credentials at hand"),
-    AUTH(ANONYMOUS, REJECTED, FAILED, "a later answer wants credentials we do not have"),
-    AUTH(BASIC_TRY, ACCEPTED, BASIC, "an answer to our credentials: every call sends them"),
-    AUTH(BASIC_TRY, REJECTED, FAILED, "401 to our Basic credentials"),
-    AUTH(BEARER_TRY, ACCEPTED, BEARER, "the token service took our credentials"),
-    AUTH(BEARER_TRY, REJECTED, FAILED, "the token service refused our credentials"),
+    ROW(AUTH, UNKNOWN, PROBE, PROBING),   /* the first call goes out alone, without credentials */
+    ROW(AUTH, PROBING, OPEN, ANONYMOUS),  /* it answered without a challenge */
+    ROW(AUTH, PROBING, BASIC, BASIC_TRY), /* Basic challenge, credentials to try once */
+    ROW(AUTH, PROBING, BEARER, BEARER),   /* Bearer challenge, anonymous tokens */
+    ROW(AUTH, PROBING, BEARER_CREDS, BEARER_TRY), /* Bearer challenge, credentials to try once */
+    ROW(AUTH, PROBING, REJECTED, FAILED),         /* it wants credentials we do not have */
+    ROW(AUTH, ANONYMOUS, BASIC, BASIC_TRY), /* a later answer asks for Basic, credentials at hand */
+    ROW(AUTH, ANONYMOUS, BEARER, BEARER),   /* a later answer asks for a token */
+    ROW(AUTH, ANONYMOUS, BEARER_CREDS,
+        BEARER_TRY), /* a later answer asks for a token, credentials at hand */
+    ROW(AUTH, ANONYMOUS, REJECTED, FAILED), /* a later answer wants credentials we do not have */
+    ROW(AUTH, BASIC_TRY, ACCEPTED, BASIC), /* an answer to our credentials: every call sends them */
+    ROW(AUTH, BASIC_TRY, REJECTED, FAILED),  /* 401 to our Basic credentials */
+    ROW(AUTH, BEARER_TRY, ACCEPTED, BEARER), /* the token service took our credentials */
+    ROW(AUTH, BEARER_TRY, REJECTED, FAILED), /* the token service refused our credentials */
     /* One bearer token scope (repository:NAME:pull). */
-    SCOPE(NONE, FETCH, FETCHING, "a call needs a token: one token call for the scope"),
-    SCOPE(FETCHING, GRANTED, VALID, "a token: the waiting calls go"),
-    SCOPE(FETCHING, REFUSED, DENIED, "no token: the waiting calls fail"),
-    SCOPE(VALID, EXPIRED, NONE, "expired, or refused by the registry"),
+    ROW(SCOPE, NONE, FETCH, FETCHING),     /* a call needs a token: one token call for the scope */
+    ROW(SCOPE, FETCHING, GRANTED, VALID),  /* a token: the waiting calls go */
+    ROW(SCOPE, FETCHING, REFUSED, DENIED), /* no token: the waiting calls fail */
+    ROW(SCOPE, VALID, EXPIRED, NONE),      /* expired, or refused by the registry */
     /* A host's reachability. */
-    LINK(UP, CONN_FAIL, SUSPECT, "a connection failed: this call retries, others wait"),
-    LINK(UP, FATAL, DOWN, "TLS verification failed: nothing will reach it"),
-    LINK(SUSPECT, CONN_OK, UP, "it answered again: the waiting calls go"),
-    LINK(SUSPECT, GIVE_UP, DOWN, "no attempts left: every call of the host fails"),
+    ROW(LINK, UP, CONN_FAIL, SUSPECT), /* a connection failed: this call retries, others wait */
+    ROW(LINK, UP, FATAL, DOWN),        /* TLS verification failed: nothing will reach it */
+    ROW(LINK, SUSPECT, CONN_OK, UP),   /* it answered again: the waiting calls go */
+    ROW(LINK, SUSPECT, GIVE_UP, DOWN), /* no attempts left: every call of the host fails */
     /* https, or plain http for a host allowed it. */
-    SCHEME(HTTPS, PLAIN, HTTP, "the host does not speak TLS and may use plain HTTP"),
+    ROW(SCHEME, HTTPS, PLAIN, HTTP), /* the host does not speak TLS and may use plain HTTP */
     /* HEAD on manifests. */
-    HEAD(UNKNOWN, HEAD_OK, OK, "HEAD on a manifest answered 2xx"),
-    HEAD(UNKNOWN, HEAD_REFUSED, REFUSED, "HEAD refused, GET worked: GET for the rest of the run"),
+    ROW(HEAD, UNKNOWN, HEAD_OK, OK), /* HEAD on a manifest answered 2xx */
+    ROW(HEAD, UNKNOWN, HEAD_REFUSED,
+        REFUSED), /* HEAD refused, GET worked: GET for the rest of the run */
 };
 
 #define N_ENTRIES (sizeof(table) / sizeof(table[0]))

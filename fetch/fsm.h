@@ -138,7 +138,6 @@ typedef struct al_fsm_entry {
     int from;
     al_fsm_event event;
     int to;
-    const char *why; /* one line, for the docs and the debug trace */
 } al_fsm_entry;
 
 /* Move *state by event; returns the new state (also stored in *state).

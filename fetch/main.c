@@ -102,6 +102,11 @@ static const char usage_text[] =
     "2 usage or input error (nothing fetched), 3 store unusable (busy, corrupt, newer).\n";
 
 enum {
+    OPT_FILE = 'f',
+    OPT_JOBS = 'j',
+    OPT_QUIET = 'q',
+    OPT_VERBOSE = 'v',
+    OPT_HELP = 'h',
     OPT_REGISTRY = 256,
     OPT_PLATFORM,
     OPT_ATTEST,
@@ -127,40 +132,6 @@ enum {
     OPT_REMOVE,
     OPT_DRY_RUN,
     OPT_REPAIR,
-};
-
-static const struct option long_opts[] = {
-    {"file", required_argument, NULL, 'f'},
-    {"registry", required_argument, NULL, OPT_REGISTRY},
-    {"mirror", required_argument, NULL, OPT_MIRROR},
-    {"mirror-only", no_argument, NULL, OPT_MIRROR_ONLY},
-    {"platform", required_argument, NULL, OPT_PLATFORM},
-    {"include-attestations", no_argument, NULL, OPT_ATTEST},
-    {"store", required_argument, NULL, OPT_STORE},
-    {"jobs", required_argument, NULL, 'j'},
-    {"retries", required_argument, NULL, OPT_RETRIES},
-    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-    {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
-    {"max-wait", required_argument, NULL, OPT_MAX_WAIT},
-    {"username", required_argument, NULL, OPT_USERNAME},
-    {"password-stdin", no_argument, NULL, OPT_PASSWORD_STDIN},
-    {"ca-cert", required_argument, NULL, OPT_CA_CERT},
-    {"client-cert", required_argument, NULL, OPT_CLIENT_CERT},
-    {"client-key", required_argument, NULL, OPT_CLIENT_KEY},
-    {"certs-dir", required_argument, NULL, OPT_CERTS_DIR},
-    {"insecure-registry", required_argument, NULL, OPT_INSECURE},
-    {"quiet", no_argument, NULL, 'q'},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {"json", required_argument, NULL, OPT_JSON},
-    {"lock", required_argument, NULL, OPT_LOCK},
-    {"prune", no_argument, NULL, OPT_PRUNE},
-    {"keep", required_argument, NULL, OPT_KEEP},
-    {"remove", required_argument, NULL, OPT_REMOVE},
-    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-    {"repair", no_argument, NULL, OPT_REPAIR},
-    {NULL, 0, NULL, 0},
 };
 
 /* HOST[:PORT] as the reference grammar accepts a registry. */
@@ -309,7 +280,7 @@ static void cli_dispose(cli *o)
 static int opt_images(cli *o, int c, const char *arg)
 {
     switch (c) {
-    case 'f':
+    case OPT_FILE:
         o->files = al_xrealloc(o->files, (o->n_files + 1) * sizeof(char *));
         o->files[o->n_files++] = (char *)arg;
         o->stdin_list |= strcmp(arg, "-") == 0;
@@ -381,7 +352,7 @@ static int opt_transfers(cli *o, int c, const char *arg)
         const char *name;
         long lo, hi;
     } ranges[] = {
-        {'j', "--jobs", 1, 256},
+        {OPT_JOBS, "--jobs", 1, 256},
         {OPT_RETRIES, "--retries", 0, 100},
         {OPT_CONNECT_TIMEOUT, "--connect-timeout", 1, 3600},
         {OPT_STALL_TIMEOUT, "--stall-timeout", 1, 3600},
@@ -395,7 +366,7 @@ static int opt_transfers(cli *o, int c, const char *arg)
             return al_cli_usage_error("%s: expected a number from %ld to %ld, got \"%s\"",
                                       ranges[i].name, ranges[i].lo, ranges[i].hi, arg);
         switch (c) {
-        case 'j': o->eopts.jobs = (int)v; break;
+        case OPT_JOBS: o->eopts.jobs = (int)v; break;
         case OPT_RETRIES: o->eopts.max_retries = (int)v; break;
         case OPT_CONNECT_TIMEOUT: o->eopts.connect_timeout = v; break;
         case OPT_STALL_TIMEOUT: o->eopts.low_speed_time = v; break;
@@ -446,11 +417,11 @@ static int opt_output(cli *o, int c, const char *arg)
                                       c == OPT_JSON ? "json" : "lock");
         *(c == OPT_JSON ? &o->json_path : &o->lock_path) = arg;
         return 0;
-    case 'q': o->verbosity = AL_LOG_ERROR; return 0;
-    case 'v': o->verbosity = AL_LOG_DEBUG; return 0;
-    case 'h': fputs(usage_text, stdout); return -2;
+    case OPT_QUIET: o->verbosity = AL_LOG_ERROR; return 0;
+    case OPT_VERBOSE: o->verbosity = AL_LOG_DEBUG; return 0;
+    case OPT_HELP: fputs(usage_text, stdout); return -2;
     case OPT_VERSION: puts("airlock-fetch " AL_FETCH_VERSION); return -2;
-    default: fputs("Try 'airlock-fetch --help'.\n", stderr); return AL_EXIT_USAGE;
+    default: return 1;
     }
 }
 
@@ -489,15 +460,63 @@ static int check_cli(cli *o)
     return -1;
 }
 
+/* Every long option: its name, whether it takes a value, the id (or
+ * short option) its group's handler knows it by, and that handler. The
+ * groups follow the help text. */
+typedef int (*take_fn)(cli *o, int c, const char *arg);
+static const struct fetch_option {
+    const char *name;
+    int has_arg;
+    int id;
+    take_fn take;
+} options[] = {
+    {"file", required_argument, OPT_FILE, opt_images},
+    {"registry", required_argument, OPT_REGISTRY, opt_images},
+    {"mirror", required_argument, OPT_MIRROR, opt_images},
+    {"mirror-only", no_argument, OPT_MIRROR_ONLY, opt_images},
+    {"platform", required_argument, OPT_PLATFORM, opt_images},
+    {"include-attestations", no_argument, OPT_ATTEST, opt_images},
+    {"store", required_argument, OPT_STORE, opt_store},
+    {"prune", no_argument, OPT_PRUNE, opt_store},
+    {"keep", required_argument, OPT_KEEP, opt_store},
+    {"remove", required_argument, OPT_REMOVE, opt_store},
+    {"dry-run", no_argument, OPT_DRY_RUN, opt_store},
+    {"repair", no_argument, OPT_REPAIR, opt_store},
+    {"jobs", required_argument, OPT_JOBS, opt_transfers},
+    {"retries", required_argument, OPT_RETRIES, opt_transfers},
+    {"connect-timeout", required_argument, OPT_CONNECT_TIMEOUT, opt_transfers},
+    {"stall-timeout", required_argument, OPT_STALL_TIMEOUT, opt_transfers},
+    {"max-wait", required_argument, OPT_MAX_WAIT, opt_transfers},
+    {"username", required_argument, OPT_USERNAME, opt_access},
+    {"password-stdin", no_argument, OPT_PASSWORD_STDIN, opt_access},
+    {"ca-cert", required_argument, OPT_CA_CERT, opt_access},
+    {"client-cert", required_argument, OPT_CLIENT_CERT, opt_access},
+    {"client-key", required_argument, OPT_CLIENT_KEY, opt_access},
+    {"certs-dir", required_argument, OPT_CERTS_DIR, opt_access},
+    {"insecure-registry", required_argument, OPT_INSECURE, opt_access},
+    {"json", required_argument, OPT_JSON, opt_output},
+    {"lock", required_argument, OPT_LOCK, opt_output},
+    {"quiet", no_argument, OPT_QUIET, opt_output},
+    {"verbose", no_argument, OPT_VERBOSE, opt_output},
+    {"help", no_argument, OPT_HELP, opt_output},
+    {"version", no_argument, OPT_VERSION, opt_output},
+};
+
+/* The table as getopt_long wants it. */
+static const struct option *long_options(void)
+{
+    static struct option out[AL_ARRAY_SIZE(options) + 1];
+    for (size_t i = 0; i < AL_ARRAY_SIZE(options); i++)
+        out[i] = (struct option){options[i].name, options[i].has_arg, NULL, options[i].id};
+    return out;
+}
+
 static int take_option(cli *o, int c, const char *arg)
 {
-    int (*const groups[])(cli *, int, const char *) = {opt_images, opt_store, opt_transfers,
-                                                       opt_access, opt_output};
-    for (size_t i = 0; i < AL_ARRAY_SIZE(groups); i++) {
-        int rc = groups[i](o, c, arg);
-        if (rc != 1)
-            return rc;
-    }
+    for (size_t i = 0; i < AL_ARRAY_SIZE(options); i++)
+        if (options[i].id == c)
+            return options[i].take(o, c, arg);
+    fputs("Try 'airlock-fetch --help'.\n", stderr); /* getopt said what was wrong */
     return AL_EXIT_USAGE;
 }
 
@@ -509,6 +528,7 @@ static int parse_cli(cli *o, int argc, char **argv)
     al_engine_opts_default(&o->eopts);
     al_reflist_init(&o->list);
     int c;
+    const struct option *long_opts = long_options();
     while ((c = getopt_long(argc, argv, "f:j:qvh", long_opts, NULL)) != -1) {
         int rc = take_option(o, c, optarg);
         if (rc == -2)
@@ -864,15 +884,13 @@ static void session_dispose(session *S)
     al_error_free(S->err);
     if (S->pruned)
         al_prune_report_dispose(&S->prune_rep);
-    al_image_results_free(S->results, S->n_results);
-    al_registry_free(S->reg);
+    al_registry_free(S->reg); /* joins its worker thread */
     al_engine_free(S->engine);
+    al_image_results_free(S->results, S->n_results);
     al_db_free(S->db);
-    al_store_free(S->store);
+    al_store_free(S->store); /* releases the store's lock */
     al_creds_free(S->creds);
-    if (S->password != NULL)
-        explicit_bzero(S->password, strlen(S->password));
-    free(S->password);
+    al_free_secret(S->password);
 }
 
 static int run(cli *o, int argc, char **argv)

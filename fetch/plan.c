@@ -24,12 +24,11 @@ void al_image_fail(image *im, al_error *e)
 
 void al_image_failf(image *im, al_errc code, const char *fmt, ...)
 {
+    al_error *e = NULL;
     va_list ap;
     va_start(ap, fmt);
-    _cleanup_free_ char *msg = al_xvasprintf(fmt, ap);
+    al_error_vset(&e, code, 0, fmt, ap);
     va_end(ap);
-    al_error *e = NULL;
-    al_error_set(&e, code, 0, "%s", msg);
     al_image_fail(im, e);
 }
 

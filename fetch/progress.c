@@ -1,3 +1,4 @@
+/* Progress of a fetch run on stderr: the terminal display and plain lines (see progress.h). */
 #include "progress.h"
 
 #include <math.h>
@@ -245,11 +246,12 @@ static void short_digest(char out[20], const char *digest)
 static void plain_line(al_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void plain_line(al_progress *p, const char *fmt, ...)
 {
+    fprintf(p->out, "%s: ", p->prog);
     va_list ap;
     va_start(ap, fmt);
-    _cleanup_free_ char *msg = al_xvasprintf(fmt, ap);
+    vfprintf(p->out, fmt, ap);
     va_end(ap);
-    fprintf(p->out, "%s: %s\n", p->prog, msg);
+    fputc('\n', p->out);
     fflush(p->out);
 }
 

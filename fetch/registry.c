@@ -29,21 +29,16 @@ static void scope_free(const char *key, void *value, void *user)
     (void)user;
     scope *s = value;
     free(s->name);
-    if (s->token != NULL)
-        explicit_bzero(s->token, strlen(s->token));
-    free(s->token);
+    al_free_secret(s->token);
     al_error_free(s->err);
     free(s);
 }
 
 static void host_free(reghost *h)
 {
-    free(h->name);
-    free(h->ca_pem);
-    free(h->client_cert);
-    free(h->client_key);
-    free(h->realm);
-    free(h->service);
+    char *owned[] = {h->name, h->ca_pem, h->client_cert, h->client_key, h->realm, h->service};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(owned); i++)
+        free(owned[i]);
     al_strmap_each(h->scopes, scope_free, NULL);
     al_strmap_free(h->scopes);
     al_error_free(h->cred_err);
@@ -128,12 +123,6 @@ static bool append_file(char **buf, size_t *len, const char *path)
     return true;
 }
 
-static bool has_suffix(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 /* One certs.d directory: *.crt files are CAs, client.cert pairs with
  * client.key. */
 static void scan_certs_dir(reghost *h, const char *dir, char **extra, size_t *extra_len)
@@ -146,9 +135,9 @@ static void scan_certs_dir(reghost *h, const char *dir, char **extra, size_t *ex
         if (de->d_name[0] == '.')
             continue;
         _cleanup_free_ char *path = al_xasprintf("%s/%s", dir, de->d_name);
-        if (has_suffix(de->d_name, ".crt")) {
+        if (al_has_suffix(de->d_name, ".crt")) {
             append_file(extra, extra_len, path);
-        } else if (has_suffix(de->d_name, ".cert")) {
+        } else if (al_has_suffix(de->d_name, ".cert")) {
             char *key = al_xasprintf("%.*s.key", (int)(strlen(path) - 5), path);
             if (access(key, R_OK) == 0) {
                 free(h->client_cert);
@@ -560,9 +549,7 @@ static int accept_token(scope *s, const al_request *q, al_error **err)
                             "ASCII (a control byte, a space): refused",
                             url);
     }
-    if (s->token != NULL)
-        explicit_bzero(s->token, strlen(s->token));
-    free(s->token);
+    al_free_secret(s->token);
     s->token = al_xasprintf("Bearer %s", tok);
     s->gen++;
     double life = ttl > 0 ? (double)ttl : 60;

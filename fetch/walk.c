@@ -30,14 +30,18 @@ static size_t add_node(image *im, long parent, int level)
     return im->n_nodes++;
 }
 
+static void node_dispose(mnode *n)
+{
+    al_manifest_free(n->m);
+    char *owned[] = {n->media_type, n->body, n->config_body};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(owned); i++)
+        free(owned[i]);
+}
+
 void al_walk_free_nodes(image *im)
 {
-    for (size_t i = 0; i < im->n_nodes; i++) {
-        free(im->nodes[i].media_type);
-        free(im->nodes[i].body);
-        free(im->nodes[i].config_body);
-        al_manifest_free(im->nodes[i].m);
-    }
+    for (size_t i = 0; i < im->n_nodes; i++)
+        node_dispose(&im->nodes[i]);
     free(im->nodes);
     im->nodes = NULL;
     im->n_nodes = 0;
