@@ -7,7 +7,8 @@
 #     moved into a temporary directory (and the rig's registry added: the
 #     test cannot reach Docker Hub), fetch the list into the store;
 #   - the k3s recipe writes images.tar.zst into an agent/images directory,
-#     leaving no .partial behind, and --force replaces it the next time.
+#     leaving no .partial behind, and --force replaces it the next time: a
+#     new file (another inode, renamed into place) with the same content.
 . "$(dirname "$0")/lib.sh"
 rig_up
 EXPORT=$AL_BIN/airlock-export
@@ -86,12 +87,20 @@ rc=0
     -o "$images/airlock-amd64.tar.zst" >"$work/k3s.out" 2>"$work/k3s.err" || rc=$?
 [ "$rc" = 0 ] || { show "$work/k3s.err"; fail "export into the k3s images directory: exit $rc"; }
 assert_eq "airlock-amd64.tar.zst" "$(ls "$images")" "files in the k3s images directory"
+cp "$images/airlock-amd64.tar.zst" "$work/first-export.tar.zst"
+first_inode=$(stat -c %i "$images/airlock-amd64.tar.zst")
 # The next night: the same command with --force replaces it.
 rc=0
 "$EXPORT" --store "$work/srv/airlock-unit" -f "$list" --platform linux/amd64 --force \
     -o "$images/airlock-amd64.tar.zst" >"$work/k3s.out" 2>"$work/k3s.err" || rc=$?
 [ "$rc" = 0 ] || { show "$work/k3s.err"; fail "export with --force over the previous archive: exit $rc"; }
 assert_eq "airlock-amd64.tar.zst" "$(ls "$images")" "files in the k3s images directory after --force"
+# Really replaced: a new file renamed over the old one (so k3s never sees a
+# half-written archive), holding the same export of the same store.
+[ "$(stat -c %i "$images/airlock-amd64.tar.zst")" != "$first_inode" ] ||
+    fail "--force did not replace the archive: same inode ($first_inode) as the first export"
+cmp -s "$work/first-export.tar.zst" "$images/airlock-amd64.tar.zst" ||
+    fail "the archive written with --force differs from the first export of the same store"
 zstd -q -t "$images/airlock-amd64.tar.zst" 2>/dev/null || python3 -c "
 import sys; d = open(sys.argv[1], 'rb').read(4); sys.exit(d != b'\x28\xb5\x2f\xfd')" "$images/airlock-amd64.tar.zst" ||
     fail "the k3s archive is not zstd"

@@ -2,7 +2,7 @@
 # Faults between airlock-fetch and the registry, injected by
 # tests/infra/faultproxy.py on chosen requests. For each: the fetch recovers
 # (transient faults) or fails clearly (permanent ones), and no wrong blob is
-# ever stored.
+# ever stored. A 429's Retry-After is waited before the retry.
 . "$(dirname "$0")/lib.sh"
 rig_up
 need jq
@@ -34,7 +34,7 @@ fault_proxy_up "$work/plain" "http://$AL_REG_PLAIN"
 
 # --- transient faults: the fetch recovers --------------------------------------
 transient=(
-    "429|{\"rules\":[{\"id\":\"f\",\"path\":\"/blobs/$layer\",\"nth\":1,\"action\":\"status\",\"status\":429,\"headers\":{\"Retry-After\":\"1\"}}]}"
+    "429|{\"rules\":[{\"id\":\"f\",\"path\":\"/blobs/$layer\",\"nth\":1,\"action\":\"status\",\"status\":429,\"headers\":{\"Retry-After\":\"2\"}}]}"
     "500|{\"rules\":[{\"id\":\"f\",\"path\":\"/manifests/\",\"method\":\"GET\",\"nth\":1,\"action\":\"status\",\"status\":500}]}"
     "503|{\"rules\":[{\"id\":\"f\",\"path\":\"/blobs/\",\"first\":2,\"action\":\"status\",\"status\":503}]}"
     "reset|{\"rules\":[{\"id\":\"f\",\"path\":\"/blobs/$layer\",\"nth\":1,\"action\":\"reset\",\"bytes\":300000}]}"
@@ -45,11 +45,22 @@ transient=(
 for row in "${transient[@]}"; do
     name=${row%%|*}
     fault_rules "${row#*|}"
+    m=$(fault_mark)
     fetch_via "$name" 0 --stall-timeout 2 busybox:1.36 rancher/mirrored-pause:3.6
     [ "$(fault_fired f)" -ge 1 ] || fail "fault '$name' never fired"
     assert_blobs_match_registry "$work/$name.store" "$AL_REG_PLAIN_STORAGE"
     assert_store_sound "$work/$name.store"
     [ -z "$(ls -A "$work/$name.store/tmp")" ] || fail "fault '$name': leftovers in tmp/"
+    if [ "$name" = 429 ]; then
+        # Retry-After: 2 is waited: the retry starts at least 2 s after the
+        # 429 was sent (10 ms of slack for the proxy's millisecond clock).
+        fault_since "$m" | jq -s -c "map(select(.path | endswith(\"/blobs/$layer\"))) | sort_by(.ts)" >"$work/429.log"
+        assert_eq "429 200" "$(jq -r 'map(.status) | join(" ")' "$work/429.log")" "answers to the requests for the layer"
+        gap=$(jq -r '.[1].ts - (.[0].ts + .[0].ms / 1000) | . * 1000 | round / 1000' "$work/429.log")
+        awk -v g="$gap" 'BEGIN { exit !(g >= 1.99) }' ||
+            { show "$work/429.log"; fail "the retry came $gap s after the 429 with Retry-After: 2"; }
+        note "429 with Retry-After: 2: retried after $gap s"
+    fi
 done
 # A cut download is resumed, not restarted: the retry asks for the rest.
 fault_rules "{\"rules\":[{\"id\":\"f\",\"path\":\"/blobs/$layer\",\"nth\":1,\"action\":\"reset\",\"bytes\":300000}]}"

@@ -7,7 +7,10 @@
 #   - --lock lists every fetched ref pinned by digest, the failed one as a
 #     comment, and airlock-export -f takes it as it is;
 #   - neither file holds credentials (a run against the auth registry);
-#   - a report is written even when the store is busy (exit 3).
+#   - a report is written even when the store is busy (exit 3);
+#   - a registry's error text holding ESC sequences and a newline with a
+#     forged result line reaches stdout, stderr, the lock file and the
+#     report without a raw control byte and without the forged line.
 . "$(dirname "$0")/lib.sh"
 rig_up
 need python3
@@ -89,8 +92,10 @@ db "$store" "SELECT finished_at >= started_at FROM runs WHERE id = $run_id" | gr
     fail "runs row not finished"
 # The summary line says the same.
 assert_grep "^3 images: 2 ok, 1 failed; $(q .totals.new_blobs) new blob" "$work/run2.out" "summary line"
-# Progress and logs never reach stdout.
-assert_no_grep 'fetched blob|\x1b' "$work/run2.out" "stdout"
+# Progress and logs never reach stdout, nor does a terminal control
+# sequence (the real ESC byte; grep -E would read "\x1b" as the text x1b).
+assert_no_grep 'fetched blob' "$work/run2.out" "stdout"
+if grep -q $'\x1b' "$work/run2.out"; then show "$work/run2.out"; fail "stdout holds an ESC byte"; fi
 
 # 3. The lock file -----------------------------------------------------------
 L=$work/run2.lock
@@ -130,5 +135,40 @@ assert_eq "3 BUSY null 0" "$(jq -r '"\(.exit_status) \(.error.code) \(.run_id) \
 # 6. Atomic: no temp file left next to the report --------------------------------
 leftover=$(find "$work" -maxdepth 1 -name '*.tmp.*' | head -1)
 [ -z "$leftover" ] || fail "temp file left behind: $leftover"
+
+# 7. Text from a registry reaches no output raw ---------------------------------
+# Issue 15, item 4: before al_sanitize (docs/STYLE.md, "Output") registry
+# text was printed raw, and this part failed. A fake registry answers 404
+# with ESC sequences in its error message and a newline followed by a
+# forged result line.
+python3 - "$work/evil-routes.json" <<'PY'
+import json, sys
+msg = ("\x1b[2J\x1b[31mmanifest gone\x1b[0m\n"
+       "ok        docker.io/library/forged:1  sha256:" + "0" * 64 + "  linux/amd64  1 new blob, 1 B")
+body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": msg}]})
+json.dump({"/v2/evil/esc/manifests/1": {"status": 404, "headers": {"Content-Type": "application/json"},
+                                        "body": body}}, open(sys.argv[1], "w"))
+PY
+fake_registry_up "$work/evil" "$work/evil-routes.json"
+evil=127.0.0.1:$FAKE_PORT
+run_fetch "$work/esc" --store "$work/esc.store" "${reg_args[@]}" --insecure-registry "$evil" \
+    "$evil/evil/esc:1" busybox:1.36 --json "$work/esc.json" --lock "$work/esc.lock"
+expect_rc 1 "$work/esc" "fetch with a hostile registry error"
+assert_grep "^FAILED +$evil/evil/esc:1 .*HTTP 404" "$work/esc.out" "the hostile registry's image"
+validate "$work/esc.json"
+# No raw control byte (newline and tab aside) in any of them, nor in the
+# report's messages once decoded (what jq -r prints).
+jq -r '.images[].error.message // empty' "$work/esc.json" >"$work/esc.messages"
+for f in esc.out esc.err esc.lock esc.json esc.messages; do
+    if tr -d '\n\t' <"$work/$f" | LC_ALL=C grep -q '[[:cntrl:]]'; then
+        show "$work/$f"
+        fail "$f holds a raw control byte from the registry's error text"
+    fi
+done
+# No forged line: stdout has the two images and the summary, the lock file
+# only comments and busybox's pinned ref.
+assert_eq 3 "$(wc -l <"$work/esc.out" | tr -d ' ')" "lines on stdout (two images, the summary)"
+assert_eq "" "$(line_for "$work/esc.out" docker.io/library/forged:1)" "a result line for the forged image"
+assert_eq "$bb@$bb_digest" "$(grep -v '^#' "$work/esc.lock")" "lock file lines that are not comments"
 
 note "ok"

@@ -5,9 +5,14 @@
 #     each source in turn: a credential helper on PATH (credHelpers), docker
 #     config.json auths, containers auth.json, --password-stdin; a missing
 #     helper is a clear error;
+#   - bearer tokens: one token request per repository scope and run, the
+#     token reused for every request of that repository;
 #   - wrong credentials: one AUTH error per registry (one token attempt), not
 #     one per image or blob;
-#   - a token that expires mid-run is refreshed once and the run succeeds;
+#   - a token that expires mid-run: the registry refuses it (its log says the
+#     token expired), airlock gets a new one and fetches that blob again;
+#   - credentials given for one registry are never sent to another registry
+#     of the same run (its log shows no Authorization; its images fail);
 #   - TLS with a custom CA from a certs.d directory (--certs-dir);
 #   - mTLS (nginx demanding client certificates): --client-cert/--client-key,
 #     and certs.d's client.cert/client.key; no or a wrong certificate fails
@@ -99,6 +104,33 @@ expect_rc 1 "$work/other" "a user without access to one repository"
 assert_eq ok "$(word_for "$work/other.out" "$reg/library/busybox:1.36")" "the public image for that user"
 assert_grep "give no pull access to private/app" "$work/other.out" "message for the refused repository"
 
+# --- bearer tokens: one per repository and run -------------------------------------
+# Four repositories, each needing several requests (manifests, config,
+# layers): one token request per repository scope, reused for all of them.
+# Tokens live 300 s for this run (the registry was started with 4 s).
+cp "$AL_TOKEN_POLICY" "$work/policy.saved"
+jq '.expires_in = 300 | .hard_expiry = false' "$work/policy.saved" >"$work/policy.long"
+cat "$work/policy.long" >"$AL_TOKEN_POLICY"
+tmark=$(wc -l <"$AL_TOKEN_LOG")
+amark=$(log_mark "$AL_TOKEN_REG_LOG")
+RC=0
+clean_env "$FETCH" --store "$work/reuse.store" "${common[@]}" --username "$AL_TOKEN_USER" --password-stdin \
+    "${private[@]}" "$reg/library/busybox:1.36" <"$AL_TOKEN_PASS_FILE" >"$work/reuse.out" 2>"$work/reuse.err" || RC=$?
+expect_rc 0 "$work/reuse" "fetch of four repositories with a token each"
+cat "$work/policy.saved" >"$AL_TOKEN_POLICY"
+sleep 0.3
+tail -n +"$((tmark + 1))" "$AL_TOKEN_LOG" >"$work/reuse.tokens"
+assert_eq "repository:library/busybox:pull
+repository:private/app:pull
+repository:private/calico:pull
+repository:private/pause:pull" "$(jq -r '.requested[]' "$work/reuse.tokens" | sort)" "scopes of the token requests (one request each)"
+assert_eq 4 "$(jq -c 'select(.status == 200 and .auth == "ok")' "$work/reuse.tokens" | wc -l)" "tokens granted"
+log_since "$AL_TOKEN_REG_LOG" "$amark" >"$work/reuse.wire"
+for repo in library/busybox private/app private/calico private/pause; do
+    c=$(grep -c "^[A-Z]* /v2/$repo/" "$work/reuse.wire" || true)
+    [ "$c" -ge 4 ] || { show "$work/reuse.wire"; fail "only $c requests for $repo: too few to show a token reused"; }
+done
+
 # --- a missing helper ----------------------------------------------------------------
 mkdir -p "$work/dc-missing"
 echo '{"credsStore":"nosuchhelper"}' >"$work/dc-missing/config.json"
@@ -122,15 +154,59 @@ assert_eq 1 "$(tail -n +"$((tmark + 1))" "$AL_TOKEN_LOG" | jq -c 'select(.auth =
 fault_proxy_up "$work/proxy" "http://$reg"
 fault_rules '{"rules":[{"id":"slow","path":"/blobs/","method":"GET","nth":1,"action":"delay","seconds":5}]}'
 tmark=$(wc -l <"$AL_TOKEN_LOG")
+rmark=$(wc -l <"$AL_TOKEN_REG_APPLOG")
 RC=0
 clean_env "$FETCH" --store "$work/expiry.store" --insecure-registry "$AL_FAULT_PROXY" \
     --username "$AL_TOKEN_USER" --password-stdin "$AL_FAULT_PROXY/private/app:1" \
     <"$AL_TOKEN_PASS_FILE" >"$work/expiry.out" 2>"$work/expiry.err" || RC=$?
 expect_rc 0 "$work/expiry" "fetch with a token expiring mid-run"
+fault_since >"$work/expiry.wire"
+# The held request carried a bearer token, and the registry refused that
+# token as expired (not the anonymous 401 every run starts with).
+held=$(jq -c 'select(.fault.id == "slow")' "$work/expiry.wire")
+assert_eq "Bearer 401" "$(jq -r '"\(.auth_scheme) \(.status)"' <<<"$held")" "the held request: its Authorization and the answer"
+tail -n +"$((rmark + 1))" "$AL_TOKEN_REG_APPLOG" >"$work/expiry.reglog"
+assert_grep 'token not to be used after' "$work/expiry.reglog" "the registry's log: the expired token refused"
+held_ts=$(jq -r .ts <<<"$held")
+held_path=$(jq -r .path <<<"$held")
+# Then a new token for that repository, and the same blob fetched with it.
+tail -n +"$((tmark + 1))" "$AL_TOKEN_LOG" >"$work/expiry.tokens"
+[ "$(jq -c --argjson t "$held_ts" 'select(.status == 200 and .auth == "ok" and .ts > $t
+    and (.granted | index("repository:private/app:pull")))' "$work/expiry.tokens" | wc -l)" -ge 1 ] ||
+    { show "$work/expiry.tokens"; fail "no token was granted after the registry refused the expired one"; }
+assert_eq 1 "$(jq -c --argjson t "$held_ts" --arg p "$held_path" \
+    'select(.path == $p and .ts > $t and .status == 200 and .auth_scheme == "Bearer")' "$work/expiry.wire" | wc -l)" \
+    "requests that fetched the refused blob again with a new token"
+
+# --- credentials go to their registry only ---------------------------------------------
+# Two registries in one run, both in front of the rig's basic-auth registry
+# (each a fault proxy, which logs whether a request carried Authorization);
+# config.json has credentials for the first only. The second must never see
+# them: its image fails for want of credentials.
+fault_proxy_up "$work/cred-a" "https://$AL_REG_AUTH" --ca "$AL_CA_CERT"
+reg_a=$AL_FAULT_PROXY log_a=$AL_FAULT_LOG
+fault_proxy_up "$work/cred-b" "https://$AL_REG_AUTH" --ca "$AL_CA_CERT"
+reg_b=$AL_FAULT_PROXY log_b=$AL_FAULT_LOG
+mkdir -p "$work/dc-one"
+echo "{\"auths\":{\"$reg_a\":{\"auth\":\"$(printf '%s:%s' "$AL_AUTH_USER" "$AL_AUTH_PASS" | base64 -w0)\"}}}" \
+    >"$work/dc-one/config.json"
+RC=0
+clean_env DOCKER_CONFIG="$work/dc-one" "$FETCH" --store "$work/two.store" --insecure-registry "$reg_a" \
+    --insecure-registry "$reg_b" "$reg_a/library/busybox:1.36" "$reg_b/library/busybox:1.36" \
+    "$reg_b/rancher/mirrored-pause:3.6" "$reg_a/rancher/mirrored-pause:3.6" \
+    </dev/null >"$work/two.out" 2>"$work/two.err" || RC=$?
+expect_rc 1 "$work/two" "fetch from a registry with credentials and one without"
+assert_eq "ok ok" "$(word_for "$work/two.out" "$reg_a/library/busybox:1.36") $(word_for "$work/two.out" "$reg_a/rancher/mirrored-pause:3.6")" \
+    "images of the registry with credentials"
+assert_eq "FAILED FAILED" "$(word_for "$work/two.out" "$reg_b/library/busybox:1.36") $(word_for "$work/two.out" "$reg_b/rancher/mirrored-pause:3.6")" \
+    "images of the registry without"
+assert_grep "^FAILED +$reg_b/library/busybox:1.36 .*$reg_b requires authentication" "$work/two.out" "the other registry's failure"
 sleep 0.3
-[ "$(tail -n +"$((tmark + 1))" "$AL_TOKEN_LOG" | jq -c 'select(.status == 200)' | wc -l)" -ge 2 ] ||
-    fail "the token was not renewed"
-grep -q '"upstream_status": *401\|"status": *401' "$AL_FAULT_LOG" || fail "the registry never refused the expired token"
+[ "$(jq -c 'select(.auth_scheme == "Basic")' "$log_a" | wc -l)" -ge 1 ] ||
+    { show "$log_a"; fail "the registry the credentials are for never got them"; }
+[ "$(jq -c 'select(.status == 401)' "$log_b" | wc -l)" -ge 1 ] || { show "$log_b"; fail "the other registry never asked for credentials"; }
+assert_eq 0 "$(jq -c 'select(.auth)' "$log_b" | wc -l)" "requests to the other registry carrying Authorization"
+assert_no_canary "$work/two.out" "$work/two.err" "$work/two.store"
 
 # --- TLS: a CA from certs.d -------------------------------------------------------
 mkdir -p "$work/certs.d/$AL_REG_TLS"

@@ -3,9 +3,12 @@
 #   - a second airlock-fetch on a store in use stops at once with "busy"
 #     (exit 3) and changes nothing;
 #   - an export while a fetch is under way sees a consistent snapshot;
-#   - a full disk (a small tmpfs) is a clean error: exit 1, the failed
-#     image named with "No space left on device", nothing half-written
-#     visible, and the images that fit are stored;
+#   - a full disk (a small tmpfs holding a store with one small image) is a
+#     clean error: exit 1, a FAILED line per image that did not fit, naming
+#     the image, the blob and "No space left on device"; afterwards tmp/ is
+#     empty (the partials of failed blobs removed, not left to resume), no
+#     failed blob has a file or a row, the image that fitted is still
+#     there, and --verify-store finds the store clean;
 #   - files and directories get ordinary modes (0644 / 0755 under umask 022).
 . "$(dirname "$0")/lib.sh"
 rig_up
@@ -25,11 +28,12 @@ store=$work/store
 bad_modes=$(find "$store" \( -type f ! -perm 644 \) -o \( -type d ! -perm 755 \) | grep -v -e '-wal$' -e '-shm$' || true)
 [ -z "$bad_modes" ] || fail "unexpected modes: $(ls -ld $bad_modes | head -3)"
 
-# A fetch that hangs on a blob holds the store.
-pause_layer=$(seed_blobs rancher/mirrored-pause:3.6 '.kind == "layer"' | head -1)
-fault_rules "{\"rules\":[{\"id\":\"s\",\"path\":\"/blobs/$pause_layer\",\"action\":\"stall\",\"bytes\":-1,\"seconds\":60}]}"
+# A fetch that hangs on a blob holds the store. It runs one transfer at a
+# time and every blob request stalls, so once the stall has fired the holder
+# writes nothing more while the store is compared below.
+fault_rules '{"rules":[{"id":"s","path":"/blobs/","action":"stall","bytes":-1,"seconds":60}]}'
 "$FETCH" --store "$store" --registry "$AL_FAULT_PROXY" --insecure-registry "$AL_FAULT_PROXY" \
-    --stall-timeout 120 rancher/mirrored-pause:3.6 >"$work/holder.out" 2>&1 &
+    -j 1 --stall-timeout 120 rancher/mirrored-pause:3.6 >"$work/holder.out" 2>&1 &
 holder=$!
 on_exit "kill $holder 2>/dev/null"
 for _ in $(seq 100); do
@@ -62,22 +66,36 @@ full=$work/full
 mkdir -p "$full"
 mount -t tmpfs -o size=1500k tmpfs "$full" || fail "cannot mount a tmpfs (need root)"
 on_exit "umount -l '$full' 2>/dev/null"
-run_fetch "$work/enospc" --store "$full/store" --registry "$AL_REG_PLAIN" --insecure-registry "$AL_REG_PLAIN" \
-    rancher/mirrored-pause:3.6 busybox:1.36 calico/node:v3.28.0
-[ "$RC" = 1 ] || [ "$RC" = 3 ] || { show "$work/enospc.out"; show "$work/enospc.err"; fail "full disk: exit $RC"; }
+fs=$full/store
+full_args=(--store "$fs" --registry "$AL_REG_PLAIN" --insecure-registry "$AL_REG_PLAIN")
+# The pause image (a few kB) fits; busybox (two 1 MB layers) cannot, nor
+# calico/node, which shares busybox's layers.
+run_fetch "$work/enospc0" "${full_args[@]}" rancher/mirrored-pause:3.6
+expect_rc 0 "$work/enospc0" "a small image on the small disk"
+run_fetch "$work/enospc" "${full_args[@]}" rancher/mirrored-pause:3.6 busybox:1.36 calico/node:v3.28.0
+expect_rc 1 "$work/enospc" "fetch onto a full disk"
 cat "$work/enospc.out" "$work/enospc.err" >"$work/enospc.all"
-assert_grep "No space left on device" "$work/enospc.all" "full-disk message"
 assert_no_grep "AddressSanitizer|runtime error" "$work/enospc.all" "full-disk output"
-# Whatever is in blobs/ is whole and right; no half-written partials remain
-# for blobs that failed on the disk (they were removed, not left to resume).
-for f in "$full"/store/blobs/sha256/*; do
-    [ -e "$f" ] || continue
-    [ "$(sha256sum <"$f" | cut -d' ' -f1)" = "$(basename "$f")" ] || fail "full disk: $f is damaged"
+assert_eq unchanged "$(word_for "$work/enospc.out" docker.io/rancher/mirrored-pause:3.6)" "the image that fitted"
+for name in docker.io/library/busybox:1.36 docker.io/calico/node:v3.28.0; do
+    line_for "$work/enospc.out" "$name" >"$work/enospc.line"
+    assert_grep "^FAILED +$name +blob sha256:[0-9a-f]{64}: .*No space left on device$" "$work/enospc.line" "the FAILED line of $name"
 done
-if [ -f "$full/store/airlock.db" ]; then
-    sqlite3 "$full/store/airlock.db" 'PRAGMA integrity_check' | grep -qx ok || fail "full disk: database damaged"
-    while IFS='|' read -r name size; do
-        [ -f "$full/store/blobs/sha256/${name#sha256:}" ] || fail "full disk: row without file for $name"
-    done < <(sqlite3 "$full/store/airlock.db" 'SELECT digest, size FROM blobs')
-fi
+assert_grep "^3 images: 1 ok, 2 failed" "$work/enospc.out" "full-disk summary"
+# What the failures leave: no partial in tmp/, no file and no row for any
+# blob that failed, the tag that fitted, and a store --verify-store accepts.
+leftover=$(ls -A "$fs/tmp")
+[ -z "$leftover" ] || fail "full disk: left in tmp/: $leftover"
+failed_blobs=$(grep -oE '^FAILED .* blob sha256:[0-9a-f]{64}' "$work/enospc.out" | grep -oE 'sha256:[0-9a-f]{64}$' | sort -u)
+[ -n "$failed_blobs" ] || fail "full disk: no failed blob named"
+for d in $failed_blobs; do
+    store_has_blob "$fs" "$d" && fail "full disk: the failed blob $d is in blobs/"
+    assert_eq 0 "$(db "$fs" "SELECT count(*) FROM blobs WHERE digest = '$d'")" "rows of the failed blob $d"
+done
+assert_eq docker.io/rancher/mirrored-pause:3.6 "$(db "$fs" 'SELECT full_name FROM tags')" "tags after the full disk"
+sqlite3 "$fs/airlock.db" 'PRAGMA integrity_check' | grep -qx ok || fail "full disk: database damaged"
+RC=0
+"$EXPORT" --store "$fs" --verify-store >"$work/enospc-verify.out" 2>&1 || RC=$?
+[ "$RC" = 0 ] || { show "$work/enospc-verify.out"; fail "full disk: --verify-store exit $RC"; }
+assert_grep "^store OK: " "$work/enospc-verify.out" "--verify-store after the full disk"
 note "busy store refused, export snapshot consistent, full disk clean"

@@ -286,27 +286,57 @@ else
 fi
 
 # 6. While a fetch writes -------------------------------------------------------------
+# The fetch (-j 1, through a fault proxy) is held mid-run: of one layer,
+# 50 kB arrive, then the proxy holds the connection for 6 s before sending
+# the rest. --verify-store runs again and again until the fetch ends: never
+# an error line; at least one run starts and ends while the fetch is held
+# (its partial download there before and after, the fetch still running)
+# and notes that partial as info; the fetch itself succeeds.
 live=$work/live
 run_fetch "$work/live0" --store "$live" --registry "$AL_REG_PLAIN" \
     --insecure-registry "$AL_REG_PLAIN" busybox:1.36
 expect_rc 0 "$work/live0" "fetch before the concurrent check"
-mapfile -t every < <(seed '.images | keys[] | select(. != "library/victim:1")')  # victim: other tests corrupt it
-"$FETCH" --store "$live" --registry "$AL_REG_PLAIN" --insecure-registry "$AL_REG_PLAIN" -j 1 \
+mapfile -t every < <(seed '.images | keys[] | select(. != "library/victim:1" and . != "library/big:1")')  # victim: other tests corrupt it
+held=$(seed -r '[.images["rancher/zstd-image:1"].blobs[] | select(.kind == "layer")] | max_by(.size) | .digest')
+held_part=$live/tmp/partial-${held#sha256:}
+fault_proxy_up "$work/proxy" "http://$AL_REG_PLAIN"
+fault_rules "{\"rules\":[{\"id\":\"hold\",\"path\":\"/blobs/$held\",\"action\":\"stall\",\"bytes\":50000,\"seconds\":6,\"then\":\"continue\"}]}"
+"$FETCH" --store "$live" --registry "$AL_FAULT_PROXY" --insecure-registry "$AL_FAULT_PROXY" -j 1 \
     "${every[@]}" >"$work/live.out" 2>"$work/live.err" &
 fetch_pid=$!
 on_exit "kill $fetch_pid 2>/dev/null"
-n=0
-while kill -0 "$fetch_pid" 2>/dev/null || [ "$n" -eq 0 ]; do
+for _ in $(seq 300); do
+    [ -f "$held_part" ] && [ "$(stat -c %s "$held_part")" -ge 50000 ] && break
+    kill -0 "$fetch_pid" 2>/dev/null || break
+    sleep 0.1
+done
+[ -f "$held_part" ] || { show "$work/live.err"; fail "the fetch never got held on $held"; }
+n=0 during=0
+while kill -0 "$fetch_pid" 2>/dev/null; do
+    before_part=0
+    [ -f "$held_part" ] && before_part=1
     run_export "$work/lv" --store "$live" --verify-store
     n=$((n + 1))
     if [ "$RC" != 0 ] || grep -q '^error' "$work/lv.out"; then
         show "$work/lv.out"
         fail "--verify-store reported errors while airlock-fetch was writing (run $n)"
     fi
+    if [ "$before_part" = 1 ] && [ -f "$held_part" ] && kill -0 "$fetch_pid" 2>/dev/null; then
+        during=$((during + 1))
+        assert_grep "^info: tmp: tmp/partial-${held#sha256:} " "$work/lv.out" "--verify-store while the fetch is held"
+    fi
 done
-wait "$fetch_pid" || true
+RC=0
+wait "$fetch_pid" || RC=$?
+expect_rc 0 "$work/live" "the fetch that --verify-store ran beside"
+for k in "${every[@]}"; do
+    want=ok
+    [ "$k" != library/busybox:1.36 ] || want=unchanged
+    assert_eq "$want" "$(word_for "$work/live.out" "$(seed_name "$k")")" "the concurrent fetch: $k"
+done
+[ "$during" -ge 1 ] || fail "no --verify-store ran while the fetch was held ($n ran in all)"
 run_export "$work/lv" --store "$live" --verify-store
 expect_export 0 "$work/lv" "--verify-store after the concurrent fetch"
 assert_no_grep "^info" "$work/lv.out" "notes once the fetch is done"
-note "$n verifications while airlock-fetch wrote: no error"
+note "$n verifications while airlock-fetch wrote, $during of them while it was held: no error"
 note "ok"
