@@ -1,3 +1,4 @@
+/* Digests: validation of sha256 strings and streaming SHA-256 (see digest.h). */
 #include "digest.h"
 #include "util.h"
 

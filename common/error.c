@@ -10,12 +10,18 @@
 
 int al_error_set(al_error **err, al_errc code, int errnum, const char *fmt, ...)
 {
-    if (err == NULL)
-        return code;
     va_list ap;
     va_start(ap, fmt);
-    char *base = al_xvasprintf(fmt, ap);
+    int r = al_error_vset(err, code, errnum, fmt, ap);
     va_end(ap);
+    return r;
+}
+
+int al_error_vset(al_error **err, al_errc code, int errnum, const char *fmt, va_list ap)
+{
+    if (err == NULL)
+        return code;
+    char *base = al_xvasprintf(fmt, ap);
     char *msg = base;
     if (errnum != 0) {
         msg = al_xasprintf("%s: %s", base, strerror(errnum));

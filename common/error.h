@@ -35,6 +35,9 @@ typedef struct al_error {
  * returned. If *err is already set, it is replaced. */
 int al_error_set(al_error **err, al_errc code, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same with a va_list, for functions that take a format themselves. */
+int al_error_vset(al_error **err, al_errc code, int errnum, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 /* Prefix the message of *err with "context: " and return its code. Call it
  * only on a real failure: *err NULL is a bug (asserted). With err NULL (the

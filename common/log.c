@@ -18,6 +18,11 @@ al_log_level al_log_get_level(void)
 {
     return level;
 }
+const char *al_log_get_prog(void)
+{
+    return prog;
+}
+
 void al_log_set_prog(const char *p)
 {
     prog = p;

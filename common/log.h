@@ -8,6 +8,7 @@ void al_log_set_level(al_log_level lvl);
 al_log_level al_log_get_level(void);
 /* Program name used as the prefix of every line ("airlock-fetch"). */
 void al_log_set_prog(const char *prog);
+const char *al_log_get_prog(void);
 
 void al_log(al_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define al_error_log(...) al_log(AL_LOG_ERROR, __VA_ARGS__)

@@ -1,3 +1,4 @@
+/* Manifests and image configs: the four distributable media types parsed (see manifest.h). */
 #include "manifest.h"
 #include "util.h"
 
@@ -466,7 +467,8 @@ int al_image_config_parse(al_image_config **out, const void *buf, size_t len, al
     return 0;
 }
 
-static bool ends_with(const char *s, size_t n, const char *suffix)
+/* The first n bytes of s end with suffix, in any case (media types). */
+static bool ends_with_nocase(const char *s, size_t n, const char *suffix)
 {
     size_t k = strlen(suffix);
     return n >= k && strncasecmp(s + n - k, suffix, k) == 0;
@@ -482,11 +484,11 @@ al_compression al_layer_compression(const char *media_type)
      * types land with their plain siblings. Docker spells ".tar.gzip",
      * OCI "+gzip". A bare "tar" must follow a '.', so "application/x-tar"
      * stays UNKNOWN. */
-    if (ends_with(s, n, ".tar+gzip") || ends_with(s, n, ".tar.gzip"))
+    if (ends_with_nocase(s, n, ".tar+gzip") || ends_with_nocase(s, n, ".tar.gzip"))
         return AL_COMP_GZIP;
-    if (ends_with(s, n, ".tar+zstd") || ends_with(s, n, ".tar.zstd"))
+    if (ends_with_nocase(s, n, ".tar+zstd") || ends_with_nocase(s, n, ".tar.zstd"))
         return AL_COMP_ZSTD;
-    if (ends_with(s, n, ".tar"))
+    if (ends_with_nocase(s, n, ".tar"))
         return AL_COMP_NONE;
     return AL_COMP_UNKNOWN;
 }

@@ -1,3 +1,4 @@
+/* Platforms: parsing, normalising, comparing and printing os/arch/variant (see platform.h). */
 #include "platform.h"
 #include "util.h"
 

@@ -42,7 +42,6 @@
  * with; give up rather than loop. */
 #define LOCK_REOPENS 20
 
-static const char OCI_LAYOUT_JSON[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
 static const char EMPTY_INDEX_JSON[] =
     "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\","
     "\"manifests\":[]}";
@@ -66,8 +65,10 @@ struct al_blob_writer {
     int fd;
     char *tmp_name; /* name in STORE/tmp; NULL once renamed away or kept */
     al_hasher *hasher;
-    uint64_t resumed_at; /* bytes that were already in the partial file */
+    uint64_t resumed_at; /* bytes of the partial file kept (hashed) when writing began */
+    uint64_t on_disk;    /* size of the partial file when the writer was made */
     bool resumable;      /* tmp_name is partial-<hex>, kept by suspend */
+    bool verified;       /* size and digest checked: the hasher is finished */
 };
 
 /* Small helpers ------------------------------------------------------ */
@@ -470,7 +471,7 @@ static int open_write(al_store *s, al_error **err)
         const char *content;
     } files[] = {
         {"index.json", EMPTY_INDEX_JSON},
-        {"oci-layout", OCI_LAYOUT_JSON},
+        {"oci-layout", AL_OCI_LAYOUT_JSON},
     };
     for (size_t i = 0; i < AL_ARRAY_SIZE(files); i++) {
         struct stat st;
@@ -726,8 +727,15 @@ int al_store_blob_begin(al_blob_writer **out, al_store *s, const char *digest,
     return 0;
 }
 
+static int open_partial(al_blob_writer *w, al_error **err);
+
 int al_blob_writer_write(al_blob_writer *w, const void *buf, size_t len, al_error **err)
 {
+    if (w->fd < 0 && w->resumable) {
+        int r = open_partial(w, err); /* the first byte: now the file is made */
+        if (r < 0)
+            return r;
+    }
     uint64_t have = al_hasher_size(w->hasher);
     if (w->expected_size >= 0 && (uint64_t)w->expected_size - have < len)
         return al_error_set(err, AL_E_SIZE, 0,
@@ -742,17 +750,16 @@ int al_blob_writer_write(al_blob_writer *w, const void *buf, size_t len, al_erro
     return 0;
 }
 
-/* Re-hash the first `len` bytes of the partial file, from the fd we
- * write through, so the digest covers them; a short read means the file
- * changed under us. */
-static int rehash_prefix(al_blob_writer *w, uint64_t len)
+/* Hash the first `len` bytes of fd into w's hasher; a short read means
+ * the file changed under us. */
+static int rehash_prefix(al_blob_writer *w, int fd, uint64_t len)
 {
     size_t bufsize = 1024 * 1024;
     _cleanup_free_ char *buf = al_xmalloc(bufsize);
     uint64_t off = 0;
     while (off < len) {
         uint64_t left = len - off;
-        ssize_t n = pread(w->fd, buf, left < bufsize ? (size_t)left : bufsize, (off_t)off);
+        ssize_t n = pread(fd, buf, left < bufsize ? (size_t)left : bufsize, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -763,11 +770,11 @@ static int rehash_prefix(al_blob_writer *w, uint64_t len)
     return 0;
 }
 
-/* Open STORE/tmp/partial-<hex> for reading and writing, creating it when
- * absent. Anything else at that name than a regular file with one link
- * was planted there (a symlink to a file elsewhere, a hard link to one, a
- * FIFO): the name is removed, never what it points at, and a fresh file
- * is created in its place. */
+/* Open STORE/tmp/partial-<hex> for writing, creating it when absent, and
+ * continue at resumed_at (what is hashed). Anything else at that name
+ * than a regular file with one link was planted there (a symlink to a
+ * file elsewhere, a hard link to one, a FIFO): the name is removed, never
+ * what it points at, and a fresh file is created in its place. */
 static int open_partial(al_blob_writer *w, al_error **err)
 {
     al_store *s = w->store;
@@ -776,8 +783,16 @@ static int open_partial(al_blob_writer *w, al_error **err)
         int fd = openat(s->tmp_fd, w->tmp_name, O_RDWR | O_CREAT | IN_STORE, FILE_MODE);
         int e = errno;
         struct stat st;
-        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink <= 1)
-            return fd;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink <= 1) {
+            if (ftruncate(fd, (off_t)w->resumed_at) < 0 ||
+                lseek(fd, (off_t)w->resumed_at, SEEK_SET) < 0) {
+                e = errno;
+                close(fd);
+                return al_error_set(err, AL_E_IO, e, "truncate %s", shown);
+            }
+            w->fd = fd;
+            return 0;
+        }
         if (fd >= 0)
             close(fd);
         else if (e != ELOOP && e != ENXIO && e != EISDIR && e != ETXTBSY)
@@ -787,56 +802,75 @@ static int open_partial(al_blob_writer *w, al_error **err)
                 shown);
         if (unlinkat(s->tmp_fd, w->tmp_name, 0) < 0 && errno != ENOENT)
             return al_error_set(err, AL_E_IO, errno, "remove %s", shown);
+        al_hasher_reset(w->hasher);
+        w->resumed_at = 0;
     }
     return al_error_set(err, AL_E_IO, 0, "%s keeps being replaced", shown);
 }
 
-int al_store_blob_resume(al_blob_writer **out, al_store *s, const char *digest,
-                         int64_t expected_size, uint64_t *offset_out, al_error **err)
+int al_store_blob_partial(al_blob_writer **out, al_store *s, const char *digest,
+                          int64_t expected_size, al_error **err)
 {
     *out = NULL;
-    *offset_out = 0;
     int r = al_digest_check(digest, err);
     if (r < 0)
         return r;
     if ((r = require_write(s, err)) < 0)
         return r;
     al_blob_writer *w = writer_new(s, digest, expected_size);
-    w->resumable = true;
+    w->resumable = true; /* created at the first byte: a 404 leaves nothing behind */
     w->tmp_name = al_xasprintf("partial-%s", al_digest_hex(digest));
-    w->fd = open_partial(w, err);
-    if (w->fd < 0) {
-        r = w->fd;
-        free(w->tmp_name); /* not ours to remove */
-        w->tmp_name = NULL;
-        al_blob_writer_abort(w);
-        return r;
-    }
     struct stat st;
-    if (fstat(w->fd, &st) < 0) {
-        _cleanup_free_ char *shown = tmp_shown(w);
-        r = al_error_set(err, AL_E_IO, errno, "stat %s", shown);
-        al_blob_writer_abort(w);
-        return r;
+    if (fstatat(s->tmp_fd, w->tmp_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_nlink <= 1)
+        w->on_disk = (uint64_t)st.st_size;
+    *out = w;
+    return 0;
+}
+
+uint64_t al_blob_writer_on_disk(const al_blob_writer *w)
+{
+    return w->on_disk;
+}
+
+/* Open the partial file found on disk for reading; -1 when it is not a
+ * plain file of ours any more. */
+static int open_partial_ro(const al_blob_writer *w)
+{
+    int fd = openat(w->store->tmp_fd, w->tmp_name, O_RDONLY | IN_STORE);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink > 1)) {
+        close(fd);
+        return -1;
     }
-    uint64_t have = (uint64_t)st.st_size;
-    /* A partial as long as the whole blob (or longer) cannot be trusted to
-     * be a prefix worth continuing: start over. */
-    if (expected_size < 0 || have >= (uint64_t)expected_size)
-        have = 0;
-    if (have > 0 && rehash_prefix(w, have) < 0) {
-        al_hasher_reset(w->hasher);
-        have = 0;
-    }
-    if (ftruncate(w->fd, (off_t)have) < 0 || lseek(w->fd, (off_t)have, SEEK_SET) < 0) {
-        _cleanup_free_ char *shown = tmp_shown(w);
-        r = al_error_set(err, AL_E_IO, errno, "truncate %s", shown);
-        al_blob_writer_abort(w);
-        return r;
+    return fd;
+}
+
+int al_blob_writer_rehash(al_blob_writer *w, bool *complete, al_error **err)
+{
+    (void)err;
+    *complete = false;
+    al_hasher_reset(w->hasher);
+    w->resumed_at = 0;
+    uint64_t have = w->on_disk;
+    /* Longer than the blob: not a prefix worth keeping. */
+    if (have == 0 || w->expected_size < 0 || have > (uint64_t)w->expected_size)
+        return 0;
+    _cleanup_close_ int fd = open_partial_ro(w);
+    if (fd < 0 || rehash_prefix(w, fd, have) < 0) {
+        al_hasher_reset(w->hasher); /* unreadable: the download starts afresh */
+        return 0;
     }
     w->resumed_at = have;
-    *offset_out = have;
-    *out = w;
+    if (have == (uint64_t)w->expected_size) {
+        char actual[AL_DIGEST_BUF];
+        al_hasher_final(w->hasher, actual);
+        *complete = w->verified = strcmp(actual, w->digest) == 0;
+        if (!*complete) { /* whole but wrong: start over */
+            al_hasher_reset(w->hasher);
+            w->resumed_at = 0;
+        }
+    }
     return 0;
 }
 
@@ -844,7 +878,7 @@ int al_blob_writer_restart(al_blob_writer *w, al_error **err)
 {
     al_hasher_reset(w->hasher);
     w->resumed_at = 0;
-    if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0) {
+    if (w->fd >= 0 && (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)) {
         _cleanup_free_ char *shown = tmp_shown(w);
         return al_error_set(err, AL_E_IO, errno, "truncate %s", shown);
     }
@@ -856,14 +890,25 @@ uint64_t al_blob_writer_resumed_at(const al_blob_writer *w)
     return w->resumed_at;
 }
 
+void al_blob_writer_pause(al_blob_writer *w)
+{
+    if (w->fd < 0)
+        return;
+    close(w->fd);
+    w->fd = -1;
+    /* What was written is hashed: the next write continues there. */
+    w->resumed_at = w->on_disk = al_hasher_size(w->hasher);
+}
+
 void al_blob_writer_suspend(al_blob_writer *w)
 {
     if (w == NULL)
         return;
-    if (w->resumable && w->fd >= 0) {
+    if (w->resumable) {
         /* Keep what arrived for the next attempt or run. No fsync: after a
          * power cut the re-hash and the final digest check catch garbage. */
-        close(w->fd);
+        if (w->fd >= 0)
+            close(w->fd);
         w->fd = -1;
         free(w->tmp_name);
         w->tmp_name = NULL;
@@ -876,8 +921,10 @@ uint64_t al_blob_writer_written(const al_blob_writer *w)
     return al_hasher_size(w->hasher);
 }
 
-static int commit_inner(al_blob_writer *w, al_error **err)
+static int verify(al_blob_writer *w, al_error **err)
 {
+    if (w->verified)
+        return 0;
     uint64_t got = al_hasher_size(w->hasher);
     if (w->expected_size >= 0 && got != (uint64_t)w->expected_size)
         return al_error_set(err, AL_E_SIZE, 0, "size mismatch: expected %lld bytes, got %llu",
@@ -887,6 +934,21 @@ static int commit_inner(al_blob_writer *w, al_error **err)
     if (strcmp(actual, w->digest) != 0)
         return al_error_set(err, AL_E_DIGEST, 0, "digest mismatch: expected %s, got %s", w->digest,
                             actual);
+    w->verified = true;
+    return 0;
+}
+
+static int commit_inner(al_blob_writer *w, al_error **err)
+{
+    int r = verify(w, err);
+    if (r < 0)
+        return r;
+    if (w->fd < 0 && w->resumable) /* a partial found whole: nothing was written this run */
+        w->fd = open_partial_ro(w);
+    if (w->fd < 0) {
+        _cleanup_free_ char *shown = tmp_shown(w);
+        return al_error_set(err, AL_E_IO, errno ? errno : EIO, "open %s", shown);
+    }
     _cleanup_free_ char *shown = tmp_shown(w);
     if (fsync(w->fd) < 0)
         return al_error_set(err, AL_E_IO, errno, "fsync %s", shown);
@@ -941,6 +1003,68 @@ int al_store_put_blob(al_store *s, const char *digest, const void *buf, size_t l
         return r;
     }
     return al_blob_writer_commit(w, err);
+}
+
+int al_store_check_blob(al_store *s, const char *digest, int64_t size, al_blob_check *out,
+                        al_error **err)
+{
+    memset(out, 0, sizeof(*out));
+    out->have = -1;
+    al_error *e = NULL;
+    _cleanup_close_ int fd = al_store_blob_open(s, digest, &out->have, &e);
+    if (fd < 0 && e->code == AL_E_IO && e->sys_errno == 0) {
+        al_error_free(e); /* not a regular file: as good as a wrong one */
+        out->state = AL_BLOB_WRONG_SIZE;
+        return 0;
+    }
+    if (fd < 0 && e->code == AL_E_NOT_FOUND) {
+        al_error_free(e);
+        out->state = AL_BLOB_MISSING;
+        return 0;
+    }
+    if (fd < 0) {
+        int code = e->code;
+        if (err != NULL)
+            *err = e;
+        else
+            al_error_free(e);
+        return code;
+    }
+    if (size >= 0 && out->have != size) {
+        out->state = AL_BLOB_WRONG_SIZE;
+        return 0;
+    }
+    al_hasher *h = al_hasher_new();
+    size_t bufsize = 1024 * 1024;
+    _cleanup_free_ char *buf = al_xmalloc(bufsize);
+    ssize_t n;
+    while ((n = read(fd, buf, bufsize)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0)
+            al_hasher_update(h, buf, (size_t)n);
+    int er = errno;
+    al_hasher_final(h, out->actual);
+    al_hasher_free(h);
+    if (n < 0)
+        return al_error_set(err, AL_E_IO, er, "read %s/blobs/sha256/%s", s->dir,
+                            al_digest_hex(digest));
+    out->state = strcmp(out->actual, digest) == 0 ? AL_BLOB_OK : AL_BLOB_CORRUPT;
+    return 0;
+}
+
+int al_store_quarantine(al_store *s, const char *digest, al_error **err)
+{
+    int r = al_digest_check(digest, err);
+    if (r < 0)
+        return r;
+    if ((r = require_write(s, err)) < 0)
+        return r;
+    const char *hex = al_digest_hex(digest);
+    _cleanup_free_ char *name = al_xasprintf("quarantine-%s", hex);
+    if (renameat(s->blobs_fd, hex, s->tmp_fd, name) < 0 && errno != ENOENT)
+        return al_error_set(err, AL_E_IO, errno, "move %s/blobs/sha256/%s to %s/tmp/%s", s->dir,
+                            hex, s->dir, name);
+    _cleanup_free_ char *dir_shown = al_xasprintf("%s/blobs/sha256", s->dir);
+    return fsync_dirfd(s->blobs_fd, dir_shown, err);
 }
 
 /* Reading ------------------------------------------------------------ */

@@ -29,6 +29,9 @@
 #include "digest.h"
 #include "error.h"
 
+/* The content of STORE/oci-layout, and of oci-layout in an OCI archive. */
+#define AL_OCI_LAYOUT_JSON "{\"imageLayoutVersion\":\"1.0.0\"}"
+
 typedef struct al_store al_store;
 
 typedef enum {
@@ -111,22 +114,52 @@ int al_blob_writer_commit(al_blob_writer *w, al_error **err);
 /* Drop the temp file and free w. Accepts NULL. */
 void al_blob_writer_abort(al_blob_writer *w);
 
-/* A resumable writer: STORE/tmp/partial-<hex> survives failures, kills
- * and reboots. When it exists, its bytes are re-hashed and *offset_out
- * says where to continue (Range: bytes=N-); 0 means from the start. The
- * lock held by a WRITE store makes the fixed name safe. Anything at that
- * name but a regular file with one link (a planted symlink, hard link,
- * FIFO) is removed with a warning, never written through, and the
- * download starts afresh. */
-int al_store_blob_resume(al_blob_writer **out, al_store *s, const char *digest,
-                         int64_t expected_size, uint64_t *offset_out, al_error **err);
+/* A resumable writer for STORE/tmp/partial-<hex>, which survives
+ * failures, kills and reboots. Nothing is created until the first byte is
+ * written (a 404 leaves nothing in tmp/); then the file is created, or
+ * continued at resumed_at. The lock held by a WRITE store makes the fixed
+ * name safe. Anything at that name but a regular file with one link (a
+ * planted symlink, hard link, FIFO) is removed with a warning, never
+ * written through, and the download starts afresh. */
+int al_store_blob_partial(al_blob_writer **out, al_store *s, const char *digest,
+                          int64_t expected_size, al_error **err);
+/* Size of the partial file found when the writer was made (0: none). */
+uint64_t al_blob_writer_on_disk(const al_blob_writer *w);
+/* Hash the partial file found on disk, so the download can continue after
+ * it (Range: bytes=resumed_at-). Touches nothing but w and the file: it
+ * may run on another thread. *complete: the file is the whole blob and its
+ * digest is right (commit it without a request). A partial that is longer
+ * than the blob, or whole but wrong, or unreadable, is started over
+ * (resumed_at 0). */
+int al_blob_writer_rehash(al_blob_writer *w, bool *complete, al_error **err);
 /* The server sent the whole blob instead of the range: start over. */
 int al_blob_writer_restart(al_blob_writer *w, al_error **err);
-/* Bytes that came from an earlier attempt (0 after restart). */
+/* Bytes kept from before the current attempt (0 after restart). */
 uint64_t al_blob_writer_resumed_at(const al_blob_writer *w);
+/* Close the file between attempts, keeping it and the hash state: the
+ * next write continues after what was written. */
+void al_blob_writer_pause(al_blob_writer *w);
 /* Close and free w but keep a resumable partial file for later. For other
  * writers this is al_blob_writer_abort. Accepts NULL. */
 void al_blob_writer_suspend(al_blob_writer *w);
+
+/* Re-hash blobs/sha256/<hex> against its digest and expected size. */
+typedef enum { AL_BLOB_OK, AL_BLOB_MISSING, AL_BLOB_WRONG_SIZE, AL_BLOB_CORRUPT } al_blob_state;
+typedef struct al_blob_check {
+    al_blob_state state;
+    int64_t have;               /* its size on disk (-1 when missing) */
+    char actual[AL_DIGEST_BUF]; /* CORRUPT: what it hashes to */
+} al_blob_check;
+/* Fails only when the file cannot be read (AL_E_IO). Something that is
+ * not a regular file counts as WRONG_SIZE. */
+int al_store_check_blob(al_store *s, const char *digest, int64_t size, al_blob_check *out,
+                        al_error **err);
+
+/* A blob file found damaged (size or digest wrong): move it aside to
+ * STORE/tmp/quarantine-<hex> (replacing an older one), so that it can be
+ * downloaded again and looked at later. Its database row stays: the
+ * download that follows makes it true again. */
+int al_store_quarantine(al_store *s, const char *digest, al_error **err);
 
 /* Write a small blob held in memory (a manifest) through the same path. */
 int al_store_put_blob(al_store *s, const char *digest, const void *buf, size_t len, al_error **err);

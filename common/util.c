@@ -1,3 +1,4 @@
+/* Allocation that aborts on failure, cleanup helpers, times and byte counts (see util.h). */
 #include "util.h"
 
 #include <dirent.h>
@@ -236,4 +237,17 @@ void al_strv_free(char **v, size_t n)
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
+}
+
+void al_free_secret(char *s)
+{
+    if (s != NULL)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+bool al_has_suffix(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
 }

@@ -31,6 +31,13 @@ bool al_parse_utc(const char *s, double *out);
 /* Monotonic seconds. */
 double al_mono(void);
 
+/* s ends with suffix (case matters). */
+bool al_has_suffix(const char *s, const char *suffix);
+
+/* Wipe a secret (password, token, Authorization value) with
+ * explicit_bzero, then free it. Accepts NULL. */
+void al_free_secret(char *s);
+
 /* Write all of buf to fd, retrying on EINTR and short writes. 0 or -errno. */
 int al_write_all(int fd, const void *buf, size_t len);
 

@@ -278,3 +278,48 @@ void al_db_messages_free(char **v, size_t n)
         free(v[i]);
     free(v);
 }
+
+/* The blobs of one graph (for airlock-fetch --repair) --------------------- */
+
+int al_db_graph_blobs(al_db *db, const char *root, al_db_blob **out, size_t *n_out, al_error **err)
+{
+    *out = NULL;
+    *n_out = 0;
+    sqlite3 *h = al_db_sqlite(db);
+    _cleanup_(finalizep) sqlite3_stmt *st = NULL;
+    /* Edges reach child manifests, configs and layers; each blob once. */
+    if (sqlite3_prepare_v2(
+            h,
+            "WITH RECURSIVE g(d) AS (SELECT ?1"
+            " UNION SELECT e.child_digest FROM edges e JOIN g ON e.parent_digest = g.d)"
+            " SELECT b.digest, b.size, b.media_type, b.added_at"
+            " FROM g JOIN blobs b ON b.digest = g.d ORDER BY b.digest",
+            -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, root, -1, SQLITE_STATIC) != SQLITE_OK)
+        return q_fail(h, err, "read the blobs of a graph");
+    al_db_blob *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        v = grow(v, n, &cap, sizeof(*v));
+        al_db_blob *b = &v[n++];
+        col_digest(b->digest, st, 0);
+        b->size = sqlite3_column_int64(st, 1);
+        b->media_type = col_text(st, 2);
+        b->added_at = sqlite3_column_double(st, 3);
+    }
+    if (rc != SQLITE_DONE) {
+        al_db_blobs_free(v, n);
+        return q_fail(h, err, "read the blobs of a graph");
+    }
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+void al_db_blobs_free(al_db_blob *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].media_type);
+    free(v);
+}

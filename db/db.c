@@ -94,7 +94,9 @@ static int db_fail(al_db *db, al_error **err, const char *fmt, ...)
     va_start(ap, fmt);
     _cleanup_free_ char *ctx = al_xvasprintf(fmt, ap);
     va_end(ap);
-    return al_error_set(err, AL_E_DB, 0, "%s: %s", ctx, sqlite3_errmsg(db->h));
+    /* "database or disk is full" says more with the system's reason. */
+    int sys = sqlite3_system_errno(db->h);
+    return al_error_set(err, AL_E_DB, sys, "%s: %s", ctx, sqlite3_errmsg(db->h));
 }
 
 static void stmt_donep(sqlite3_stmt **st)

@@ -214,6 +214,11 @@ long al_db_snapshot_blob_index(const al_db_snapshot *s, const char *digest);
 const al_graph_edge *al_db_snapshot_children(const al_db_snapshot *s, const char *parent,
                                              size_t *n_out);
 
+/* Every blob row of the graph under root (root included, each once):
+ * what airlock-fetch --repair re-hashes. Free with al_db_blobs_free. */
+int al_db_graph_blobs(al_db *db, const char *root, al_db_blob **out, size_t *n_out, al_error **err);
+void al_db_blobs_free(al_db_blob *v, size_t n);
+
 /* SQLite's PRAGMA quick_check: *out gets one malloc'd message per problem
  * (none, and *out NULL, when the file is sound). Free with al_db_messages_free. */
 int al_db_quick_check(al_db *db, char ***out, size_t *n_out, al_error **err);

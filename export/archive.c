@@ -1,7 +1,8 @@
+/* The tarball layouts (docker, OCI, hybrid) written from the store (see archive.h). */
 #include "archive.h"
 #include "blobcopy.h"
 #include "../common/digest.h"
-#include "../common/tar.h"
+#include "tar.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -42,8 +43,6 @@ struct al_archive {
     unsigned char *buf, *zbuf;
     uint64_t done; /* tar bytes written, for progress */
 };
-
-static const char OCI_LAYOUT[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
 const char *al_export_format_name(al_export_format f)
 {
@@ -446,7 +445,7 @@ int al_archive_plan(al_archive **out, al_store *store, const al_export_set *set,
                  al_tar_entry_size("repositories", strlen(a->repositories));
         if (oci)
             n += al_tar_entry_size("index.json", strlen(a->index_json)) +
-                 al_tar_entry_size("oci-layout", strlen(OCI_LAYOUT));
+                 al_tar_entry_size("oci-layout", strlen(AL_OCI_LAYOUT_JSON));
         a->tar_size = n + AL_TAR_TRAILER_SIZE;
     }
 
@@ -569,7 +568,8 @@ int al_archive_write(al_archive *a, al_sink *sink, al_error **err)
     if (r == 0 && oci)
         r = al_tar_add_file(w.tar, "index.json", a->index_json, strlen(a->index_json), err);
     if (r == 0 && oci)
-        r = al_tar_add_file(w.tar, "oci-layout", OCI_LAYOUT, strlen(OCI_LAYOUT), err);
+        r = al_tar_add_file(w.tar, "oci-layout", AL_OCI_LAYOUT_JSON, strlen(AL_OCI_LAYOUT_JSON),
+                            err);
     if (r == 0)
         r = al_tar_finish(w.tar, err);
     if (r == 0 && al_tar_bytes(w.tar) != a->tar_size)

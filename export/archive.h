@@ -29,7 +29,7 @@
 #include <stdint.h>
 
 #include "../common/error.h"
-#include "../common/sink.h"
+#include "sink.h"
 #include "../common/store.h"
 #include "select.h"
 

@@ -31,7 +31,7 @@
 #include "../common/digest.h"
 #include "../common/error.h"
 #include "../common/store.h"
-#include "../common/tar.h"
+#include "tar.h"
 
 /* Blobs stream through buffers of this size. */
 #define AL_BLOBCOPY_CHUNK (1u << 20)

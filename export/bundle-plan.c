@@ -2,7 +2,7 @@
 #include "bundle-plan.h"
 #include "blobcopy.h"
 #include "closure.h"
-#include "../common/tar.h"
+#include "tar.h"
 #include "../common/util.h"
 
 #include <assert.h>

@@ -33,7 +33,7 @@
 #include "../common/bundle.h"
 #include "../common/error.h"
 #include "../common/ref.h"
-#include "../common/sink.h"
+#include "sink.h"
 #include "../common/store.h"
 #include "../db/db.h"
 #include "since.h"

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "../common/reflist.h"
-#include "../common/sink.h"
+#include "sink.h"
 
 typedef struct al_bundle_run_opts {
     const char *store_dir;

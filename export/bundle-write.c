@@ -2,7 +2,7 @@
 #include "bundle-write.h"
 #include "blobcopy.h"
 #include "../common/file.h"
-#include "../common/tar.h"
+#include "tar.h"
 #include "../common/util.h"
 
 #include <stdlib.h>

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "../common/error.h"
-#include "../common/sink.h"
+#include "sink.h"
 #include "../common/store.h"
 #include "bundle-plan.h"
 

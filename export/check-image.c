@@ -10,7 +10,7 @@
 #include "../common/manifest.h"
 #include "../common/platform.h"
 #include "../common/ref.h"
-#include "../common/sink.h"
+#include "sink.h"
 #include "../common/util.h"
 
 #include <jansson.h>

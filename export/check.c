@@ -2,6 +2,7 @@
 #include "check-private.h"
 #include "../common/bundle.h"
 #include "../common/sanitize.h"
+#include "../common/jsondoc.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -252,11 +253,5 @@ char *al_check_report_json(const al_check_result *results, size_t n, const char 
     json_object_set_new(root, "ok", json_boolean(bad == 0));
     json_object_set_new(root, "archives_failed", json_integer((json_int_t)bad));
     json_object_set_new(root, "archives", list);
-    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(root);
-    if (text == NULL)
-        abort(); /* only on allocation failure */
-    char *out = al_xasprintf("%s\n", text);
-    free(text);
-    return out;
+    return al_json_document(root);
 }

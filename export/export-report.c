@@ -1,7 +1,9 @@
+/* airlock-export --json FILE: the run report, and the store tools' JSON (see export-report.h). */
 #include "export-report.h"
 #include "file.h"
 #include "split-run.h"
 #include "../common/sanitize.h"
+#include "../common/jsondoc.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -342,13 +344,7 @@ char *al_export_report_json(const al_export_report *rep)
     json_object_set_new(tot, "seconds", json_real(secs > 0 ? secs : 0));
     json_object_set_new(root, "totals", tot);
 
-    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    json_decref(root);
-    if (text == NULL)
-        abort(); /* only on allocation failure */
-    char *out = al_xasprintf("%s\n", text);
-    free(text);
-    return out;
+    return al_json_document(root);
 }
 
 /* --- atomic write ------------------------------------------------------------ */

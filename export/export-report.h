@@ -19,7 +19,7 @@
 #include "../common/error.h"
 #include "../common/platform.h"
 #include "../common/reflist.h"
-#include "../common/sink.h"
+#include "sink.h"
 #include "archive.h"
 #include "select.h"
 

@@ -16,7 +16,7 @@
 #include "../common/platform.h"
 #include "../common/reflist.h"
 #include "../common/sanitize.h"
-#include "../common/sink.h"
+#include "sink.h"
 #include "../common/store.h"
 #include "../common/util.h"
 #include "../db/db.h"
@@ -482,12 +482,11 @@ static int fail_msg(run *R, al_errc code, int exit_code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int fail_msg(run *R, al_errc code, int exit_code, const char *fmt, ...)
 {
+    al_error *err = NULL;
     va_list ap;
     va_start(ap, fmt);
-    _cleanup_free_ char *msg = al_xvasprintf(fmt, ap);
+    al_error_vset(&err, code, 0, fmt, ap);
     va_end(ap);
-    al_error *err = NULL;
-    al_error_set(&err, code, 0, "%s", msg);
     return fail(R, err, exit_code);
 }
 

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "../common/error.h"
-#include "../common/sink.h"
+#include "sink.h"
 #include "archive.h"
 #include "select.h"
 

@@ -1,6 +1,7 @@
 /* --split image: names, recipes and the directory's state file (split.h). */
 #include "split.h"
 #include "../common/file.h"
+#include "../common/jsondoc.h"
 #include "../common/util.h"
 
 #include <errno.h>
@@ -184,10 +185,7 @@ int al_split_state_save(const al_split_state *s, const char *dir, al_error **err
         json_array_append_new(list, o);
     }
     json_object_set_new(root, "archives", list);
-    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(root);
-    if (text == NULL)
-        abort(); /* only on allocation failure */
+    char *text = al_json_document(root);
     _cleanup_free_ char *path = al_xasprintf("%s/%s", dir, AL_SPLIT_STATE);
     int r = al_file_write_atomic(path, text, strlen(text), err);
     free(text);

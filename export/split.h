@@ -32,7 +32,7 @@
 
 #include "../common/digest.h"
 #include "../common/error.h"
-#include "../common/sink.h"
+#include "sink.h"
 #include "archive.h"
 #include "select.h"
 

@@ -1,3 +1,4 @@
+/* WWW-Authenticate challenges parsed (see challenge.h). */
 #include "challenge.h"
 
 #include <stdbool.h>
@@ -20,6 +21,35 @@ static const char *skip_ws(const char *p)
     while (*p == ' ' || *p == '\t')
         p++;
     return p;
+}
+
+/* An auth-param's value at *pp: a token, or a quoted string (with
+ * backslash escapes). NULL for an unterminated quote. */
+static char *parse_value(const char **pp)
+{
+    const char *p = *pp;
+    if (*p != '"') {
+        const char *vs = p;
+        while (is_token_char(*p) || *p == '/' || *p == ':' || *p == '=')
+            p++;
+        *pp = p;
+        return al_xstrndup(vs, (size_t)(p - vs));
+    }
+    p++;
+    char *buf = al_xmalloc(strlen(p) + 1);
+    size_t k = 0;
+    while (*p && *p != '"') {
+        if (*p == '\\' && p[1])
+            p++;
+        buf[k++] = *p++;
+    }
+    if (*p != '"') {
+        free(buf);
+        return NULL;
+    }
+    buf[k] = '\0';
+    *pp = p + 1;
+    return buf;
 }
 
 int al_challenge_parse(al_challenge *out, const char *header, al_error **err)
@@ -61,30 +91,11 @@ int al_challenge_parse(al_challenge *out, const char *header, al_error **err)
             return al_error_set(err, AL_E_PARSE, 0, "malformed WWW-Authenticate header");
         }
         p = skip_ws(p + 1);
-        char *val;
-        if (*p == '"') {
-            p++;
-            char *buf = al_xmalloc(strlen(p) + 1);
-            size_t k = 0;
-            while (*p && *p != '"') {
-                if (*p == '\\' && p[1])
-                    p++;
-                buf[k++] = *p++;
-            }
-            if (*p != '"') {
-                free(buf);
-                al_challenge_dispose(out);
-                return al_error_set(err, AL_E_PARSE, 0,
-                                    "malformed WWW-Authenticate header: unterminated quote");
-            }
-            p++;
-            buf[k] = '\0';
-            val = buf;
-        } else {
-            const char *vs = p;
-            while (is_token_char(*p) || *p == '/' || *p == ':' || *p == '=')
-                p++;
-            val = al_xstrndup(vs, (size_t)(p - vs));
+        char *val = parse_value(&p);
+        if (val == NULL) {
+            al_challenge_dispose(out);
+            return al_error_set(err, AL_E_PARSE, 0,
+                                "malformed WWW-Authenticate header: unterminated quote");
         }
         char **slot = NULL;
         if (nlen == 5 && strncasecmp(ns, "realm", 5) == 0)

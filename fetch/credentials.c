@@ -1,3 +1,5 @@
+/* Registry credentials from flags, auth.json, config.json and credential helpers (see
+ * credentials.h). */
 #include "credentials.h"
 
 #include <errno.h>
@@ -48,22 +50,11 @@ struct al_creds {
     size_t n_cache;
 };
 
-static void wipe_free(char *s)
-{
-    if (s == NULL)
-        return;
-    /* Best effort: do not leave secrets lying in freed memory. */
-    volatile char *p = s;
-    while (*p)
-        *p++ = 0;
-    free(s);
-}
-
 static void cred_dispose(al_cred *c)
 {
-    wipe_free(c->user);
-    wipe_free(c->password);
-    wipe_free(c->identity_token);
+    al_free_secret(c->user);
+    al_free_secret(c->password);
+    al_free_secret(c->identity_token);
     free(c->origin);
     memset(c, 0, sizeof(*c));
 }
@@ -115,7 +106,7 @@ static bool decode_auth(const char *b64, char **user, char **password)
         *user = al_xstrndup((char *)buf, (size_t)(colon - (char *)buf));
         *password = al_xstrndup(colon + 1, (size_t)((char *)buf + n - colon - 1));
     }
-    memset(buf, 0, len);
+    explicit_bzero(buf, len);
     free(buf);
     return ok;
 }
@@ -237,7 +228,7 @@ static int load_file(al_creds *c, const char *path, bool must_exist, bool contai
             int e = n < 0 ? errno : 0;
             close(fd);
             if (buf)
-                memset(buf, 0, len);
+                explicit_bzero(buf, len);
             free(buf);
             return e ? al_error_set(err, AL_E_USAGE, e, "read %s", path)
                      : al_error_set(err, AL_E_USAGE, 0, "%s: larger than 4 MiB", path);
@@ -249,7 +240,7 @@ static int load_file(al_creds *c, const char *path, bool must_exist, bool contai
     close(fd);
     int r = parse_config(c, buf ? buf : "", len, path, containers, err);
     if (buf)
-        memset(buf, 0, len);
+        explicit_bzero(buf, len);
     free(buf);
     return r;
 }
@@ -289,12 +280,18 @@ int al_creds_new(al_creds **out, const char *user, const char *password, const c
                 r = load_file(c, path, false, false, err);
         }
     }
-    if (r < 0) {
+    if (r == 0)
+        *out = c;
+    else
         al_creds_free(c);
-        return r;
-    }
-    *out = c;
-    return 0;
+    return r;
+}
+
+static void helper_dispose(helper_map *h)
+{
+    char *owned[] = {h->host, h->helper, h->origin};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(owned); i++)
+        free(owned[i]);
 }
 
 void al_creds_free(al_creds *c)
@@ -310,11 +307,8 @@ void al_creds_free(al_creds *c)
         cred_dispose(&c->entries[i].cred);
     }
     free(c->entries);
-    for (size_t i = 0; i < c->n_helpers; i++) {
-        free(c->helpers[i].host);
-        free(c->helpers[i].helper);
-        free(c->helpers[i].origin);
-    }
+    for (size_t i = 0; i < c->n_helpers; i++)
+        helper_dispose(&c->helpers[i]);
     free(c->helpers);
     free(c->store_helper);
     free(c->store_origin);
@@ -327,6 +321,51 @@ void al_creds_free(al_creds *c)
     }
     free(c->cache);
     free(c);
+}
+
+/* A helper's answer, up to HELPER_OUTPUT_MAX bytes (NUL-terminated). */
+static char *read_helper_output(int fd, size_t *len_out)
+{
+    char *buf = al_xmalloc(HELPER_OUTPUT_MAX + 1);
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, HELPER_OUTPUT_MAX - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len == HELPER_OUTPUT_MAX)
+            break;
+    }
+    buf[len] = '\0';
+    *len_out = len;
+    return buf;
+}
+
+/* {"Username": ..., "Secret": ...}; Username "<token>" is an identity token. */
+static int helper_cred(const char *buf, size_t len, const char *prog, al_cred **out, al_error **err)
+{
+    json_t *root = json_loadb(buf, len, 0, NULL);
+    const char *u = json_string_value(json_object_get(root, "Username"));
+    const char *s = json_string_value(json_object_get(root, "Secret"));
+    if (u == NULL || s == NULL) {
+        json_decref(root);
+        return al_error_set(err, AL_E_AUTH, 0,
+                            "credential helper %s: output is not {\"Username\",\"Secret\"} JSON",
+                            prog);
+    }
+    al_cred *c = al_xcalloc(1, sizeof(*c));
+    if (strcmp(u, "<token>") == 0) {
+        c->identity_token = al_xstrdup(s);
+    } else {
+        c->user = al_xstrdup(u);
+        c->password = al_xstrdup(s);
+    }
+    c->origin = al_xasprintf("credential helper %s", prog);
+    json_decref(root);
+    *out = c;
+    return 0;
 }
 
 /* Run `docker-credential-NAME get` with server on stdin. *out NULL when the
@@ -371,19 +410,8 @@ static int run_helper(const char *name, const char *server, const char *origin, 
     (void)al_write_all(in[1], server, strlen(server));
     close(in[1]);
     sigaction(SIGPIPE, &old, NULL);
-    char *buf = al_xmalloc(HELPER_OUTPUT_MAX + 1);
     size_t len = 0;
-    for (;;) {
-        ssize_t n = read(outp[0], buf + len, HELPER_OUTPUT_MAX - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (len == HELPER_OUTPUT_MAX)
-            break;
-    }
-    buf[len] = '\0';
+    char *buf = read_helper_output(outp[0], &len);
     close(outp[0]);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -396,28 +424,9 @@ static int run_helper(const char *name, const char *server, const char *origin, 
                               prog, server, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         goto out;
     }
-    json_t *root = json_loadb(buf, len, 0, NULL);
-    const char *u = json_string_value(json_object_get(root, "Username"));
-    const char *s = json_string_value(json_object_get(root, "Secret"));
-    if (u == NULL || s == NULL) {
-        json_decref(root);
-        rc = al_error_set(err, AL_E_AUTH, 0,
-                          "credential helper %s: output is not {\"Username\",\"Secret\"} JSON",
-                          prog);
-        goto out;
-    }
-    al_cred *c = al_xcalloc(1, sizeof(*c));
-    if (strcmp(u, "<token>") == 0) {
-        c->identity_token = al_xstrdup(s);
-    } else {
-        c->user = al_xstrdup(u);
-        c->password = al_xstrdup(s);
-    }
-    c->origin = al_xasprintf("credential helper %s", prog);
-    json_decref(root);
-    *out = c;
+    rc = helper_cred(buf, len, prog, out, err);
 out:
-    memset(buf, 0, len);
+    explicit_bzero(buf, len);
     free(buf);
     return rc;
 }
@@ -496,6 +505,6 @@ char *al_creds_basic_header(const char *user, const char *password)
     char *out = al_xmalloc(6 + 4 * ((len + 2) / 3) + 1);
     memcpy(out, "Basic ", 6);
     EVP_EncodeBlock((unsigned char *)out + 6, (const unsigned char *)plain, (int)len);
-    memset(plain, 0, len);
+    explicit_bzero(plain, len);
     return out;
 }

@@ -1,6 +1,9 @@
+/* The transfer engine's loop: libcurl multi, a send queue, timers, posts
+ * from worker threads (see engine.h). */
 #include "engine.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -11,39 +14,63 @@
 /* Bodies of non-2xx responses are kept only up to this size: enough for a
  * registry's JSON error, never a whole HTML page. */
 #define ERROR_BODY_CAP (16u * 1024u)
-#define BACKOFF_BASE 0.5
-#define BACKOFF_CAP 20.0
 
 typedef struct xfer {
     al_request *req;
+    al_request_done_fn done;
+    void *user;
     CURL *easy;
     struct curl_slist *headers;
     char errbuf[CURL_ERROR_SIZE];
-    al_blob_writer *writer;
-    al_error *sink_err;  /* failure inside a callback: abort the transfer */
-    double not_before;   /* monotonic time before which a retry may not start */
-    double retry_after;  /* from the Retry-After header, seconds, or -1 */
-    int64_t range_start; /* from Content-Range of a 206, or -1 */
-    uint64_t resumed_at; /* bytes of the blob we asked the server to skip */
-    bool bad_range;      /* the 206 did not start where we asked */
-    bool fresh_retry;    /* retry once without the partial file */
-    bool in_flight;
-    bool done;
-    struct al_engine *engine; /* for the progress hook (borrowed) */
+    al_error *sink_err; /* failure inside a callback: the transfer is cut */
+    struct al_engine *engine;
+    uint64_t seq;      /* send order, among equal priorities */
+    struct xfer *next; /* the list of requests that failed to start */
 } xfer;
+
+struct al_timer {
+    double at;
+    uint64_t seq;
+    void (*fn)(void *);
+    void *user;
+    struct al_timer *next;
+};
+
+typedef struct post {
+    void (*fn)(void *);
+    void *user;
+    struct post *next;
+} post;
 
 struct al_engine {
     al_engine_opts opts;
     CURLM *multi;
     CURLSH *share;
     al_engine_stats stats;
+    xfer **queue; /* sent, not started: a binary heap by (priority, seq) */
+    size_t n_queue, cap_queue;
+    uint64_t send_seq;
+    xfer *unstarted; /* curl refused them: completed on the next turn */
+    int running;
+    al_timer *timers;
+    size_t n_timers;
+    uint64_t timer_seq;
+    int holds;
+    pthread_mutex_t post_lock;
+    post *posts; /* LIFO under the lock; reversed when run */
+    void (*iter_fn)(void *);
+    void *iter_user;
 };
 
-/* The progress hook (al_engine_opts.progress), checked in one place. */
 static void notify(const al_engine *e, al_xfer_event ev, const al_request *r, uint64_t have)
 {
     if (e->opts.progress != NULL)
         e->opts.progress(e->opts.progress_user, ev, r, have);
+}
+
+void al_engine_progress(al_engine *e, al_xfer_event ev, const al_request *r, uint64_t have)
+{
+    notify(e, ev, r, have);
 }
 
 void al_engine_opts_default(al_engine_opts *o)
@@ -54,6 +81,7 @@ void al_engine_opts_default(al_engine_opts *o)
     o->low_speed_time = 60;
     o->low_speed_limit = 1024;
     o->max_retries = 4;
+    o->max_wait = 60;
 }
 
 int al_engine_new(al_engine **out, const al_engine_opts *opts, al_error **err)
@@ -69,7 +97,10 @@ int al_engine_new(al_engine **out, const al_engine_opts *opts, al_error **err)
     if (e->opts.jobs < 1)
         e->opts.jobs = 1;
     e->multi = curl_multi_init();
-    if (e->multi == NULL) {
+    e->share = curl_share_init();
+    if (e->multi == NULL || e->share == NULL) {
+        curl_multi_cleanup(e->multi);
+        curl_share_cleanup(e->share);
         free(e);
         return al_error_set(err, AL_E_NET, 0, "curl_multi_init failed");
     }
@@ -77,9 +108,9 @@ int al_engine_new(al_engine **out, const al_engine_opts *opts, al_error **err)
     curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)e->opts.jobs);
     /* DNS and TLS session caches shared by all handles of the run. */
-    e->share = curl_share_init();
     curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    pthread_mutex_init(&e->post_lock, NULL);
     *out = e;
     return 0;
 }
@@ -88,12 +119,27 @@ void al_engine_free(al_engine *e)
 {
     if (e == NULL)
         return;
+    /* al_engine_run returns only when nothing is queued, timed or held. */
+    while (e->timers != NULL)
+        al_engine_cancel(e, e->timers);
     curl_multi_cleanup(e->multi);
     curl_share_cleanup(e->share);
+    pthread_mutex_destroy(&e->post_lock);
+    free(e->queue);
     free(e);
 }
 
+const al_engine_opts *al_engine_get_opts(const al_engine *e)
+{
+    return &e->opts;
+}
+
 const al_engine_stats *al_engine_get_stats(const al_engine *e)
+{
+    return &e->stats;
+}
+
+al_engine_stats *al_engine_stats_mut(al_engine *e)
 {
     return &e->stats;
 }
@@ -104,42 +150,9 @@ al_request *al_request_new(const char *url)
     r->url = al_xstrdup(url);
     r->blob_size = -1;
     r->content_length = -1;
+    r->range_start = -1;
     r->mem_cap = 64 * 1024;
     return r;
-}
-
-void al_request_reset_output(al_request *r)
-{
-    r->status = 0;
-    free(r->content_type);
-    free(r->docker_digest);
-    free(r->www_authenticate);
-    free(r->location);
-    free(r->body);
-    free(r->ratelimit_remaining);
-    free(r->ratelimit_limit);
-    r->content_type = r->docker_digest = r->www_authenticate = r->location = r->body = NULL;
-    r->ratelimit_remaining = r->ratelimit_limit = NULL;
-    r->body_len = 0;
-    r->bytes = 0;
-    r->content_length = -1;
-    al_error_clear(&r->err);
-}
-
-void al_request_free(al_request *r)
-{
-    if (r == NULL)
-        return;
-    al_request_reset_output(r);
-    free(r->url);
-    free(r->accept);
-    if (r->authorization != NULL)
-        memset(r->authorization, 0, strlen(r->authorization));
-    free(r->authorization);
-    if (r->post_fields != NULL)
-        memset(r->post_fields, 0, strlen(r->post_fields));
-    free(r->post_fields);
-    free(r);
 }
 
 char *al_url_redact(const char *url)
@@ -155,7 +168,99 @@ char *al_url_redact(const char *url)
                         (int)(path - host), host, (int)path_len, path);
 }
 
-/* --- callbacks --------------------------------------------------------- */
+/* --- timers and posts ------------------------------------------------------ */
+
+al_timer *al_engine_timer(al_engine *e, double at, void (*fn)(void *), void *user)
+{
+    al_timer *t = al_xcalloc(1, sizeof(*t));
+    t->at = at;
+    t->seq = e->timer_seq++;
+    t->fn = fn;
+    t->user = user;
+    t->next = e->timers; /* few at a time (calls waiting to retry): a list */
+    e->timers = t;
+    e->n_timers++;
+    return t;
+}
+
+void al_engine_cancel(al_engine *e, al_timer *t)
+{
+    if (t == NULL)
+        return;
+    al_timer **link = &e->timers;
+    while (*link != t)
+        link = &(*link)->next;
+    *link = t->next;
+    e->n_timers--;
+    free(t);
+}
+
+/* Run the timers that are due. Those a callback adds wait for the next
+ * turn (seq), so a timer set for "now" cannot spin the loop; a callback
+ * may cancel any timer, so each one is looked up afresh. */
+static void run_timers(al_engine *e)
+{
+    uint64_t limit = e->timer_seq;
+    for (;;) {
+        double now = al_mono();
+        al_timer *t = e->timers;
+        while (t != NULL && (t->at > now || t->seq >= limit))
+            t = t->next;
+        if (t == NULL)
+            return;
+        void (*fn)(void *) = t->fn;
+        void *user = t->user;
+        al_engine_cancel(e, t);
+        fn(user);
+    }
+}
+
+void al_engine_hold(al_engine *e)
+{
+    e->holds++;
+}
+
+void al_engine_post(al_engine *e, void (*fn)(void *), void *user)
+{
+    post *p = al_xcalloc(1, sizeof(*p));
+    p->fn = fn;
+    p->user = user;
+    pthread_mutex_lock(&e->post_lock);
+    p->next = e->posts;
+    e->posts = p;
+    pthread_mutex_unlock(&e->post_lock);
+    curl_multi_wakeup(e->multi);
+}
+
+static void run_posts(al_engine *e)
+{
+    pthread_mutex_lock(&e->post_lock);
+    post *list = e->posts;
+    e->posts = NULL;
+    pthread_mutex_unlock(&e->post_lock);
+    post *fifo = NULL; /* oldest first */
+    while (list != NULL) {
+        post *n = list->next;
+        list->next = fifo;
+        fifo = list;
+        list = n;
+    }
+    while (fifo != NULL) {
+        post *n = fifo->next;
+        e->holds--;
+        fifo->fn(fifo->user);
+        free(fifo);
+        fifo = n;
+    }
+}
+
+void al_engine_on_iteration(al_engine *e, void (*fn)(void *), void *user)
+{
+    e->iter_fn = fn;
+    e->iter_user = user;
+}
+
+/* --- callbacks --------------------------------------------------------------- */
 
 static long response_code(xfer *x)
 {
@@ -164,16 +269,24 @@ static long response_code(xfer *x)
     return code;
 }
 
-static void append_body(al_request *r, const char *p, size_t n, size_t cap)
+static void append_body(al_request *r, const char *p, size_t n)
 {
-    if (r->body_len >= cap)
-        return;
-    if (n > cap - r->body_len)
-        n = cap - r->body_len;
     r->body = al_xrealloc(r->body, r->body_len + n + 1);
     memcpy(r->body + r->body_len, p, n);
     r->body_len += n;
     r->body[r->body_len] = '\0';
+}
+
+/* A non-2xx body: keep the start, stop reading at the cap. */
+static size_t error_body(al_request *r, const char *p, size_t n)
+{
+    if (r->body_len + n > ERROR_BODY_CAP) {
+        append_body(r, p, ERROR_BODY_CAP - r->body_len);
+        r->body_cut = true;
+        return 0; /* cut the transfer: the rest is not worth reading */
+    }
+    append_body(r, p, n);
+    return n;
 }
 
 static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
@@ -181,35 +294,23 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
     xfer *x = userdata;
     al_request *r = x->req;
     size_t n = size * nmemb;
-    long code = response_code(x);
-    if (code < 200 || code > 299) {
-        append_body(r, p, n, ERROR_BODY_CAP);
-        return n;
-    }
-    r->bytes += n;
-    if (r->store != NULL) {
-        if (x->writer == NULL)
-            return 0; /* the partial file could not be opened: sink_err says why */
-        if (x->resumed_at > 0 && al_blob_writer_resumed_at(x->writer) > 0) {
-            if (code == 200) {
-                /* The server ignored our Range and sends everything. */
-                if (al_blob_writer_restart(x->writer, &x->sink_err) < 0)
-                    return 0;
-            } else if (x->range_start != (int64_t)x->resumed_at) {
-                x->bad_range = true;
-                return 0;
-            }
-        }
-        if (al_blob_writer_write(x->writer, p, n, &x->sink_err) < 0)
+    r->status = response_code(x);
+    if (r->status < 200 || r->status > 299)
+        return error_body(r, p, n);
+    if (r->body_fn != NULL) {
+        if (r->body_fn(r->body_ctx, r, p, n, &x->sink_err) < 0)
             return 0;
-        notify(x->engine, AL_XFER_DATA, r, al_blob_writer_written(x->writer));
+        r->bytes += n;
+        x->engine->stats.blob_bytes += n;
+        notify(x->engine, AL_XFER_DATA, r, (r->status == 206 ? r->resumed_at : 0) + r->bytes);
         return n;
     }
     if (r->body_len + n > r->mem_cap) {
         al_error_set(&x->sink_err, AL_E_SIZE, 0, "response larger than %zu bytes", r->mem_cap);
         return 0;
     }
-    append_body(r, p, n, r->mem_cap);
+    append_body(r, p, n);
+    r->bytes += n;
     return n;
 }
 
@@ -235,24 +336,46 @@ static void set_header(char **slot, char *value)
     *slot = value;
 }
 
+/* A new response (after 100 Continue, say): forget earlier headers. */
+static void forget_headers(al_request *r)
+{
+    char **slots[] = {&r->content_type, &r->docker_digest,       &r->www_authenticate, &r->location,
+                      &r->retry_after,  &r->ratelimit_remaining, &r->ratelimit_limit};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(slots); i++) {
+        free(*slots[i]);
+        *slots[i] = NULL;
+    }
+    r->content_length = -1;
+    r->range_start = -1;
+}
+
+void al_request_free(al_request *r)
+{
+    if (r == NULL)
+        return;
+    forget_headers(r);
+    char *owned[] = {r->url, r->accept, r->range, r->body};
+    for (size_t i = 0; i < AL_ARRAY_SIZE(owned); i++)
+        free(owned[i]);
+    al_free_secret(r->authorization);
+    al_free_secret(r->post_fields);
+    al_error_free(r->err);
+    free(r);
+}
+
 static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
 {
     xfer *x = userdata;
     al_request *r = x->req;
     size_t n = size * nmemb;
     if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
-        /* A new response (after 100 Continue, say): forget earlier headers. */
-        free(r->content_type), r->content_type = NULL;
-        free(r->docker_digest), r->docker_digest = NULL;
-        free(r->www_authenticate), r->www_authenticate = NULL;
-        free(r->location), r->location = NULL;
-        x->retry_after = -1;
-        x->range_start = -1;
+        forget_headers(r);
         return n;
     }
     set_header(&r->content_type, header_value(p, n, "content-type"));
     set_header(&r->docker_digest, header_value(p, n, "docker-content-digest"));
     set_header(&r->location, header_value(p, n, "location"));
+    set_header(&r->retry_after, header_value(p, n, "retry-after"));
     set_header(&r->ratelimit_remaining, header_value(p, n, "ratelimit-remaining"));
     set_header(&r->ratelimit_limit, header_value(p, n, "ratelimit-limit"));
     char *wa = header_value(p, n, "www-authenticate");
@@ -260,23 +383,12 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
         r->www_authenticate = wa; /* keep the first challenge */
     else
         free(wa);
-    _cleanup_free_ char *ra = header_value(p, n, "retry-after");
-    if (ra != NULL) {
-        char *end;
-        double secs = strtod(ra, &end);
-        if (end != ra && *end == '\0' && secs >= 0)
-            x->retry_after = secs > 300 ? 300 : secs;
-        else
-            x->retry_after = 5; /* an HTTP date: be modest rather than parse it */
-    }
     _cleanup_free_ char *cr = header_value(p, n, "content-range");
     if (cr != NULL && strncmp(cr, "bytes ", 6) == 0)
-        x->range_start = strtoll(cr + 6, NULL, 10);
-    char *cl = header_value(p, n, "content-length");
-    if (cl != NULL) {
+        r->range_start = strtoll(cr + 6, NULL, 10);
+    _cleanup_free_ char *cl = header_value(p, n, "content-length");
+    if (cl != NULL)
         r->content_length = strtoll(cl, NULL, 10);
-        free(cl);
-    }
     return n;
 }
 
@@ -306,27 +418,54 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
     return 0;
 }
 
-/* --- the loop ------------------------------------------------------------ */
+/* --- one request ---------------------------------------------------------------- */
 
-static void xfer_setup(al_engine *e, xfer *x)
+static void add_header(xfer *x, const char *name, const char *value)
 {
-    al_request *r = x->req;
-    al_request_reset_output(r);
-    x->errbuf[0] = '\0';
-    x->retry_after = -1;
-    al_error_clear(&x->sink_err);
-    if (x->easy == NULL)
-        x->easy = curl_easy_init();
-    else
-        curl_easy_reset(x->easy);
-    CURL *h = x->easy;
-    curl_easy_setopt(h, CURLOPT_URL, r->url);
+    if (value == NULL)
+        return;
+    _cleanup_free_ char *hd = al_xasprintf("%s: %s", name, value);
+    x->headers = curl_slist_append(x->headers, hd);
+    explicit_bzero(hd, strlen(hd)); /* it may be an Authorization */
+}
+
+static void set_tls(CURL *h, const al_request *r)
+{
+    if (r->ca_pem != NULL) {
+        struct curl_blob blob = {
+            .data = (void *)r->ca_pem, .len = r->ca_pem_len, .flags = CURL_BLOB_NOCOPY};
+        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+    }
+    if (r->client_cert != NULL) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, r->client_cert);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, r->client_key);
+    }
+    if (r->insecure) {
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+}
+
+static void set_callbacks(CURL *h, xfer *x, bool debug)
+{
     curl_easy_setopt(h, CURLOPT_PRIVATE, x);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+    if (debug) {
+        curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
+        curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, on_debug);
+    }
+}
+
+static void xfer_setup(al_engine *e, xfer *x)
+{
+    al_request *r = x->req;
+    CURL *h = x->easy;
+    curl_easy_setopt(h, CURLOPT_URL, r->url);
+    set_callbacks(h, x, e->opts.debug_http);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_SHARE, e->share);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -346,174 +485,89 @@ static void xfer_setup(al_engine *e, xfer *x)
     curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     if (r->head)
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    if (r->ca_pem != NULL) {
-        struct curl_blob blob = {
-            .data = (void *)r->ca_pem, .len = r->ca_pem_len, .flags = CURL_BLOB_NOCOPY};
-        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
-    }
-    if (r->client_cert != NULL) {
-        curl_easy_setopt(h, CURLOPT_SSLCERT, r->client_cert);
-        curl_easy_setopt(h, CURLOPT_SSLKEY, r->client_key);
-    }
     if (r->post_fields != NULL)
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->post_fields);
-    if (r->insecure) {
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (e->opts.debug_http) {
-        curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
-        curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, on_debug);
-    }
-    curl_slist_free_all(x->headers);
-    x->headers = NULL;
-    if (r->accept != NULL) {
-        _cleanup_free_ char *hd = al_xasprintf("Accept: %s", r->accept);
-        x->headers = curl_slist_append(x->headers, hd);
-    }
-    if (r->authorization != NULL) {
-        _cleanup_free_ char *hd = al_xasprintf("Authorization: %s", r->authorization);
-        x->headers = curl_slist_append(x->headers, hd);
-    }
-    x->resumed_at = 0;
-    x->bad_range = false;
-    x->range_start = -1;
-    if (r->store != NULL && !r->head) {
-        /* Continue a download cut earlier, in this run or a previous one. */
-        if (x->fresh_retry) {
-            al_blob_writer *old = NULL;
-            uint64_t off = 0;
-            if (al_store_blob_resume(&old, r->store, r->blob_digest, r->blob_size, &off, NULL) == 0)
-                al_blob_writer_restart(old, NULL);
-            al_blob_writer_abort(old);
-            x->fresh_retry = false;
-        }
-        if (al_store_blob_resume(&x->writer, r->store, r->blob_digest, r->blob_size, &x->resumed_at,
-                                 &x->sink_err) == 0 &&
-            x->resumed_at > 0) {
-            _cleanup_free_ char *hd =
-                al_xasprintf("Range: bytes=%llu-", (unsigned long long)x->resumed_at);
-            x->headers = curl_slist_append(x->headers, hd);
-            al_debug("resuming %s at byte %llu", r->blob_digest, (unsigned long long)x->resumed_at);
-        }
-    }
+    set_tls(h, r);
+    add_header(x, "Accept", r->accept);
+    add_header(x, "Authorization", r->authorization);
+    add_header(x, "Range", r->range);
     if (x->headers != NULL)
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->headers);
 }
 
-static bool transient_curl(CURLcode c)
+/* --- the queue: a binary heap ------------------------------------------------------ */
+
+static bool before(const xfer *a, const xfer *b)
 {
-    switch (c) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-    case CURLE_COULDNT_RESOLVE_HOST: return true;
-    default: return false;
-    }
+    if (a->req->priority != b->req->priority)
+        return a->req->priority < b->req->priority;
+    return a->seq < b->seq;
 }
 
-static bool transient_status(long s)
+static void heap_push(al_engine *e, xfer *x)
 {
-    return s == 408 || s == 429 || (s >= 500 && s <= 599 && s != 501);
+    if (e->n_queue == e->cap_queue) {
+        e->cap_queue = e->cap_queue ? 2 * e->cap_queue : 64;
+        e->queue = al_xrealloc(e->queue, e->cap_queue * sizeof(*e->queue));
+    }
+    size_t i = e->n_queue++;
+    while (i > 0 && before(x, e->queue[(i - 1) / 2])) {
+        e->queue[i] = e->queue[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    e->queue[i] = x;
 }
 
-static double backoff(int attempt)
+static xfer *heap_pop(al_engine *e)
 {
-    double d = BACKOFF_BASE;
-    for (int i = 1; i < attempt && d < BACKOFF_CAP; i++)
-        d *= 2;
-    if (d > BACKOFF_CAP)
-        d = BACKOFF_CAP;
-    /* Full jitter in [d/2, d): spreads retries of parallel transfers. */
-    return d / 2 + (d / 2) * ((double)rand() / ((double)RAND_MAX + 1.0));
+    xfer *top = e->queue[0];
+    xfer *last = e->queue[--e->n_queue];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= e->n_queue)
+            break;
+        if (c + 1 < e->n_queue && before(e->queue[c + 1], e->queue[c]))
+            c++;
+        if (!before(e->queue[c], last))
+            break;
+        e->queue[i] = e->queue[c];
+        i = c;
+    }
+    if (e->n_queue > 0)
+        e->queue[i] = last;
+    return top;
 }
 
-/* A transfer ended: turn curl's and the sink's outcome into the request's
- * result. Returns true when it should be retried. */
-static bool xfer_finish(al_engine *e, xfer *x, CURLcode code)
+void al_engine_send(al_engine *e, al_request *r, al_request_done_fn done, void *user)
 {
-    al_request *r = x->req;
-    r->status = response_code(x);
-    r->transport_code = (int)code;
-    /* Count what the server answered: a TLS handshake refused by a plain
-     * HTTP --insecure-registry, say, is no request. */
-    if (r->status > 0)
-        e->stats.requests++;
-    bool ok2xx = r->status >= 200 && r->status <= 299;
-    _cleanup_free_ char *url = al_url_redact(r->url);
-    if (x->bad_range && r->attempts <= e->opts.max_retries) {
-        /* A 206 for another range than asked: drop the partial, start over. */
-        al_blob_writer_abort(x->writer);
-        x->writer = NULL;
-        x->fresh_retry = true;
-        return true;
-    }
-    if (x->sink_err != NULL) {
-        /* Our own write callback refused: size cap, disk. Not transient. */
-        al_blob_writer_abort(x->writer);
-        x->writer = NULL;
-        r->err = x->sink_err;
-        x->sink_err = NULL;
-        al_error_wrap(&r->err, "GET %s", url);
-        return false;
-    }
-    if (r->status == 416 && x->resumed_at > 0 && r->attempts <= e->opts.max_retries) {
-        al_blob_writer_abort(x->writer);
-        x->writer = NULL;
-        x->fresh_retry = true;
-        return true;
-    }
-    if (code != CURLE_OK) {
-        /* Keep what arrived: the retry (or the next run) continues from it. */
-        al_blob_writer_suspend(x->writer);
-        x->writer = NULL;
-        bool retry = transient_curl(code) && r->attempts <= e->opts.max_retries;
-        al_errc ec = AL_E_NET;
-        al_error_set(&r->err, ec, 0, "%s %s: %s", r->head ? "HEAD" : "GET", url,
-                     x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
-        return retry;
-    }
-    if (transient_status(r->status) && r->attempts <= e->opts.max_retries) {
-        al_blob_writer_suspend(x->writer);
-        x->writer = NULL;
-        return true;
-    }
-    if (ok2xx && r->store != NULL && !r->head && x->writer != NULL) {
-        al_blob_writer *w = x->writer;
-        x->writer = NULL;
-        bool resumed = al_blob_writer_resumed_at(w) > 0;
-        e->stats.blob_bytes += r->bytes;
-        if (al_blob_writer_commit(w, &r->err) < 0) {
-            /* A resumed download whose digest fails may carry a bad
-             * prefix from before a crash: one fresh try. */
-            if (resumed && r->err->code == AL_E_DIGEST && r->attempts <= e->opts.max_retries) {
-                al_error_clear(&r->err);
-                return true;
-            }
-            al_error_wrap(&r->err, "GET %s", url);
-            return false;
-        }
-    } else {
-        /* 3xx, 4xx: the partial stays for the redirected or later attempt. */
-        al_blob_writer_suspend(x->writer);
-        x->writer = NULL;
-    }
-    return false;
+    xfer *x = al_xcalloc(1, sizeof(*x));
+    x->req = r;
+    x->done = done;
+    x->user = user;
+    x->engine = e;
+    x->seq = e->send_seq++;
+    heap_push(e, x);
+    notify(e, AL_XFER_QUEUED, r, 0);
 }
 
-/* Every header value a caller gives (Accept, Authorization) is checked
- * before anything goes on the wire: a CR or LF in it, from a token server
- * say, would add headers of its own. (Range is formatted here from a
- * number.) A request that fails the check is refused, not sent. */
+static void xfer_free(xfer *x)
+{
+    if (x->easy != NULL)
+        curl_easy_cleanup(x->easy);
+    curl_slist_free_all(x->headers);
+    al_error_free(x->sink_err);
+    free(x);
+}
+
+/* Every header value a caller gives (Accept, Authorization, Range) is
+ * checked before anything goes on the wire: a CR or LF in it, from a token
+ * server say, would add headers of its own. A request that fails the
+ * check is refused, not sent. */
 static int check_headers(const al_request *r, al_error **err)
 {
-    const char *const names[] = {"Accept", "Authorization"};
-    const char *const values[] = {r->accept, r->authorization};
+    const char *const names[] = {"Accept", "Authorization", "Range"};
+    const char *const values[] = {r->accept, r->authorization, r->range};
     for (size_t i = 0; i < AL_ARRAY_SIZE(names); i++) {
         for (const unsigned char *p = (const unsigned char *)values[i]; p && *p; p++) {
             if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
@@ -527,110 +581,139 @@ static int check_headers(const al_request *r, al_error **err)
     return 0;
 }
 
-static void xfer_start(al_engine *e, xfer *x)
+/* Start the first queued request; when it may not go, or curl refuses
+ * it, it completes with that error on the next turn. */
+static void start_one(al_engine *e)
 {
-    x->req->attempts++;
-    xfer_setup(e, x);
-    curl_multi_add_handle(e->multi, x->easy);
-    x->in_flight = true;
-    notify(e, AL_XFER_START, x->req, x->resumed_at);
+    xfer *x = heap_pop(e);
+    CURLMcode mc = CURLM_OK;
+    if (check_headers(x->req, &x->sink_err) == 0 && (x->easy = curl_easy_init()) != NULL) {
+        xfer_setup(e, x);
+        mc = curl_multi_add_handle(e->multi, x->easy);
+    }
+    if (x->sink_err != NULL || x->easy == NULL || mc != CURLM_OK) {
+        if (x->sink_err == NULL) {
+            _cleanup_free_ char *url = al_url_redact(x->req->url);
+            al_error_set(&x->sink_err, AL_E_NET, 0, "%s: cannot start the transfer: %s", url,
+                         x->easy == NULL ? "curl_easy_init failed" : curl_multi_strerror(mc));
+        }
+        x->next = e->unstarted;
+        e->unstarted = x;
+        return;
+    }
+    e->running++;
+    notify(e, AL_XFER_START, x->req, x->req->resumed_at);
 }
 
-int al_engine_run(al_engine *e, al_request **reqs, size_t n)
+/* A request ended: fill in what the caller needs, then hand it over. */
+static void xfer_finish(al_engine *e, xfer *x, CURLcode code)
 {
-    if (n == 0)
-        return 0;
-    xfer *xs = al_xcalloc(n, sizeof(*xs));
-    size_t next = 0, remaining = n;
-    for (size_t i = 0; i < n; i++) {
-        xs[i].req = reqs[i];
-        reqs[i]->attempts = 0;
-        xs[i].engine = e;
-        notify(e, AL_XFER_QUEUED, reqs[i], 0);
-        al_request_reset_output(reqs[i]);
-        if (check_headers(reqs[i], &reqs[i]->err) < 0) {
-            xs[i].done = true;
-            remaining--;
-            notify(e, AL_XFER_DONE, reqs[i], 0);
-        }
+    al_request *r = x->req;
+    if (x->easy != NULL) {
+        r->status = response_code(x);
+        curl_off_t connect_us = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+        r->connected = connect_us > 0 || r->status > 0;
     }
-    int running = 0;
-    /* Requests waiting for a retry are rescanned from `retry_scan`. */
-    while (remaining > 0) {
-        double now = al_mono();
-        double wake = -1;
-        /* Refill: retries whose time has come first, then new requests. */
-        for (size_t i = 0; i < next && running < e->opts.jobs; i++) {
-            xfer *x = &xs[i];
-            if (x->done || x->in_flight)
-                continue;
-            if (x->not_before <= now) {
-                xfer_start(e, x);
-                running++;
-            } else if (wake < 0 || x->not_before < wake) {
-                wake = x->not_before;
-            }
-        }
-        while (next < n && running < e->opts.jobs) {
-            xfer *x = &xs[next++];
-            if (x->done)
-                continue; /* refused by check_headers */
-            xfer_start(e, x);
-            running++;
-        }
-        int timeout_ms = 1000;
-        if (wake >= 0) {
-            double ms = (wake - now) * 1000.0;
-            timeout_ms = ms < 1 ? 1 : ms > 1000 ? 1000 : (int)ms;
-        }
-        /* A progress display redraws on a timer: wake at least every 100 ms. */
-        int max_wait_ms = e->opts.progress != NULL ? 100 : 1000000;
-        if (timeout_ms > max_wait_ms)
-            timeout_ms = max_wait_ms;
+    /* Count what the server answered: a TLS handshake refused by a plain
+     * HTTP host, say, is no request. */
+    if (r->status > 0)
+        e->stats.requests++;
+    r->transport_code = (int)code;
+    const char *method = r->head ? "HEAD" : r->post_fields ? "POST" : "GET";
+    _cleanup_free_ char *url = al_url_redact(r->url);
+    if (x->sink_err != NULL) {
+        /* Our own callback refused: size cap, disk, a wrong range. */
+        r->err = al_steal_ptr(&x->sink_err);
+        al_error_wrap(&r->err, "%s %s", method, url);
+    } else if (code == CURLE_WRITE_ERROR && r->body_cut) {
+        r->transport_code = 0; /* an error answer whose body we chose not to read */
+    } else if (code != CURLE_OK) {
+        al_error_set(&r->err, AL_E_NET, 0, "%s %s: %s", method, url,
+                     x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
+    }
+    x->done(r, x->user);
+}
+
+/* Requests that never went on the wire: their error says why already. */
+static void drain_unstarted(al_engine *e)
+{
+    while (e->unstarted != NULL) {
+        xfer *x = e->unstarted;
+        e->unstarted = x->next;
+        x->req->transport_code = CURLE_FAILED_INIT;
+        x->req->err = al_steal_ptr(&x->sink_err);
+        x->done(x->req, x->user);
+        xfer_free(x);
+    }
+}
+
+static void drain_done(al_engine *e)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(e->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        xfer *x = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        CURLcode code = msg->data.result;
+        curl_multi_remove_handle(e->multi, x->easy);
+        e->running--;
+        xfer_finish(e, x, code);
+        xfer_free(x);
+    }
+}
+
+static double earliest_timer(const al_engine *e)
+{
+    double next = -1;
+    for (const al_timer *t = e->timers; t != NULL; t = t->next)
+        if (next < 0 || t->at < next)
+            next = t->at;
+    return next;
+}
+
+static bool busy(const al_engine *e)
+{
+    return e->n_queue > 0 || e->unstarted != NULL || e->running > 0 || e->n_timers > 0 ||
+           e->holds > 0;
+}
+
+/* How long the loop may sleep: until the next timer, at most a second,
+ * and 100 ms when a progress display redraws on a timer. */
+static int poll_timeout(const al_engine *e, double next_timer)
+{
+    int ms = 1000;
+    if (next_timer >= 0) {
+        double d = (next_timer - al_mono()) * 1000.0;
+        ms = d < 1 ? 1 : d > 1000 ? 1000 : (int)d + 1;
+    }
+    if (e->opts.progress != NULL && ms > 100)
+        ms = 100;
+    return ms;
+}
+
+int al_engine_run(al_engine *e)
+{
+    while (busy(e)) {
+        run_timers(e);
+        run_posts(e);
+        while (e->n_queue > 0 && e->running < e->opts.jobs)
+            start_one(e);
+        drain_unstarted(e);
         int still = 0;
         curl_multi_perform(e->multi, &still);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(e->multi, &left)) != NULL) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            xfer *x = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-            CURLcode code = msg->data.result;
-            curl_multi_remove_handle(e->multi, x->easy);
-            x->in_flight = false;
-            running--;
-            bool retry = xfer_finish(e, x, code);
-            notify(e, retry ? AL_XFER_RETRY : AL_XFER_DONE, x->req, x->req->bytes);
-            if (retry) {
-                double delay = x->retry_after >= 0 ? x->retry_after : backoff(x->req->attempts);
-                x->not_before = al_mono() + delay;
-                e->stats.retries++;
-                _cleanup_free_ char *url = al_url_redact(x->req->url);
-                al_debug("retry %d of %s in %.1fs (%s)", x->req->attempts, url, delay,
-                         x->req->err ? x->req->err->msg : "HTTP status");
-                al_error_clear(&x->req->err);
-            } else {
-                x->done = true;
-                remaining--;
-            }
-        }
+        drain_done(e);
         notify(e, AL_XFER_TICK, NULL, 0);
-        if (remaining > 0 && running > 0)
-            curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);
-        else if (remaining > 0 && running == 0 && wake >= 0) {
-            double ms = (wake - al_mono()) * 1000.0;
-            int wait_ms = ms > max_wait_ms ? max_wait_ms : (int)ms + 1;
-            if (ms > 0)
-                curl_multi_poll(e->multi, NULL, 0, wait_ms, NULL);
-        }
+        if (e->iter_fn != NULL)
+            e->iter_fn(e->iter_user);
+        if (!busy(e))
+            break;
+        if (e->n_queue > 0 && e->running < e->opts.jobs)
+            continue; /* callbacks sent more: start them now */
+        curl_multi_poll(e->multi, NULL, 0, poll_timeout(e, earliest_timer(e)), NULL);
     }
-    for (size_t i = 0; i < n; i++) {
-        curl_easy_cleanup(xs[i].easy);
-        curl_slist_free_all(xs[i].headers);
-        al_error_free(xs[i].sink_err);
-    }
-    free(xs);
     notify(e, AL_XFER_IDLE, NULL, 0);
     return 0;
 }

@@ -1,4 +1,5 @@
-/* airlock-fetch: flags only; the work is in plan.c. */
+/* airlock-fetch: the command line; the work is in plan.c (the fetch),
+ * prune.c and repair.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "credentials.h"
 #include "file.h"
 #include "db.h"
@@ -20,6 +22,7 @@
 #include "ref.h"
 #include "reflist.h"
 #include "registry.h"
+#include "repair.h"
 #include "report.h"
 #include "sanitize.h"
 #include "store.h"
@@ -56,6 +59,9 @@ static const char usage_text[] =
     "      --remove REF           remove the tag REF from the store, then prune (repeatable)\n"
     "      --dry-run              with --prune or --remove: list what would go and how many\n"
     "                             bytes; change nothing\n"
+    "      --repair               re-hash every blob of the graphs of REF (or of every tag\n"
+    "                             in the store when no REF is given), move the damaged ones\n"
+    "                             to STORE/tmp/quarantine-* and fetch them again\n"
     "      --import BUNDLE        apply a bundle that airlock-export wrote (BUNDLE, or its\n"
     "                             volumes BUNDLE.001 ...): every blob verified before\n"
     "                             anything is visible; tags move as in a fetch; a bundle\n"
@@ -66,6 +72,8 @@ static const char usage_text[] =
     "      --retries N            retries of a transient failure (default: 4)\n"
     "      --connect-timeout SEC  connection timeout (default: 30)\n"
     "      --stall-timeout SEC    cut a transfer slower than 1 kB/s for SEC (default: 60)\n"
+    "      --max-wait SEC         longest Retry-After to wait; a registry asking for more\n"
+    "                             fails the image at once (default: 60)\n"
     "\n"
     "Registry access:\n"
     "      --username USER        user name for every registry of this run\n"
@@ -99,6 +107,11 @@ static const char usage_text[] =
     "2 usage or input error (nothing fetched), 3 store unusable (busy, corrupt, newer).\n";
 
 enum {
+    OPT_FILE = 'f',
+    OPT_JOBS = 'j',
+    OPT_QUIET = 'q',
+    OPT_VERBOSE = 'v',
+    OPT_HELP = 'h',
     OPT_REGISTRY = 256,
     OPT_PLATFORM,
     OPT_ATTEST,
@@ -111,6 +124,7 @@ enum {
     OPT_RETRIES,
     OPT_CONNECT_TIMEOUT,
     OPT_STALL_TIMEOUT,
+    OPT_MAX_WAIT,
     OPT_CLIENT_CERT,
     OPT_CLIENT_KEY,
     OPT_CERTS_DIR,
@@ -122,65 +136,9 @@ enum {
     OPT_KEEP,
     OPT_REMOVE,
     OPT_DRY_RUN,
+    OPT_REPAIR,
     OPT_IMPORT,
 };
-
-static const struct option long_opts[] = {
-    {"file", required_argument, NULL, 'f'},
-    {"registry", required_argument, NULL, OPT_REGISTRY},
-    {"mirror", required_argument, NULL, OPT_MIRROR},
-    {"mirror-only", no_argument, NULL, OPT_MIRROR_ONLY},
-    {"platform", required_argument, NULL, OPT_PLATFORM},
-    {"include-attestations", no_argument, NULL, OPT_ATTEST},
-    {"store", required_argument, NULL, OPT_STORE},
-    {"jobs", required_argument, NULL, 'j'},
-    {"retries", required_argument, NULL, OPT_RETRIES},
-    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-    {"stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT},
-    {"username", required_argument, NULL, OPT_USERNAME},
-    {"password-stdin", no_argument, NULL, OPT_PASSWORD_STDIN},
-    {"ca-cert", required_argument, NULL, OPT_CA_CERT},
-    {"client-cert", required_argument, NULL, OPT_CLIENT_CERT},
-    {"client-key", required_argument, NULL, OPT_CLIENT_KEY},
-    {"certs-dir", required_argument, NULL, OPT_CERTS_DIR},
-    {"insecure-registry", required_argument, NULL, OPT_INSECURE},
-    {"quiet", no_argument, NULL, 'q'},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {"json", required_argument, NULL, OPT_JSON},
-    {"lock", required_argument, NULL, OPT_LOCK},
-    {"prune", no_argument, NULL, OPT_PRUNE},
-    {"keep", required_argument, NULL, OPT_KEEP},
-    {"remove", required_argument, NULL, OPT_REMOVE},
-    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-    {"import", required_argument, NULL, OPT_IMPORT},
-    {NULL, 0, NULL, 0},
-};
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    al_error_log("%s", msg);
-    fputs("Try 'airlock-fetch --help'.\n", stderr);
-    return AL_EXIT_USAGE;
-}
-
-static bool parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
 
 /* HOST[:PORT] as the reference grammar accepts a registry. */
 static bool valid_host(const char *s)
@@ -239,8 +197,12 @@ static char *read_password(void)
     while ((n = read(STDIN_FILENO, buf + len, cap - len - 1)) > 0) {
         len += (size_t)n;
         if (len + 1 >= cap) {
+            char *bigger = al_xmalloc(cap * 2);
+            memcpy(bigger, buf, len);
+            explicit_bzero(buf, cap); /* realloc would leave a copy behind */
+            free(buf);
+            buf = bigger;
             cap *= 2;
-            buf = al_xrealloc(buf, cap);
         }
     }
     buf[len] = '\0';
@@ -282,16 +244,20 @@ typedef struct cli {
     char **insecure; /* strings borrowed from argv */
     size_t n_insecure;
     al_engine_opts eopts;
+    const char *platform_arg;
     al_platform *plats;
     size_t n_plats;
+    char **files; /* -f lists, borrowed from argv */
+    size_t n_files;
+    bool stdin_list;
     al_reflist list;
     al_mirror *mirrors; /* strings point into mirror_text */
     char **mirror_text;
     size_t n_mirrors;
     bool mirror_only;
-    /* Report, lock file, prune. */
+    /* Report, lock file, prune, repair. */
     const char *json_path, *lock_path;
-    bool prune, dry_run, keep_set;
+    bool prune, dry_run, keep_set, repair;
     int keep;
     char **remove; /* full names, owned */
     size_t n_remove;
@@ -307,213 +273,303 @@ static void cli_dispose(cli *o)
     free(o->mirrors);
     free(o->insecure);
     free(o->plats);
+    free(o->files);
     al_reflist_dispose(&o->list);
     for (size_t i = 0; i < o->n_remove; i++)
         free(o->remove[i]);
     free(o->remove);
 }
 
-/* Returns -1 to go on, or the exit code. */
-static int parse_cli(cli *o, int argc, char **argv)
+/* --- options, by group of the help text -------------------------------------------
+ * Each returns 0 when it took the option, 1 when the option is another
+ * group's, or the exit code of a usage error. */
+
+static int opt_images(cli *o, int c, const char *arg)
 {
-    o->keep = 1;
-    o->store_dir = getenv("AIRLOCK_STORE");
-    if (o->store_dir == NULL || *o->store_dir == '\0')
-        o->store_dir = "./airlock-store";
-    const char *platform_arg = NULL;
-    bool stdin_list = false;
-    _cleanup_free_ char **files = NULL;
-    size_t n_files = 0;
-    al_engine_opts_default(&o->eopts);
-    al_reflist_init(&o->list);
-    int verbosity = AL_LOG_INFO;
-
-    int c;
-    while ((c = getopt_long(argc, argv, "f:j:qvh", long_opts, NULL)) != -1) {
-        long v;
-        switch (c) {
-        case 'f':
-            files = al_xrealloc(files, (n_files + 1) * sizeof(char *));
-            files[n_files++] = optarg;
-            stdin_list |= strcmp(optarg, "-") == 0;
-            break;
-        case OPT_REGISTRY:
-            if (!valid_host(optarg))
-                return usage_error("--registry: invalid registry host \"%s\" (want HOST[:PORT])",
-                                   optarg);
-            o->registry = optarg;
-            break;
-        case OPT_MIRROR:
-            o->mirrors = al_xrealloc(o->mirrors, (o->n_mirrors + 1) * sizeof(al_mirror));
-            o->mirror_text = al_xrealloc(o->mirror_text, (o->n_mirrors + 1) * sizeof(char *));
-            if (!parse_mirror(optarg, &o->mirrors[o->n_mirrors], &o->mirror_text[o->n_mirrors])) {
-                free(o->mirror_text[o->n_mirrors]);
-                return usage_error("--mirror: expected UPSTREAM=HOST[:PORT][/PREFIX] such as "
-                                   "docker.io=mirror.local:5000, got \"%s\"",
-                                   optarg);
-            }
-            o->n_mirrors++;
-            break;
-        case OPT_MIRROR_ONLY: o->mirror_only = true; break;
-        case OPT_PLATFORM: platform_arg = optarg; break;
-        case OPT_ATTEST: o->attest = true; break;
-        case OPT_STORE:
-            if (*optarg == '\0')
-                return usage_error("--store: expected a directory, got an empty string");
-            o->store_dir = optarg;
-            break;
-        case 'j':
-            if (!parse_int(optarg, 1, 256, &v))
-                return usage_error("--jobs: expected a number from 1 to 256, got \"%s\"", optarg);
-            o->eopts.jobs = (int)v;
-            break;
-        case OPT_RETRIES:
-            if (!parse_int(optarg, 0, 100, &v))
-                return usage_error("--retries: expected a number from 0 to 100, got \"%s\"",
-                                   optarg);
-            o->eopts.max_retries = (int)v;
-            break;
-        case OPT_CONNECT_TIMEOUT:
-            if (!parse_int(optarg, 1, 3600, &v))
-                return usage_error("--connect-timeout: expected seconds (1-3600), got \"%s\"",
-                                   optarg);
-            o->eopts.connect_timeout = v;
-            break;
-        case OPT_STALL_TIMEOUT:
-            if (!parse_int(optarg, 1, 3600, &v))
-                return usage_error("--stall-timeout: expected seconds (1-3600), got \"%s\"",
-                                   optarg);
-            o->eopts.low_speed_time = v;
-            break;
-        case OPT_USERNAME: o->username = optarg; break;
-        case OPT_PASSWORD_STDIN: o->password_stdin = true; break;
-        case OPT_CA_CERT:
-            if (access(optarg, R_OK) != 0)
-                return usage_error("--ca-cert: cannot read \"%s\"", optarg);
-            o->ca_cert = optarg;
-            break;
-        case OPT_CLIENT_CERT:
-            if (access(optarg, R_OK) != 0)
-                return usage_error("--client-cert: cannot read \"%s\"", optarg);
-            o->client_cert = optarg;
-            break;
-        case OPT_CLIENT_KEY:
-            if (access(optarg, R_OK) != 0)
-                return usage_error("--client-key: cannot read \"%s\"", optarg);
-            o->client_key = optarg;
-            break;
-        case OPT_CERTS_DIR: o->certs_dir = optarg; break;
-        case OPT_INSECURE:
-            if (!valid_host(optarg))
-                return usage_error("--insecure-registry: invalid host \"%s\" (want HOST[:PORT])",
-                                   optarg);
-            o->insecure = al_xrealloc(o->insecure, (o->n_insecure + 1) * sizeof(char *));
-            o->insecure[o->n_insecure++] = optarg;
-            break;
-        case OPT_JSON:
-        case OPT_LOCK:
-            if (*optarg == '\0' || strcmp(optarg, "-") == 0)
-                return usage_error("--%s: expected a file name (stdout carries the results)",
-                                   c == OPT_JSON ? "json" : "lock");
-            *(c == OPT_JSON ? &o->json_path : &o->lock_path) = optarg;
-            break;
-        case OPT_PRUNE: o->prune = true; break;
-        case OPT_IMPORT:
-            if (*optarg == '\0')
-                return usage_error("--import: expected a bundle, got an empty string");
-            o->import_path = optarg;
-            break;
-        case OPT_DRY_RUN: o->dry_run = true; break;
-        case OPT_KEEP:
-            if (!parse_int(optarg, 0, 10000, &v))
-                return usage_error("--keep: expected a number from 0 to 10000, got \"%s\"", optarg);
-            o->keep = (int)v;
-            o->keep_set = true;
-            break;
-        case OPT_REMOVE: {
-            al_ref *r = NULL;
-            al_error *e = NULL;
-            if (al_ref_parse(&r, optarg, &e) < 0) {
-                int rc = usage_error("--remove: %s", e->msg);
-                al_error_free(e);
-                return rc;
-            }
-            o->remove = al_xrealloc(o->remove, (o->n_remove + 1) * sizeof(char *));
-            o->remove[o->n_remove++] = al_ref_full(r);
-            al_ref_free(r);
-            break;
+    switch (c) {
+    case OPT_FILE:
+        o->files = al_xrealloc(o->files, (o->n_files + 1) * sizeof(char *));
+        o->files[o->n_files++] = (char *)arg;
+        o->stdin_list |= strcmp(arg, "-") == 0;
+        return 0;
+    case OPT_REGISTRY:
+        if (!valid_host(arg))
+            return al_cli_usage_error("--registry: invalid registry host \"%s\" (want "
+                                      "HOST[:PORT])",
+                                      arg);
+        o->registry = arg;
+        return 0;
+    case OPT_MIRROR:
+        o->mirrors = al_xrealloc(o->mirrors, (o->n_mirrors + 1) * sizeof(al_mirror));
+        o->mirror_text = al_xrealloc(o->mirror_text, (o->n_mirrors + 1) * sizeof(char *));
+        if (!parse_mirror(arg, &o->mirrors[o->n_mirrors], &o->mirror_text[o->n_mirrors])) {
+            free(o->mirror_text[o->n_mirrors]);
+            return al_cli_usage_error("--mirror: expected UPSTREAM=HOST[:PORT][/PREFIX] such as "
+                                      "docker.io=mirror.local:5000, got \"%s\"",
+                                      arg);
         }
-        case 'q': verbosity = AL_LOG_ERROR; break;
-        case 'v': verbosity = AL_LOG_DEBUG; break;
-        case 'h': fputs(usage_text, stdout); return 0;
-        case OPT_VERSION: puts("airlock-fetch " AL_FETCH_VERSION); return 0;
-        default: fputs("Try 'airlock-fetch --help'.\n", stderr); return AL_EXIT_USAGE;
-        }
+        o->n_mirrors++;
+        return 0;
+    case OPT_MIRROR_ONLY: o->mirror_only = true; return 0;
+    case OPT_PLATFORM: o->platform_arg = arg; return 0;
+    case OPT_ATTEST: o->attest = true; return 0;
+    default: return 1;
     }
-    al_log_set_level((al_log_level)verbosity);
-    o->verbosity = verbosity;
-    const char *dbg = getenv("AL_DEBUG_HTTP");
-    o->eopts.debug_http = dbg != NULL && strcmp(dbg, "1") == 0;
+}
 
+static int opt_store(cli *o, int c, const char *arg)
+{
+    long v;
+    switch (c) {
+    case OPT_STORE:
+        if (*arg == '\0')
+            return al_cli_usage_error("--store: expected a directory, got an empty string");
+        o->store_dir = arg;
+        return 0;
+    case OPT_PRUNE: o->prune = true; return 0;
+    case OPT_DRY_RUN: o->dry_run = true; return 0;
+    case OPT_REPAIR: o->repair = true; return 0;
+    case OPT_IMPORT:
+        if (*arg == '\0')
+            return al_cli_usage_error("--import: expected a bundle, got an empty string");
+        o->import_path = arg;
+        return 0;
+    case OPT_KEEP:
+        if (!al_cli_parse_long(arg, 0, 10000, &v))
+            return al_cli_usage_error("--keep: expected a number from 0 to 10000, got \"%s\"", arg);
+        o->keep = (int)v;
+        o->keep_set = true;
+        return 0;
+    case OPT_REMOVE: {
+        al_ref *r = NULL;
+        al_error *e = NULL;
+        if (al_ref_parse(&r, arg, &e) < 0) {
+            int rc = al_cli_usage_error("--remove: %s", e->msg);
+            al_error_free(e);
+            return rc;
+        }
+        o->remove = al_xrealloc(o->remove, (o->n_remove + 1) * sizeof(char *));
+        o->remove[o->n_remove++] = al_ref_full(r);
+        al_ref_free(r);
+        return 0;
+    }
+    default: return 1;
+    }
+}
+
+static int opt_transfers(cli *o, int c, const char *arg)
+{
+    static const struct {
+        int opt;
+        const char *name;
+        long lo, hi;
+    } ranges[] = {
+        {OPT_JOBS, "--jobs", 1, 256},
+        {OPT_RETRIES, "--retries", 0, 100},
+        {OPT_CONNECT_TIMEOUT, "--connect-timeout", 1, 3600},
+        {OPT_STALL_TIMEOUT, "--stall-timeout", 1, 3600},
+        {OPT_MAX_WAIT, "--max-wait", 0, 86400},
+    };
+    for (size_t i = 0; i < AL_ARRAY_SIZE(ranges); i++) {
+        long v;
+        if (ranges[i].opt != c)
+            continue;
+        if (!al_cli_parse_long(arg, ranges[i].lo, ranges[i].hi, &v))
+            return al_cli_usage_error("%s: expected a number from %ld to %ld, got \"%s\"",
+                                      ranges[i].name, ranges[i].lo, ranges[i].hi, arg);
+        switch (c) {
+        case OPT_JOBS: o->eopts.jobs = (int)v; break;
+        case OPT_RETRIES: o->eopts.max_retries = (int)v; break;
+        case OPT_CONNECT_TIMEOUT: o->eopts.connect_timeout = v; break;
+        case OPT_STALL_TIMEOUT: o->eopts.low_speed_time = v; break;
+        default: o->eopts.max_wait = (double)v; break;
+        }
+        return 0;
+    }
+    return 1;
+}
+
+/* A file named by a flag must be readable now, not at the first request. */
+static int readable(const char *flag, const char *path, const char **slot)
+{
+    if (access(path, R_OK) != 0)
+        return al_cli_usage_error("%s: cannot read \"%s\"", flag, path);
+    *slot = path;
+    return 0;
+}
+
+static int opt_access(cli *o, int c, const char *arg)
+{
+    switch (c) {
+    case OPT_USERNAME: o->username = arg; return 0;
+    case OPT_PASSWORD_STDIN: o->password_stdin = true; return 0;
+    case OPT_CA_CERT: return readable("--ca-cert", arg, &o->ca_cert);
+    case OPT_CLIENT_CERT: return readable("--client-cert", arg, &o->client_cert);
+    case OPT_CLIENT_KEY: return readable("--client-key", arg, &o->client_key);
+    case OPT_CERTS_DIR: o->certs_dir = arg; return 0;
+    case OPT_INSECURE:
+        if (!valid_host(arg))
+            return al_cli_usage_error("--insecure-registry: invalid host \"%s\" (want "
+                                      "HOST[:PORT])",
+                                      arg);
+        o->insecure = al_xrealloc(o->insecure, (o->n_insecure + 1) * sizeof(char *));
+        o->insecure[o->n_insecure++] = (char *)arg;
+        return 0;
+    default: return 1;
+    }
+}
+
+static int opt_output(cli *o, int c, const char *arg)
+{
+    switch (c) {
+    case OPT_JSON:
+    case OPT_LOCK:
+        if (*arg == '\0' || strcmp(arg, "-") == 0)
+            return al_cli_usage_error("--%s: expected a file name (stdout carries the results)",
+                                      c == OPT_JSON ? "json" : "lock");
+        *(c == OPT_JSON ? &o->json_path : &o->lock_path) = arg;
+        return 0;
+    case OPT_QUIET: o->verbosity = AL_LOG_ERROR; return 0;
+    case OPT_VERBOSE: o->verbosity = AL_LOG_DEBUG; return 0;
+    case OPT_HELP: fputs(usage_text, stdout); return -2;
+    case OPT_VERSION: puts("airlock-fetch " AL_FETCH_VERSION); return -2;
+    default: return 1;
+    }
+}
+
+/* Flags that only make sense together. */
+static int check_cli(cli *o)
+{
     if (o->password_stdin && o->username == NULL)
-        return usage_error("--password-stdin needs --username");
+        return al_cli_usage_error("--password-stdin needs --username");
     if (o->username != NULL && !o->password_stdin)
-        return usage_error("--username needs --password-stdin (passwords are never taken from "
-                           "the command line)");
+        return al_cli_usage_error("--username needs --password-stdin (passwords are never taken "
+                                  "from the command line)");
     for (size_t i = 0; i < o->n_mirrors; i++)
         if (o->registry != NULL && strcmp(o->mirrors[i].upstream, "docker.io") == 0)
-            return usage_error("--registry and --mirror docker.io=... both say where docker.io "
-                               "images come from: use one");
+            return al_cli_usage_error("--registry and --mirror docker.io=... both say where "
+                                      "docker.io images come from: use one");
     if (o->mirror_only && o->n_mirrors == 0)
-        return usage_error("--mirror-only needs --mirror");
+        return al_cli_usage_error("--mirror-only needs --mirror");
     if (o->client_key != NULL && o->client_cert == NULL)
-        return usage_error("--client-key needs --client-cert");
-    if (o->password_stdin && stdin_list)
-        return usage_error("--password-stdin and -f - both want stdin");
+        return al_cli_usage_error("--client-key needs --client-cert");
+    if (o->password_stdin && o->stdin_list)
+        return al_cli_usage_error("--password-stdin and -f - both want stdin");
     if (o->n_remove > 0)
         o->prune = true; /* a removed tag's blobs go with it */
     if (o->keep_set && !o->prune)
-        return usage_error("--keep needs --prune");
+        return al_cli_usage_error("--keep needs --prune");
     if (o->dry_run && !o->prune)
-        return usage_error("--dry-run needs --prune or --remove");
-
-    if (platform_arg != NULL) {
+        return al_cli_usage_error("--dry-run needs --prune or --remove");
+    if (o->platform_arg != NULL) {
         al_error *e = NULL;
-        if (al_platform_parse_list(&o->plats, &o->n_plats, platform_arg, &e) < 0) {
-            int rc = usage_error("--platform: %s", e->msg);
+        if (al_platform_parse_list(&o->plats, &o->n_plats, o->platform_arg, &e) < 0) {
+            int rc = al_cli_usage_error("--platform: %s", e->msg);
             al_error_free(e);
             return rc;
         }
     }
-
-    /* Every ref and every list line is validated before any traffic. */
-    al_reflist *list = &o->list;
-    for (int i = optind; i < argc; i++)
-        al_reflist_add_arg(list, argv[i], i - optind + 1);
-    for (size_t i = 0; i < n_files; i++) {
-        al_error *e = NULL;
-        if (al_reflist_add_file(list, files[i], &e) < 0) {
-            al_error_log("%s", e->msg);
-            al_error_free(e);
-            return AL_EXIT_USAGE;
-        }
-    }
-    if (list->n_problems > 0) {
-        for (size_t i = 0; i < list->n_problems; i++)
-            al_error_log("%s", list->problems[i]);
-        al_error_log("%zu bad reference%s: nothing fetched", list->n_problems,
-                     list->n_problems == 1 ? "" : "s");
-        return AL_EXIT_USAGE;
-    }
-    if (o->import_path != NULL && (list->n > 0 || o->prune || o->lock_path != NULL))
-        return usage_error("--import BUNDLE is a run of its own: no REF, -f, --prune, --remove "
-                           "or --lock with it");
-    if (list->n == 0 && !o->prune && o->import_path == NULL)
-        return usage_error("no images given (REF arguments or -f FILE)");
-    if (list->n == 0 && o->lock_path != NULL)
-        return usage_error("--lock needs images to fetch");
     return -1;
 }
+
+/* Every long option: its name, whether it takes a value, the id (or
+ * short option) its group's handler knows it by, and that handler. The
+ * groups follow the help text. */
+typedef int (*take_fn)(cli *o, int c, const char *arg);
+static const struct fetch_option {
+    const char *name;
+    int has_arg;
+    int id;
+    take_fn take;
+} options[] = {
+    {"file", required_argument, OPT_FILE, opt_images},
+    {"registry", required_argument, OPT_REGISTRY, opt_images},
+    {"mirror", required_argument, OPT_MIRROR, opt_images},
+    {"mirror-only", no_argument, OPT_MIRROR_ONLY, opt_images},
+    {"platform", required_argument, OPT_PLATFORM, opt_images},
+    {"include-attestations", no_argument, OPT_ATTEST, opt_images},
+    {"store", required_argument, OPT_STORE, opt_store},
+    {"prune", no_argument, OPT_PRUNE, opt_store},
+    {"keep", required_argument, OPT_KEEP, opt_store},
+    {"remove", required_argument, OPT_REMOVE, opt_store},
+    {"dry-run", no_argument, OPT_DRY_RUN, opt_store},
+    {"repair", no_argument, OPT_REPAIR, opt_store},
+    {"import", required_argument, OPT_IMPORT, opt_store},
+    {"jobs", required_argument, OPT_JOBS, opt_transfers},
+    {"retries", required_argument, OPT_RETRIES, opt_transfers},
+    {"connect-timeout", required_argument, OPT_CONNECT_TIMEOUT, opt_transfers},
+    {"stall-timeout", required_argument, OPT_STALL_TIMEOUT, opt_transfers},
+    {"max-wait", required_argument, OPT_MAX_WAIT, opt_transfers},
+    {"username", required_argument, OPT_USERNAME, opt_access},
+    {"password-stdin", no_argument, OPT_PASSWORD_STDIN, opt_access},
+    {"ca-cert", required_argument, OPT_CA_CERT, opt_access},
+    {"client-cert", required_argument, OPT_CLIENT_CERT, opt_access},
+    {"client-key", required_argument, OPT_CLIENT_KEY, opt_access},
+    {"certs-dir", required_argument, OPT_CERTS_DIR, opt_access},
+    {"insecure-registry", required_argument, OPT_INSECURE, opt_access},
+    {"json", required_argument, OPT_JSON, opt_output},
+    {"lock", required_argument, OPT_LOCK, opt_output},
+    {"quiet", no_argument, OPT_QUIET, opt_output},
+    {"verbose", no_argument, OPT_VERBOSE, opt_output},
+    {"help", no_argument, OPT_HELP, opt_output},
+    {"version", no_argument, OPT_VERSION, opt_output},
+};
+
+/* The table as getopt_long wants it. */
+static const struct option *long_options(void)
+{
+    static struct option out[AL_ARRAY_SIZE(options) + 1];
+    for (size_t i = 0; i < AL_ARRAY_SIZE(options); i++)
+        out[i] = (struct option){options[i].name, options[i].has_arg, NULL, options[i].id};
+    return out;
+}
+
+static int take_option(cli *o, int c, const char *arg)
+{
+    for (size_t i = 0; i < AL_ARRAY_SIZE(options); i++)
+        if (options[i].id == c)
+            return options[i].take(o, c, arg);
+    fputs("Try 'airlock-fetch --help'.\n", stderr); /* getopt said what was wrong */
+    return AL_EXIT_USAGE;
+}
+
+/* Returns -1 to go on, or the exit code. */
+static int parse_cli(cli *o, int argc, char **argv)
+{
+    o->keep = 1;
+    o->verbosity = AL_LOG_INFO;
+    al_engine_opts_default(&o->eopts);
+    al_reflist_init(&o->list);
+    int c;
+    const struct option *long_opts = long_options();
+    while ((c = getopt_long(argc, argv, "f:j:qvh", long_opts, NULL)) != -1) {
+        int rc = take_option(o, c, optarg);
+        if (rc == -2)
+            return 0; /* --help, --version */
+        if (rc != 0)
+            return rc;
+    }
+    o->store_dir = al_cli_store_dir(o->store_dir);
+    al_log_set_level((al_log_level)o->verbosity);
+    const char *dbg = getenv("AL_DEBUG_HTTP");
+    o->eopts.debug_http = dbg != NULL && strcmp(dbg, "1") == 0;
+    int rc = check_cli(o);
+    if (rc >= 0)
+        return rc;
+    /* Every ref and every list line is validated before any traffic. */
+    if ((rc = al_cli_read_refs(&o->list, argv, optind, argc, o->files, o->n_files)) != 0)
+        return rc;
+    if (o->import_path != NULL && (o->list.n > 0 || o->prune || o->repair || o->lock_path != NULL))
+        return al_cli_usage_error("--import BUNDLE is a run of its own: no REF, -f, --prune, "
+                                  "--remove, --repair or --lock with it");
+    if (o->list.n == 0 && !o->prune && !o->repair && o->import_path == NULL)
+        return al_cli_usage_error("no images given (REF arguments or -f FILE)");
+    if (o->list.n == 0 && o->lock_path != NULL && !o->repair)
+        return al_cli_usage_error("--lock needs images to fetch");
+    return -1;
+}
+
+/* --- output ----------------------------------------------------------------------------- */
 
 /* Pull quotas the registries announced (Docker Hub's RateLimit-*). */
 static void print_quotas(const al_registry *reg)
@@ -532,48 +588,50 @@ static void print_quotas(const al_registry *reg)
     }
 }
 
-static void print_results(const cli *o, const al_image_result *results, const al_engine *engine,
+static void print_result(const al_image_result *r)
+{
+    char b[32];
+    /* The last guard: a message may quote a registry, and no part of a
+     * result line may start another (docs/STYLE.md, Output). */
+    _cleanup_free_ char *name = al_sanitize(r->full_name, AL_SANITIZE_LINE);
+    if (r->status == AL_IMG_FAILED) {
+        _cleanup_free_ char *msg =
+            al_sanitize(r->err ? r->err->msg : "unknown error", AL_SANITIZE_LINE);
+        printf("%-9s %s  %s\n", status_word(r->status), name, msg);
+        return;
+    }
+    _cleanup_free_ char *plats = al_sanitize(r->platforms, AL_SANITIZE_LINE);
+    if (r->status == AL_IMG_MOVED)
+        printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status), name,
+               r->old_digest, r->digest, plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+               al_format_bytes(b, sizeof(b), r->new_bytes));
+    else
+        printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), name, r->digest,
+               plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
+               al_format_bytes(b, sizeof(b), r->new_bytes));
+}
+
+static void print_results(const al_image_result *results, size_t n, const al_engine *engine,
                           double elapsed)
 {
-    for (size_t i = 0; i < o->list.n; i++) {
-        const al_image_result *r = &results[i];
-        /* The last guard: a message may quote a registry, and no part of a
-         * result line may start another (docs/STYLE.md, Output). */
-        _cleanup_free_ char *name = al_sanitize(r->full_name, AL_SANITIZE_LINE);
-        if (r->status == AL_IMG_FAILED) {
-            _cleanup_free_ char *msg =
-                al_sanitize(r->err ? r->err->msg : "unknown error", AL_SANITIZE_LINE);
-            printf("%-9s %s  %s\n", status_word(r->status), name, msg);
-            continue;
-        }
-        char b[32];
-        _cleanup_free_ char *plats = al_sanitize(r->platforms, AL_SANITIZE_LINE);
-        if (r->status == AL_IMG_MOVED)
-            printf("%-9s %s  %s -> %s  %s  %d new blob%s, %s\n", status_word(r->status), name,
-                   r->old_digest, r->digest, plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
-                   al_format_bytes(b, sizeof(b), r->new_bytes));
-        else
-            printf("%-9s %s  %s  %s  %d new blob%s, %s\n", status_word(r->status), name, r->digest,
-                   plats, r->new_blobs, r->new_blobs == 1 ? "" : "s",
-                   al_format_bytes(b, sizeof(b), r->new_bytes));
-    }
+    for (size_t i = 0; i < n; i++)
+        print_result(&results[i]);
     char b[32];
     al_report_totals t;
-    al_report_totals_of(&t, results, o->list.n);
+    al_report_totals_of(&t, results, n);
     const al_engine_stats *st = al_engine_get_stats(engine);
     printf("%zu image%s: %d ok, %d failed; %d new blob%s, %s downloaded in %.1fs (%llu "
            "requests)\n",
-           o->list.n, o->list.n == 1 ? "" : "s", t.ok, t.failed, t.new_blobs,
-           t.new_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), t.bytes), elapsed,
-           (unsigned long long)st->requests);
+           n, n == 1 ? "" : "s", t.ok, t.failed, t.new_blobs, t.new_blobs == 1 ? "" : "s",
+           al_format_bytes(b, sizeof(b), t.bytes), elapsed, (unsigned long long)st->requests);
 }
 
-/* Prune lines: 'WORD  NAME  detail' like the image lines, then a summary. */
-static void print_prune(const al_prune_report *p)
+/* Prune lines: 'WORD  NAME  detail' like the image lines. Tag names come
+ * back from the database and file names from tmp/ (anyone who can write
+ * there picks them): sanitised like any text from outside. */
+static void print_prune_lines(const al_prune_report *p)
 {
-    char b[32], b2[32];
-    /* Tag names come back from the database: sanitised like any text from
-     * outside before they reach the terminal. */
+    char b[32];
     for (size_t i = 0; i < p->db.n_removed; i++) {
         _cleanup_free_ char *name = al_sanitize(p->db.removed[i].full_name, AL_SANITIZE_LINE);
         printf("%-9s %s  %s\n", p->dry_run ? "removable" : "removed", name,
@@ -587,7 +645,6 @@ static void print_prune(const al_prune_report *p)
         for (size_t i = 0; i < p->db.n_blobs; i++)
             printf("%-9s %s  %s\n", "prunable", p->db.blobs[i].digest,
                    al_format_bytes(b, sizeof(b), (uint64_t)p->db.blobs[i].size));
-    /* So are file names found in tmp/: anyone who can write there picks them. */
     for (size_t i = 0; p->dry_run && i < p->n_tmp; i++) {
         _cleanup_free_ char *name = al_sanitize(p->tmp[i].name, AL_SANITIZE_LINE);
         printf("%-9s tmp/%s  %s  (%s)\n", "stale", name,
@@ -598,6 +655,13 @@ static void print_prune(const al_prune_report *p)
                "removes them\n",
                "deferred", p->n_deferred, p->n_deferred == 1 ? "" : "s",
                al_format_bytes(b, sizeof(b), (uint64_t)p->deferred_bytes));
+}
+
+/* ...then a summary. */
+static void print_prune(const al_prune_report *p)
+{
+    char b[32], b2[32];
+    print_prune_lines(p);
     printf("%s%s %zu blob%s, %s; %s %zu tag%s; %s %zu earlier graph%s (--keep %d)",
            p->dry_run ? "dry run: " : "", p->dry_run ? "would prune" : "pruned", p->db.n_blobs,
            p->db.n_blobs == 1 ? "" : "s", al_format_bytes(b, sizeof(b), (uint64_t)p->db.bytes),
@@ -639,169 +703,236 @@ static int prune_since(al_db *db, int64_t run_id, double fetched_at, double *sin
     return 0;
 }
 
+static void print_repair(const al_repair_report *r)
+{
+    char b[32];
+    printf("repair: %zu blob%s of %zu image%s re-hashed (%s); %zu damaged, moved to "
+           "tmp/quarantine-* and fetched again\n",
+           r->blobs, r->blobs == 1 ? "" : "s", r->tags, r->tags == 1 ? "" : "s",
+           al_format_bytes(b, sizeof(b), r->bytes), r->damaged);
+}
+
+/* --- the run ---------------------------------------------------------------------------- */
+
+/* Everything a run holds, released in one place. */
+typedef struct session {
+    cli *o;
+    char *password;
+    al_store *store;
+    al_db *db;
+    al_creds *creds;
+    al_engine *engine;
+    al_registry *reg;
+    al_image_result *results;
+    size_t n_results;
+    int64_t run_id;
+    bool run_open;
+    al_prune_report prune_rep;
+    bool pruned;
+    al_repair_report repair_rep;
+    double started_at, t0, elapsed;
+    al_report_totals tot;
+    al_progress *progress;
+    al_error *err;
+    int exit_code;
+} session;
+
+static int open_store(session *S, int argc, char **argv)
+{
+    cli *o = S->o;
+    if (al_creds_new(&S->creds, o->username, S->password, NULL, &S->err) < 0)
+        return S->exit_code = AL_EXIT_USAGE;
+    if (al_store_open(&S->store, o->store_dir, AL_STORE_WRITE, &S->err) < 0 ||
+        al_db_open(&S->db, al_store_db_path(S->store), false, &S->err) < 0)
+        return S->exit_code = AL_EXIT_STORE;
+    _cleanup_free_ char *args = argv_text(argc, argv);
+    if (al_db_run_begin(S->db, args, &S->run_id, &S->err) < 0)
+        return S->exit_code = AL_EXIT_STORE;
+    S->run_open = true;
+    return 0;
+}
+
+/* --repair: the refs given, else every tag of the store; their damaged
+ * blobs are moved aside, and the fetch that follows gets them again. */
+static int repair_refs(session *S)
+{
+    cli *o = S->o;
+    if (o->list.n == 0) {
+        al_tag *tags = NULL;
+        size_t n = 0;
+        if (al_db_tags_list(S->db, &tags, &n, &S->err) < 0)
+            return AL_EXIT_STORE;
+        for (size_t i = 0; i < n; i++)
+            al_reflist_add_arg(&o->list, tags[i].full_name, (int)i + 1);
+        al_tags_free(tags, n);
+    }
+    char **names = al_xcalloc(o->list.n + 1, sizeof(char *));
+    for (size_t i = 0; i < o->list.n; i++)
+        names[i] = al_ref_full(o->list.items[i].ref);
+    int rc = al_repair_check(S->store, S->db, names, o->list.n, &S->repair_rep, &S->err);
+    for (size_t i = 0; i < o->list.n; i++)
+        free(names[i]);
+    free(names);
+    if (rc < 0)
+        return AL_EXIT_STORE;
+    print_repair(&S->repair_rep);
+    return 0;
+}
+
+static int fetch_images(session *S)
+{
+    cli *o = S->o;
+    if (al_engine_new(&S->engine, &o->eopts, &S->err) < 0)
+        return al_errc_exit(S->err->code);
+    const char *certs_dirs[] = {o->certs_dir, NULL};
+    al_registry_opts ropts = {.creds = S->creds,
+                              .insecure_hosts = o->insecure,
+                              .n_insecure = o->n_insecure,
+                              .ca_cert = o->ca_cert,
+                              .client_cert = o->client_cert,
+                              .client_key = o->client_key,
+                              .certs_dirs = o->certs_dir ? certs_dirs : NULL};
+    if (al_registry_new(&S->reg, S->engine, &ropts, &S->err) < 0)
+        return AL_EXIT_FAILED;
+    al_fetch_ctx ctx = {
+        .store = S->store,
+        .db = S->db,
+        .registry = S->reg,
+        .opts = {.registry_override = o->registry,
+                 .mirrors = o->mirrors,
+                 .n_mirrors = o->n_mirrors,
+                 .no_fallback = o->mirror_only,
+                 .platforms = o->plats,
+                 .n_platforms = o->n_plats,
+                 .include_attestations = o->attest},
+        .run_id = S->run_id,
+    };
+    S->t0 = al_mono();
+    int rc = al_fetch_run(&ctx, &o->list, &S->results, &S->err);
+    S->n_results = o->list.n;
+    S->elapsed = al_mono() - S->t0;
+    al_progress_clear(S->progress);
+    print_results(S->results, S->n_results, S->engine, S->elapsed);
+    print_quotas(S->reg);
+    fflush(stdout);
+    al_report_totals_of(&S->tot, S->results, S->n_results);
+    return rc < 0 ? AL_EXIT_STORE : 0;
+}
+
+static int prune_store(session *S)
+{
+    cli *o = S->o;
+    double since = 0;
+    if (prune_since(S->db, S->run_id, o->list.n > 0 ? S->started_at : 0, &since, &S->err) < 0)
+        return AL_EXIT_STORE;
+    al_prune_opts popts = {.remove = (const char *const *)o->remove,
+                           .n_remove = o->n_remove,
+                           .keep = o->keep,
+                           .protect_since = since,
+                           .dry_run = o->dry_run};
+    if (al_prune_run(S->store, S->db, &popts, &S->prune_rep, &S->err) < 0) {
+        al_error_wrap(&S->err, "prune");
+        return AL_EXIT_STORE;
+    }
+    S->pruned = true;
+    print_prune(&S->prune_rep);
+    fflush(stdout);
+    return 0;
+}
+
+/* --json and --lock, written whatever happened. */
+static void write_reports(session *S)
+{
+    cli *o = S->o;
+    al_report rep = {.run_id = S->run_id,
+                     .started_at = S->started_at,
+                     .finished_at = al_now(),
+                     .t0 = S->t0,
+                     .store_dir = o->store_dir,
+                     .version = AL_FETCH_VERSION,
+                     .results = S->results,
+                     .n_results = S->n_results,
+                     .stats = S->engine && S->n_results > 0 ? al_engine_get_stats(S->engine) : NULL,
+                     .seconds = S->elapsed,
+                     .exit_status = S->exit_code,
+                     .error = S->err,
+                     .prune = S->pruned ? &S->prune_rep : NULL};
+    al_error *we = NULL;
+    _cleanup_free_ char *json = o->json_path ? al_report_json(&rep) : NULL;
+    if (json != NULL && al_file_write_atomic(o->json_path, json, strlen(json), &we) < 0) {
+        al_error_log("--json: %s", we->msg);
+        al_error_clear(&we);
+        if (S->exit_code == 0)
+            S->exit_code = AL_EXIT_FAILED;
+    }
+    /* A lock file is only worth having when the fetch itself ran. */
+    _cleanup_free_ char *lock = o->lock_path && S->n_results > 0 ? al_report_lock_text(&rep) : NULL;
+    if (lock != NULL && al_file_write_atomic(o->lock_path, lock, strlen(lock), &we) < 0) {
+        al_error_log("--lock: %s", we->msg);
+        al_error_clear(&we);
+        if (S->exit_code == 0)
+            S->exit_code = AL_EXIT_FAILED;
+    }
+}
+
+static void finish_run(session *S)
+{
+    if (S->run_open) {
+        al_error *fe = NULL;
+        if (al_db_run_finish(S->db, S->run_id, S->tot.ok, S->tot.failed, (int64_t)S->tot.bytes,
+                             &fe) < 0 &&
+            S->err == NULL) {
+            S->err = al_steal_ptr(&fe);
+            S->exit_code = AL_EXIT_STORE;
+        }
+        al_error_free(fe);
+    }
+    al_progress_free(S->progress);
+    S->progress = NULL;
+    if (S->o->json_path != NULL || S->o->lock_path != NULL)
+        write_reports(S);
+    if (S->err != NULL)
+        al_error_log("%s", S->err->msg);
+}
+
+static void session_dispose(session *S)
+{
+    al_error_free(S->err);
+    if (S->pruned)
+        al_prune_report_dispose(&S->prune_rep);
+    al_registry_free(S->reg); /* joins its worker thread */
+    al_engine_free(S->engine);
+    al_image_results_free(S->results, S->n_results);
+    al_db_free(S->db);
+    al_store_free(S->store); /* releases the store's lock */
+    al_creds_free(S->creds);
+    al_free_secret(S->password);
+}
+
 static int run(cli *o, int argc, char **argv)
 {
-    /* Declared before the first goto: cleanup must never see garbage. */
-    _cleanup_free_ char *password = o->password_stdin ? read_password() : NULL;
-    _cleanup_free_ char *args = NULL;
-    int exit_code = 0;
-    al_error *err = NULL;
-    al_store *store = NULL;
-    al_db *db = NULL;
-    al_creds *creds = NULL;
-    al_engine *engine = NULL;
-    al_registry *reg = NULL;
-    al_image_result *results = NULL;
-    size_t n_results = 0;
-    int64_t run_id = 0;
-    bool run_open = false;
-    al_prune_report prune_rep;
-    bool pruned = false;
-    double started_at = al_now(), t0 = al_mono(), elapsed = 0;
-    al_report_totals tot = {0};
-    al_progress *progress = NULL;
-
+    session S = {.o = o, .started_at = al_now(), .t0 = al_mono()};
+    S.password = o->password_stdin ? read_password() : NULL;
     if (o->verbosity > AL_LOG_ERROR) {
         al_progress_mode mode = al_progress_mode_for(STDERR_FILENO);
         /* curl's trace would write through the display. */
         if (o->eopts.debug_http)
             mode = AL_PROGRESS_PLAIN;
-        progress = al_progress_new(mode, stderr, "airlock-fetch", o->verbosity >= AL_LOG_DEBUG);
-        al_progress_attach(progress, &o->eopts);
+        S.progress = al_progress_new(mode, stderr, "airlock-fetch", o->verbosity >= AL_LOG_DEBUG);
+        al_progress_attach(S.progress, &o->eopts);
     }
-    if (al_creds_new(&creds, o->username, password, NULL, &err) < 0) {
-        exit_code = AL_EXIT_USAGE;
-        goto out;
-    }
-    if (al_store_open(&store, o->store_dir, AL_STORE_WRITE, &err) < 0 ||
-        al_db_open(&db, al_store_db_path(store), false, &err) < 0) {
-        exit_code = AL_EXIT_STORE;
-        goto out;
-    }
-    args = argv_text(argc, argv);
-    if (al_db_run_begin(db, args, &run_id, &err) < 0) {
-        exit_code = AL_EXIT_STORE;
-        goto out;
-    }
-    run_open = true;
-    int rc = 0;
-    if (o->list.n > 0) {
-        if (al_engine_new(&engine, &o->eopts, &err) < 0) {
-            exit_code = al_errc_exit(err->code);
-            goto out;
-        }
-        const char *certs_dirs[] = {o->certs_dir, NULL};
-        al_registry_opts ropts = {.creds = creds,
-                                  .insecure_hosts = o->insecure,
-                                  .n_insecure = o->n_insecure,
-                                  .ca_cert = o->ca_cert,
-                                  .client_cert = o->client_cert,
-                                  .client_key = o->client_key,
-                                  .certs_dirs = o->certs_dir ? certs_dirs : NULL};
-        al_registry_new(&reg, engine, &ropts, &err);
-        al_fetch_ctx ctx = {
-            .store = store,
-            .db = db,
-            .registry = reg,
-            .opts = {.registry_override = o->registry,
-                     .mirrors = o->mirrors,
-                     .n_mirrors = o->n_mirrors,
-                     .no_fallback = o->mirror_only,
-                     .platforms = o->plats,
-                     .n_platforms = o->n_plats,
-                     .include_attestations = o->attest},
-            .run_id = run_id,
-        };
-        t0 = al_mono();
-        rc = al_fetch_run(&ctx, &o->list, &results, &err);
-        n_results = o->list.n;
-        elapsed = al_mono() - t0;
-        al_progress_clear(progress);
-        print_results(o, results, engine, elapsed);
-        print_quotas(reg);
-        fflush(stdout);
-        al_report_totals_of(&tot, results, n_results);
-    }
-    double since = 0;
+    int rc = open_store(&S, argc, argv);
+    if (rc == 0 && o->repair)
+        rc = S.exit_code = repair_refs(&S);
+    if (rc == 0 && o->list.n > 0)
+        rc = S.exit_code = fetch_images(&S);
     if (rc == 0 && o->prune)
-        rc = prune_since(db, run_id, o->list.n > 0 ? started_at : 0, &since, &err);
-    if (rc == 0 && o->prune) {
-        al_prune_opts popts = {.remove = (const char *const *)o->remove,
-                               .n_remove = o->n_remove,
-                               .keep = o->keep,
-                               .protect_since = since,
-                               .dry_run = o->dry_run};
-        rc = al_prune_run(store, db, &popts, &prune_rep, &err);
-        if (rc == 0) {
-            pruned = true;
-            print_prune(&prune_rep);
-            fflush(stdout);
-        } else {
-            al_error_wrap(&err, "prune");
-        }
-    }
-    if (rc < 0)
-        exit_code = AL_EXIT_STORE;
-    else if (tot.failed > 0 || (pruned && prune_rep.db.n_missing > 0))
-        exit_code = AL_EXIT_FAILED;
-
-out:
-    if (run_open) {
-        al_error *fe = NULL;
-        if (al_db_run_finish(db, run_id, tot.ok, tot.failed, (int64_t)tot.bytes, &fe) < 0 &&
-            err == NULL) {
-            err = fe;
-            fe = NULL;
-            exit_code = AL_EXIT_STORE;
-        }
-        al_error_free(fe);
-    }
-    al_progress_free(progress);
-    if (o->json_path != NULL || o->lock_path != NULL) {
-        al_report rep = {.run_id = run_id,
-                         .started_at = started_at,
-                         .finished_at = al_now(),
-                         .t0 = t0,
-                         .store_dir = o->store_dir,
-                         .version = AL_FETCH_VERSION,
-                         .results = results,
-                         .n_results = n_results,
-                         .stats = engine && n_results > 0 ? al_engine_get_stats(engine) : NULL,
-                         .seconds = elapsed,
-                         .exit_status = exit_code,
-                         .error = err,
-                         .prune = pruned ? &prune_rep : NULL};
-        al_error *we = NULL;
-        _cleanup_free_ char *json = o->json_path ? al_report_json(&rep) : NULL;
-        if (json != NULL && al_file_write_atomic(o->json_path, json, strlen(json), &we) < 0) {
-            al_error_log("--json: %s", we->msg);
-            al_error_clear(&we);
-            if (exit_code == 0)
-                exit_code = AL_EXIT_FAILED;
-        }
-        /* A lock file is only worth having when the fetch itself ran. */
-        _cleanup_free_ char *lock =
-            o->lock_path && n_results > 0 ? al_report_lock_text(&rep) : NULL;
-        if (lock != NULL && al_file_write_atomic(o->lock_path, lock, strlen(lock), &we) < 0) {
-            al_error_log("--lock: %s", we->msg);
-            al_error_clear(&we);
-            if (exit_code == 0)
-                exit_code = AL_EXIT_FAILED;
-        }
-    }
-    if (err != NULL)
-        al_error_log("%s", err->msg);
-    al_error_free(err);
-    if (pruned)
-        al_prune_report_dispose(&prune_rep);
-    al_image_results_free(results, n_results);
-    al_registry_free(reg);
-    al_engine_free(engine);
-    al_db_free(db);
-    al_store_free(store);
-    al_creds_free(creds);
-    if (password != NULL)
-        memset(password, 0, strlen(password));
+        rc = S.exit_code = prune_store(&S);
+    if (rc == 0 && (S.tot.failed > 0 || (S.pruned && S.prune_rep.db.n_missing > 0)))
+        S.exit_code = AL_EXIT_FAILED;
+    finish_run(&S);
+    int exit_code = S.exit_code;
+    session_dispose(&S);
     return exit_code;
 }
 

@@ -2,12 +2,14 @@
  * config + layers), keep the chosen platforms, download what the store
  * lacks, and commit each complete graph.
  *
- * Requests are issued level by level, every level as one batch through the
- * engine: roots (HEAD for known tags, GET otherwise), child manifests,
- * configs, then all missing layers of all images at once, each blob once.
- * Whatever is already in the store is read from disk, so a nightly run
- * where nothing moved costs one HEAD per tag, and a digest ref already
- * present costs nothing. */
+ * Every image advances on its own, as its answers arrive: a HEAD that
+ * finds the tag unchanged leads to the graph already in the store, a
+ * manifest leads at once to its children, a config to its layers. Each
+ * layer is downloaded once however many images need it. An image that
+ * fails on a mirror starts again on its next endpoint as soon as its last
+ * call ended. Whatever the store already holds is read from disk, so a
+ * nightly run where nothing moved costs one HEAD per tag, and a digest ref
+ * already present costs nothing. */
 #ifndef AL_PLAN_H
 #define AL_PLAN_H
 
@@ -52,7 +54,7 @@ typedef struct al_image_result {
     al_error *err;
     /* For the run report (fetch/report.c). */
     int graph_blobs; /* distinct blobs of the committed graph: manifests, configs, layers */
-    double done_at;  /* al_mono() at the end of the pass that committed or failed it */
+    double done_at;  /* al_mono() when the image was committed or failed */
 } al_image_result;
 
 typedef struct al_fetch_ctx {

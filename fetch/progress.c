@@ -1,3 +1,4 @@
+/* Progress of a fetch run on stderr: the terminal display and plain lines (see progress.h). */
 #include "progress.h"
 
 #include <math.h>
@@ -7,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "strmap.h"
 #include "util.h"
 
 #define REDRAW_INTERVAL 0.1 /* seconds: at most ten frames a second */
@@ -49,6 +51,7 @@ struct al_progress {
 
     blob *blobs;
     size_t n_blobs, cap_blobs;
+    al_strmap *blob_at;   /* digest -> index + 1 into blobs: a run may have thousands */
     uint64_t total, done; /* bytes over all blobs (done counts partial ones) */
     size_t n_done_blobs;
     active *act;
@@ -78,6 +81,7 @@ al_progress *al_progress_new(al_progress_mode mode, FILE *out, const char *prog,
     p->verbose = verbose;
     p->now = al_mono;
     p->last_draw = -1;
+    p->blob_at = al_strmap_new();
     return p;
 }
 
@@ -89,6 +93,7 @@ void al_progress_free(al_progress *p)
     for (size_t i = 0; i < p->n_blobs; i++)
         free(p->blobs[i].label);
     free(p->blobs);
+    al_strmap_free(p->blob_at);
     free(p->act);
     free(p);
 }
@@ -133,7 +138,7 @@ char *al_progress_format_eta(char *buf, size_t len, double s)
 
 static bool is_blob_download(const al_request *r)
 {
-    return r->store != NULL && !r->head && r->blob_digest[0] != '\0';
+    return r->blob_download && !r->head && r->blob_digest[0] != '\0';
 }
 
 /* "library/busybox" out of ".../v2/library/busybox/blobs/sha256:..."; NULL
@@ -149,12 +154,13 @@ static char *repo_of_url(const char *url)
 
 static size_t blob_index(al_progress *p, const al_request *r)
 {
-    for (size_t i = p->n_blobs; i-- > 0;)
-        if (strcmp(p->blobs[i].digest, r->blob_digest) == 0) {
-            if (p->blobs[i].label == NULL)
-                p->blobs[i].label = repo_of_url(r->url);
-            return i;
-        }
+    uintptr_t at = (uintptr_t)al_strmap_get(p->blob_at, r->blob_digest);
+    if (at > 0) {
+        size_t i = at - 1;
+        if (p->blobs[i].label == NULL)
+            p->blobs[i].label = repo_of_url(r->url);
+        return i;
+    }
     if (p->n_blobs == p->cap_blobs) {
         p->cap_blobs = p->cap_blobs ? 2 * p->cap_blobs : 32;
         p->blobs = al_xrealloc(p->blobs, p->cap_blobs * sizeof(*p->blobs));
@@ -166,6 +172,7 @@ static size_t blob_index(al_progress *p, const al_request *r)
     b->size = r->blob_size;
     if (b->size > 0)
         p->total += (uint64_t)b->size;
+    al_strmap_put(p->blob_at, b->digest, (void *)(uintptr_t)(p->n_blobs + 1));
     return p->n_blobs++;
 }
 
@@ -245,11 +252,12 @@ static void short_digest(char out[20], const char *digest)
 static void plain_line(al_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void plain_line(al_progress *p, const char *fmt, ...)
 {
+    fprintf(p->out, "%s: ", p->prog);
     va_list ap;
     va_start(ap, fmt);
-    _cleanup_free_ char *msg = al_xvasprintf(fmt, ap);
+    vfprintf(p->out, fmt, ap);
     va_end(ap);
-    fprintf(p->out, "%s: %s\n", p->prog, msg);
+    fputc('\n', p->out);
     fflush(p->out);
 }
 

@@ -85,21 +85,36 @@ static int judge_blob(al_store *store, al_db *db, const char *name, double since
     return 0;
 }
 
+/* The names in a directory of the store, read whole before anything is
+ * removed. */
+typedef struct dir_list {
+    int fd; /* the directory (borrowed from the store) */
+    char **names;
+    size_t n;
+} dir_list;
+
+static int list_names(al_store *store, int fd, const char *what, dir_list *out, al_error **err)
+{
+    *out = (dir_list){.fd = fd};
+    int r = al_dir_names(fd, ".", &out->names, &out->n);
+    if (r < 0)
+        return al_error_set(err, AL_E_IO, -r, "prune: read %s/%s", al_store_dir(store), what);
+    return 0;
+}
+
 /* Steps 3 and 4: the files of blobs/sha256. */
 static int sweep(al_store *store, al_db *db, double since, al_prune_report *rep, al_error **err)
 {
-    int dfd = al_store_blobs_fd(store);
-    char **names = NULL;
-    size_t n = 0;
-    int r = al_dir_names(dfd, ".", &names, &n);
+    dir_list d;
+    int r = list_names(store, al_store_blobs_fd(store), "blobs/sha256", &d, err);
     if (r < 0)
-        return al_error_set(err, AL_E_IO, -r, "prune: read %s/blobs/sha256", al_store_dir(store));
-    bool *go = al_xcalloc(n + 1, sizeof(*go));
+        return r;
+    bool *go = al_xcalloc(d.n + 1, sizeof(*go));
     size_t n_go = 0;
     int64_t go_bytes = 0;
-    for (size_t i = 0; i < n && r == 0; i++) {
+    for (size_t i = 0; i < d.n && r == 0; i++) {
         int64_t size = 0;
-        r = judge_blob(store, db, names[i], since, rep, &go[i], &size, err);
+        r = judge_blob(store, db, d.names[i], since, rep, &go[i], &size, err);
         n_go += go[i];
         go_bytes += go[i] ? size : 0;
     }
@@ -113,22 +128,22 @@ static int sweep(al_store *store, al_db *db, double since, al_prune_report *rep,
         rep->n_deferred = n_go;
         rep->deferred_bytes = go_bytes;
     }
-    for (size_t i = 0; i < n && r == 0 && locked; i++) {
+    for (size_t i = 0; i < d.n && r == 0 && locked; i++) {
         if (!go[i])
             continue;
-        if (unlinkat(dfd, names[i], 0) < 0 && errno != ENOENT) {
+        if (unlinkat(d.fd, d.names[i], 0) < 0 && errno != ENOENT) {
             r = al_error_set(err, AL_E_IO, errno, "prune: remove %s/blobs/sha256/%s",
-                             al_store_dir(store), names[i]);
+                             al_store_dir(store), d.names[i]);
             break;
         }
         rep->n_unlinked++;
-        al_debug("pruned sha256:%s", names[i]);
+        al_debug("pruned sha256:%s", d.names[i]);
     }
     if (locked)
         al_store_gc_release(store);
     free(go);
-    al_strv_free(names, n);
-    if (r == 0 && rep->n_unlinked > 0 && fsync(dfd) < 0)
+    al_strv_free(d.names, d.n);
+    if (r == 0 && rep->n_unlinked > 0 && fsync(d.fd) < 0)
         r = al_error_set(err, AL_E_IO, errno, "fsync %s/blobs/sha256", al_store_dir(store));
     return r;
 }
@@ -137,6 +152,9 @@ static int sweep(al_store *store, al_db *db, double since, al_prune_report *rep,
 static const char *tmp_stale(al_store *store, const char *name, const struct stat *st, double since,
                              double now)
 {
+    if (strncmp(name, "quarantine-", 11) == 0) /* kept a day for a look (repair.h) */
+        return now - mtime_of(st) > PARTIAL_MAX_AGE_S ? "a damaged blob moved aside over a day ago"
+                                                      : NULL;
     if (strncmp(name, "partial-", 8) != 0)
         return "left by an interrupted writer";
     _cleanup_free_ char *digest = al_xasprintf("sha256:%s", name + 8);
@@ -187,21 +205,19 @@ static const char *stage_stale(int tfd, const char *name, const struct stat *st,
 /* Step 5: stale entries of STORE/tmp. */
 static int clear_tmp(al_store *store, double since, al_prune_report *rep, al_error **err)
 {
-    int tfd = al_store_tmp_fd(store);
-    char **names = NULL;
-    size_t n = 0;
-    int r = al_dir_names(tfd, ".", &names, &n);
+    dir_list d;
+    int r = list_names(store, al_store_tmp_fd(store), "tmp", &d, err);
     if (r < 0)
-        return al_error_set(err, AL_E_IO, -r, "prune: read %s/tmp", al_store_dir(store));
+        return r;
     double now = al_now();
-    for (size_t i = 0; i < n && r == 0; i++) {
+    for (size_t i = 0; i < d.n && r == 0; i++) {
         struct stat st;
-        if (fstatat(tfd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+        if (fstatat(d.fd, d.names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
         int64_t size = (int64_t)st.st_size;
         const char *why;
-        if (S_ISDIR(st.st_mode) && strncmp(names[i], "import-", 7) == 0) {
-            if ((why = stage_stale(tfd, names[i], &st, since, now, rep->dry_run, &size, err)) ==
+        if (S_ISDIR(st.st_mode) && strncmp(d.names[i], "import-", 7) == 0) {
+            if ((why = stage_stale(d.fd, d.names[i], &st, since, now, rep->dry_run, &size, err)) ==
                 NULL) {
                 if (err != NULL && *err != NULL) {
                     r = al_error_wrap(err, "%s/tmp", al_store_dir(store));
@@ -210,20 +226,20 @@ static int clear_tmp(al_store *store, double since, al_prune_report *rep, al_err
                 continue;
             }
         } else if (S_ISDIR(st.st_mode)) {
-            al_warn("prune: %s/tmp/%s is a directory; left alone", al_store_dir(store), names[i]);
+            al_warn("prune: %s/tmp/%s is a directory; left alone", al_store_dir(store), d.names[i]);
             continue;
-        } else if ((why = tmp_stale(store, names[i], &st, since, now)) == NULL) {
+        } else if ((why = tmp_stale(store, d.names[i], &st, since, now)) == NULL) {
             continue;
-        } else if (!rep->dry_run && unlinkat(tfd, names[i], 0) < 0 && errno != ENOENT) {
+        } else if (!rep->dry_run && unlinkat(d.fd, d.names[i], 0) < 0 && errno != ENOENT) {
             r = al_error_set(err, AL_E_IO, errno, "prune: remove %s/tmp/%s", al_store_dir(store),
-                             names[i]);
+                             d.names[i]);
             break;
         }
         rep->tmp = al_xrealloc(rep->tmp, (rep->n_tmp + 1) * sizeof(*rep->tmp));
-        rep->tmp[rep->n_tmp++] = (al_prune_tmp){al_xstrdup(names[i]), size, why};
+        rep->tmp[rep->n_tmp++] = (al_prune_tmp){al_xstrdup(d.names[i]), size, why};
         rep->tmp_bytes += size;
     }
-    al_strv_free(names, n);
+    al_strv_free(d.names, d.n);
     return r;
 }
 

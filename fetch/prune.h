@@ -26,7 +26,8 @@
  * no writer of its own open; a partial download (partial-<hex>) goes when
  * its blob is complete in blobs/ already, or when it has not been written
  * to for a day and is older than protect_since (no interrupted run may
- * still resume it). Directories are left alone. */
+ * still resume it); a damaged blob a fetch moved aside (quarantine-<hex>)
+ * is kept a day for a look, then goes. Directories are left alone. */
 #ifndef AL_PRUNE_H
 #define AL_PRUNE_H
 

@@ -1,11 +1,18 @@
-/* The registry client: builds /v2/ URLs, sends the manifest Accept header,
- * answers auth challenges (basic, bearer tokens cached per repository
- * scope, refreshed once on 401), follows blob redirects without ever
- * sending Authorization to another host, and falls back from HTTPS to
- * plain HTTP only for local and --insecure-registry hosts (hostpolicy.h).
- *
- * Work is submitted in batches of calls (al_registry_run); every HTTP
- * request of a batch goes through the one engine loop. */
+/* The registry client: the distribution protocol's side of every call
+ * (fetch/call.h). Per host it keeps what the run learnt, each as an
+ * explicit state of fsm.h: the auth scheme (probed by the first call,
+ * Basic, or Bearer with one token per repository scope, fetched by a token
+ * call the scope's calls wait for), whether the host answers at all (a
+ * connection failure makes one call retry while the others wait, and when
+ * it gives up every call of the host fails at once), https or plain http
+ * (local and --insecure-registry hosts that do not speak TLS: hostpolicy.h),
+ * and whether HEAD on
+ * manifests works (else GET by tag, for the rest of the run). It builds
+ * each request: /v2/ URLs, the manifest Accept header, TLS material per
+ * host (certs.d, --ca-cert, client certificates), Authorization only for
+ * the registry itself and the token service it names, never with a
+ * redirect to another host. It also keeps the pull quota a registry
+ * announces (RateLimit-*). */
 #ifndef AL_REGISTRY_H
 #define AL_REGISTRY_H
 
@@ -31,45 +38,11 @@ typedef struct al_registry_opts {
     const char *const *certs_dirs;
 } al_registry_opts;
 
+/* Also starts the worker thread that re-hashes partial downloads. */
 int al_registry_new(al_registry **out, al_engine *engine, const al_registry_opts *opts,
                     al_error **err);
 void al_registry_free(al_registry *r);
-
-typedef enum {
-    AL_CALL_MANIFEST_HEAD,
-    AL_CALL_MANIFEST_GET, /* body in memory (AL_MANIFEST_MAX) */
-    AL_CALL_BLOB_MEM,     /* small blob (config) in memory, capped at mem_cap */
-    AL_CALL_BLOB_STORE,   /* blob streamed into the store, verified */
-} al_call_op;
-
-typedef struct al_call {
-    al_call_op op;
-    const char *host;      /* endpoint host[:port] (borrowed) */
-    const char *repo;      /* repository path, e.g. "library/busybox" (borrowed) */
-    const char *reference; /* tag or digest (borrowed) */
-    size_t mem_cap;        /* AL_CALL_BLOB_MEM */
-    al_store *store;       /* AL_CALL_BLOB_STORE (borrowed) */
-    int64_t size;          /* AL_CALL_BLOB_STORE: expected size */
-
-    /* Results. */
-    al_request *resp; /* final response; owned by the call */
-    al_error *err;    /* NULL when the final response was 2xx */
-    void *user;
-
-    /* Private. */
-    char *next_url;
-    bool off_host;
-    int redirects;
-    bool sent_auth;
-    bool refreshed;
-    bool done;
-} al_call;
-
-al_call *al_call_new(al_call_op op, const char *host, const char *repo, const char *reference);
-void al_call_free(al_call *c);
-
-/* Run every call to its end. Returns 0; outcomes are per call. */
-int al_registry_run(al_registry *r, al_call **calls, size_t n);
+al_engine *al_registry_engine(const al_registry *r);
 
 /* Pull quota a registry announced (RateLimit-Limit/-Remaining, as Docker
  * Hub sends on manifest requests). */
@@ -84,5 +57,9 @@ size_t al_registry_quotas(const al_registry *r, al_quota *out, size_t max);
 
 /* Whether host is listed with --insecure-registry. */
 bool al_registry_is_insecure(const al_registry *r, const char *host);
+
+/* Seconds a Retry-After value asks for (delta-seconds or an HTTP date),
+ * or -1 when absent or unreadable. */
+double al_retry_after_seconds(const char *value);
 
 #endif

@@ -1,3 +1,4 @@
+/* What a fetch run leaves besides the store: --json and --lock (see report.h). */
 #include "report.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "sanitize.h"
+#include "jsondoc.h"
 #include "util.h"
 
 void al_report_totals_of(al_report_totals *out, const al_image_result *r, size_t n)
@@ -167,14 +169,7 @@ char *al_report_json(const al_report *rep)
         json_object_set_new(root, "prune", prune_json(rep->prune));
     if (rep->import != NULL)
         json_object_set_new(root, "import", import_json(rep->import));
-    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    json_decref(root);
-    if (text == NULL)
-        abort(); /* only on allocation failure */
-    /* One trailing newline, like every text file. */
-    char *out = al_xasprintf("%s\n", text);
-    free(text);
-    return out;
+    return al_json_document(root);
 }
 
 /* --- lock file ------------------------------------------------------------ */

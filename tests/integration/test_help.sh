@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # --help, the man pages and the flags the programs accept stay in step.
 # For airlock-fetch and airlock-export:
-#   - every long option of the `struct option long_opts[]` table in
-#     main.c (parsed from the source, so nothing extra ships) appears in
+#   - every long option of the option table in main.c (`struct option
+#     long_opts[]`, or fetch's `options[]` that also names each option's
+#     handler; parsed from the source, so nothing extra ships) appears in
 #     --help and in man/PROG.1, and every short option of the getopt
 #     string appears in --help as "-X,";
 #   - every --flag that --help or the man page mentions is in the table,
@@ -13,9 +14,9 @@
 
 work=$(tmpdir help)
 
-# long_options SRC: the names in the long_opts table, one per line.
+# long_options SRC: the names in the option table, one per line.
 long_options() {
-    sed -n '/struct option long_opts\[\] *= *{/,/^};/p' "$1" | grep -oE '\{"[a-z0-9][a-z0-9-]*"' | tr -d '{"'
+    sed -nE '/(struct option long_opts|\} options)\[\] *= *\{/,/^\};/p' "$1" | grep -oE '\{"[a-z0-9][a-z0-9-]*"' | tr -d '{"'
 }
 # short_options SRC: the letters of the getopt_long optstring.
 short_options() {

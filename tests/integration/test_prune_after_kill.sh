@@ -5,8 +5,10 @@
 #      of 50 layers through the fault proxy, throttled, killed with SIGKILL
 #      once the proxy's log shows at least 5 layers served whole and their
 #      files are in blobs/ (the batch is half-way: most layers unfinished);
-#   2. `--prune` without refs, twice: every finished layer is still there
-#      (the prune says it kept recent files without a row), partials too;
+#   2. every finished layer already has its blobs row (each row is written
+#      as soon as its blob is committed, not after the batch); `--prune`
+#      without refs, twice: every finished layer is still there, file and
+#      row, partials too;
 #   3. the fetch again, unthrottled: the proxy's log shows no GET of any
 #      finished layer (a partial may resume with Range), the image is ok;
 #   4. a last prune removes nothing of either image; the store verifies.
@@ -64,14 +66,20 @@ for l in "${finished[@]}"; do
         fail "finished layer $l does not hash to its name"
 done
 
-# 2. Standalone prunes ---------------------------------------------------------------
+# 2. Rows, then standalone prunes -------------------------------------------------------
+for l in "${finished[@]}"; do
+    assert_eq 1 "$(db "$store" "SELECT count(*) FROM blobs WHERE digest = '$l'")" \
+        "the row of the finished layer $l after the kill"
+done
 for p in 1 2; do
     run_fetch "$work/prune-$p" --store "$store" --prune
     expect_rc 0 "$work/prune-$p" "prune $p after the kill"
     for l in "${finished[@]}"; do
         store_has_blob "$store" "$l" || { show "$work/prune-$p.out"; fail "prune $p removed the finished layer $l"; }
+        assert_eq 1 "$(db "$store" "SELECT count(*) FROM blobs WHERE digest = '$l'")" \
+            "prune $p: the row of the finished layer $l"
     done
-    assert_grep "kept [0-9]+ recent files? without a row" "$work/prune-$p.out" "prune $p's summary"
+    assert_grep "pruned 0 blobs" "$work/prune-$p.out" "prune $p's summary"
 done
 assert_eq "$n_partials" "$(find "$store/tmp" -name 'partial-*' | wc -l)" "partials in tmp/ after the prunes"
 note "2 prunes kept the ${#finished[@]} finished layers and the partials"

@@ -1,3 +1,4 @@
+/* Unit tests for fetch/challenge: WWW-Authenticate parsing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

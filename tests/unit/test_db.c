@@ -1,3 +1,4 @@
+/* Unit tests for db/db: schema, migrations, blobs, graphs, tags, runs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

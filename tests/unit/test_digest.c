@@ -1,3 +1,4 @@
+/* Unit tests for common/digest: validation and streaming SHA-256. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

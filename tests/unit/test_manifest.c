@@ -1,3 +1,4 @@
+/* Unit tests for common/manifest: the four media types, and what is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,3 +1,4 @@
+/* Unit tests for common/platform: parsing, normalising, matching. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

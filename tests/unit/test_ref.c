@@ -1,3 +1,4 @@
+/* Unit tests for common/ref: docker's reference grammar and normalisation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

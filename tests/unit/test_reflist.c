@@ -1,3 +1,4 @@
+/* Unit tests for common/reflist: list files, problems, duplicates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,3 +1,4 @@
+/* Unit tests for common/sink: plain, zstd and gzip outputs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

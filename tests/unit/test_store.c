@@ -1,3 +1,4 @@
+/* Unit tests for common/store: the layout, blob writers, index.json. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

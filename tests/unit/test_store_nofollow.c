@@ -93,10 +93,12 @@ static void resume_over(fx *f, void (*plant)(fx *f, const char *partial))
     plant(f, partial);
     al_store *s = open_store(f, AL_STORE_WRITE);
     al_blob_writer *w = NULL;
-    uint64_t off = 99;
     al_error *err = NULL;
-    assert_int_equal(al_store_blob_resume(&w, s, digest, (int64_t)strlen(CONTENT), &off, &err), 0);
-    assert_int_equal(off, 0);
+    bool complete = true;
+    assert_int_equal(al_store_blob_partial(&w, s, digest, (int64_t)strlen(CONTENT), &err), 0);
+    assert_int_equal(al_blob_writer_rehash(w, &complete, &err), 0);
+    assert_false(complete);
+    assert_int_equal(al_blob_writer_resumed_at(w), 0); /* nothing of it is trusted */
     assert_victim(f);
     assert_int_equal(al_blob_writer_write(w, CONTENT, strlen(CONTENT), &err), 0);
     assert_int_equal(al_blob_writer_commit(w, &err), 0);

@@ -1,3 +1,4 @@
+/* Unit tests for common/tar: headers and long names. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

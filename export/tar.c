@@ -1,3 +1,4 @@
+/* Tar headers and streams as docker load and containerd read them (see tar.h). */
 #include "tar.h"
 #include "util.h"
 

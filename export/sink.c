@@ -1,3 +1,4 @@
+/* Output sinks for archives: plain, zstd or gzip, counted and written as they go (see sink.h). */
 #include "sink.h"
 #include "util.h"
 
@@ -397,17 +398,11 @@ int al_sink_kind_parse(al_sink_kind *out, const char *s, al_error **err)
     return 0;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 al_sink_kind al_sink_kind_from_path(const char *path)
 {
-    if (ends_with(path, ".tar.zst") || ends_with(path, ".tzst"))
+    if (al_has_suffix(path, ".tar.zst") || al_has_suffix(path, ".tzst"))
         return AL_SINK_ZSTD;
-    if (ends_with(path, ".tar.gz") || ends_with(path, ".tgz"))
+    if (al_has_suffix(path, ".tar.gz") || al_has_suffix(path, ".tgz"))
         return AL_SINK_GZIP;
     return AL_SINK_PLAIN;
 }

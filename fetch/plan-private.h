@@ -1,0 +1,105 @@
+/* What the files of a fetch run share (plan.c: images and endpoints;
+ * walk.c: one image's graph, node by node; blobs.c: layer downloads shared
+ * by images; commit.c: graph rows and index.json). */
+#ifndef AL_PLAN_PRIVATE_H
+#define AL_PLAN_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "call.h"
+#include "manifest.h"
+#include "plan.h"
+#include "strmap.h"
+
+/* One manifest of an image's graph. What came from the registry (the
+ * manifest and, for an image manifest, its config) is held until the
+ * image commits: a failed image leaves nothing of it in the store. */
+typedef struct mnode {
+    char digest[AL_DIGEST_BUF];
+    char *media_type;
+    int64_t size;
+    int64_t want_size; /* from the parent descriptor, -1 for a root */
+    al_manifest *m;
+    bool has_platform;
+    al_platform platform;
+    long parent; /* index of the parent node, -1 for the root */
+    int position;
+    int level; /* the root is 1 (graph.h) */
+    bool resolved;
+    bool dropped; /* filtered out by platform (known from its config) */
+    char *body;   /* from the registry, to store at commit; NULL when local */
+    size_t len;
+    char *config_body; /* the same for the config */
+    size_t config_len;
+} mnode;
+
+struct run;
+
+typedef struct image {
+    al_fetch_ctx *ctx;             /* borrowed */
+    struct run *rn;                /* borrowed */
+    const al_reflist_entry *entry; /* borrowed */
+    al_image_result *res;          /* borrowed */
+    char *tag_key;
+    char *host;      /* endpoint of the current attempt */
+    char *repo;      /* repository path at that endpoint */
+    char *source;    /* host/repo, recorded in the tags row */
+    size_t endpoint; /* index into the image's endpoint list */
+    bool failed;
+    bool had_tag;
+    char stored_digest[AL_DIGEST_BUF];
+    mnode *nodes;
+    size_t n_nodes;
+    int pending; /* calls and blob waits outstanding */
+    bool finished;
+} image;
+
+typedef enum { BLOB_CHECKING, BLOB_FETCHING, BLOB_PRESENT, BLOB_FAILED } blob_state;
+
+typedef struct blob_waiter {
+    image *im;
+    struct blob_waiter *next;
+} blob_waiter;
+
+/* One layer of the run, by digest: downloaded once whatever the number of
+ * images that need it. */
+typedef struct blob {
+    char digest[AL_DIGEST_BUF];
+    int64_t size;
+    char *media_type;
+    blob_state state;
+    char *failed_host; /* FAILED: where (another endpoint may still have it) */
+    al_error *err;
+    blob_waiter *waiters;
+    image *credit; /* the image whose request downloaded it */
+} blob;
+
+typedef struct run {
+    al_fetch_ctx *ctx;
+    al_strmap *blobs;  /* digest -> blob */
+    al_strmap *warned; /* "host reason" of fallbacks said already */
+    image *images;
+    size_t n;
+} run;
+
+/* plan.c */
+void al_image_fail(image *im, al_error *e);
+void al_image_failf(image *im, al_errc code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void al_image_hold(image *im);
+void al_image_release(image *im);
+
+/* walk.c */
+void al_walk_start(image *im);
+void al_walk_free_nodes(image *im);
+
+/* blobs.c */
+void al_blobs_need(run *rn, image *im, const al_descriptor *d);
+void al_blobs_free(run *rn);
+
+/* commit.c */
+void al_commit_image(image *im);
+
+#endif
