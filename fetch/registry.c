@@ -84,6 +84,12 @@ bool al_registry_is_insecure(const al_registry *r, const char *name)
     return al_hostpolicy_is_insecure(&r->policy, name);
 }
 
+bool al_registry_plain_http(const al_registry *r, const char *name)
+{
+    const reghost *h = al_strmap_get(r->hosts, name);
+    return h != NULL && h->scheme == AL_SCHEME_HTTP;
+}
+
 reghost *reg_host(al_registry *r, const char *name)
 {
     reghost *h = al_strmap_get(r->hosts, name);
