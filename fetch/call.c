@@ -135,6 +135,11 @@ bool al_call_mounted(const al_call *c)
     return c->up != NULL && al_upload_mounted(c->up);
 }
 
+bool al_call_source_failed(const al_call *c)
+{
+    return c->up != NULL && c->state == AL_CALL_FAILED && al_upload_source_fault(c->up);
+}
+
 int al_call_restarts(const al_call *c)
 {
     return c->up != NULL ? al_upload_restarts(c->up) : 0;
@@ -456,7 +461,7 @@ static al_fsm_event ok_event(al_call *c, const al_request *q)
         return AL_EV_OK;
     _cleanup_free_ char *url = al_url_redact(q->url);
     _cleanup_free_ char *said = al_sanitize(q->docker_digest, 100);
-    al_error_set(&c->err, AL_E_DIGEST, 0,
+    al_error_set(&c->err, AL_E_HTTP, 0,
                  "PUT %s: the registry stored the manifest as %s, not %s (it changed the bytes)",
                  url, said, c->put_digest);
     return AL_EV_FAIL;

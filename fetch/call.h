@@ -98,6 +98,9 @@ bool al_call_found(const al_call *c);
  * often the registry lost the upload and it started again (at most 1). */
 bool al_call_mounted(const al_call *c);
 int al_call_restarts(const al_call *c);
+/* BLOB_UPLOAD: it failed because of the store's copy of the blob (missing,
+ * the wrong size, unreadable, corrupt), not because of the registry. */
+bool al_call_source_failed(const al_call *c);
 al_call_kind al_call_get_kind(const al_call *c);
 const char *al_call_reference(const al_call *c);
 int al_call_state_of(const al_call *c);

@@ -32,6 +32,7 @@ typedef struct task {
     waiter *waiters;
     push_image *credit; /* the image whose calls these are */
     al_error *err;
+    bool store_fault;          /* err is the store copy's */
     struct task *next_waiting; /* on its digest's list, for a mount after another's upload */
 } task;
 
@@ -89,7 +90,7 @@ static holder *holder_of(push_run *run, const char *digest)
 
 /* The task is settled: every image waiting for it hears, the one it is
  * credited to counts how it went, the others count it present. */
-static void settle(task *t, task_state state, al_error *e, task_how how, uint64_t bytes)
+static void settle(task *t, task_state state, al_error *e, task_how how)
 {
     t->state = state;
     t->err = e;
@@ -99,15 +100,13 @@ static void settle(task *t, task_state state, al_error *e, task_how how, uint64_
         waiter *w = list;
         list = w->next;
         al_push_result *r = w->im->res;
-        if (state == T_DONE && w->im == t->credit && bytes > 0)
-            r->bytes += bytes;
         if (state == T_DONE)
             *(w->im != t->credit || how == HOW_PRESENT ? &r->blobs_present
               : how == HOW_MOUNTED                     ? &r->blobs_mounted
                                                        : &r->blobs_pushed) += 1;
         push_image *im = w->im;
         free(w);
-        al_push_image_blob_done(im, state == T_FAILED ? t->err : NULL);
+        al_push_image_blob_done(im, state == T_FAILED ? t->err : NULL, t->store_fault);
     }
 }
 
@@ -119,7 +118,8 @@ static void send_or_wait(task *t)
 {
     holder *h = holder_of(t->run, t->digest);
     if (h->store_err != NULL) {
-        settle(t, T_FAILED, al_error_copy(h->store_err), HOW_PRESENT, 0);
+        t->store_fault = true;
+        settle(t, T_FAILED, al_error_copy(h->store_err), HOW_PRESENT);
     } else if (h->repo != NULL && strcmp(h->repo, t->repo) != 0) {
         start_send(t, h->repo);
     } else if (h->sending != NULL && h->sending != t) {
@@ -132,24 +132,18 @@ static void send_or_wait(task *t)
     }
 }
 
-/* The store's copy of a blob is what failed (corrupt, missing, the wrong
- * size): sending it to another repository would fail the same way. */
-static bool store_fault(const al_error *e)
-{
-    return e->code == AL_E_DIGEST || e->code == AL_E_SIZE || e->code == AL_E_NOT_FOUND ||
-           e->code == AL_E_IO;
-}
-
 /* An upload ended: the tasks waiting for it mount from here now, or, when
  * it failed for a reason of its own, one of them uploads. */
-static void wake_waiting(push_run *run, task *t, bool ok)
+static void wake_waiting(push_run *run, task *t, bool ok, bool store_fault)
 {
     holder *h = holder_of(run, t->digest);
     if (h->sending == t)
         h->sending = NULL;
     if (ok && h->repo == NULL)
         h->repo = al_xstrdup(t->repo);
-    if (!ok && store_fault(t->err) && h->store_err == NULL)
+    /* The store's copy failed (corrupt, missing, the wrong size): sending
+     * it to another repository would fail the same way. */
+    if (!ok && store_fault && h->store_err == NULL)
         h->store_err = al_error_copy(t->err);
     task *list = h->waiting;
     h->waiting = NULL;
@@ -166,13 +160,18 @@ static void on_sent(al_call *c, void *user)
     task *t = user;
     push_run *run = t->run;
     bool ok = al_call_ok(c);
-    if (ok)
-        settle(t, T_DONE, NULL, al_call_mounted(c) ? HOW_MOUNTED : HOW_PUSHED, al_call_bytes(c));
-    else
-        settle(t, T_FAILED, al_call_take_error(c), HOW_PRESENT, 0);
+    bool store_fault = al_call_source_failed(c);
+    t->store_fault = store_fault;
+    /* What the registry took is counted, also for an upload that failed
+     * later: it crossed the link. */
+    t->credit->res->bytes += al_call_bytes(c);
     t->credit->res->restarts += al_call_restarts(c);
+    if (ok)
+        settle(t, T_DONE, NULL, al_call_mounted(c) ? HOW_MOUNTED : HOW_PUSHED);
+    else
+        settle(t, T_FAILED, al_call_take_error(c), HOW_PRESENT);
     al_call_free(c);
-    wake_waiting(run, t, ok);
+    wake_waiting(run, t, ok, store_fault);
 }
 
 static void start_send(task *t, const char *mount_from)
@@ -187,12 +186,12 @@ static void on_head(al_call *c, void *user)
 {
     task *t = user;
     if (!al_call_ok(c)) {
-        settle(t, T_FAILED, al_call_take_error(c), HOW_PRESENT, 0);
+        settle(t, T_FAILED, al_call_take_error(c), HOW_PRESENT);
     } else if (al_call_found(c)) {
         holder *h = holder_of(t->run, t->digest);
         if (h->repo == NULL)
             h->repo = al_xstrdup(t->repo);
-        settle(t, T_DONE, NULL, HOW_PRESENT, 0);
+        settle(t, T_DONE, NULL, HOW_PRESENT);
     } else {
         send_or_wait(t);
     }
@@ -207,7 +206,7 @@ void al_push_blob_need(push_run *run, push_image *im, const push_blob_ref *b)
     if (t != NULL && (t->state == T_DONE || t->state == T_FAILED)) {
         if (t->state == T_DONE)
             im->res->blobs_present++;
-        al_push_image_blob_done(im, t->err);
+        al_push_image_blob_done(im, t->err, t->store_fault);
         return;
     }
     waiter *w = al_xcalloc(1, sizeof(*w));

@@ -83,8 +83,9 @@ typedef struct push_run {
 void al_push_blob_need(push_run *run, push_image *im, const push_blob_ref *b);
 void al_push_blobs_free(push_run *run);
 
-/* push-run.c: an image's blob task ended (ok, or with e: the image fails). */
-void al_push_image_blob_done(push_image *im, const al_error *e);
+/* push-run.c: an image's blob task ended (ok, or with e: the image fails;
+ * store_fault: e is the store copy's, which airlock-fetch --repair mends). */
+void al_push_image_blob_done(push_image *im, const al_error *e, bool store_fault);
 /* A call of the run: host, push scope, the image's priority. */
 al_call *al_push_call(push_image *im, al_call_kind kind, const char *reference);
 

@@ -104,11 +104,14 @@ static void put_next(push_image *im)
 
 /* --- blobs ---------------------------------------------------------------------------------- */
 
-void al_push_image_blob_done(push_image *im, const al_error *e)
+void al_push_image_blob_done(push_image *im, const al_error *e, bool store_fault)
 {
     if (e != NULL) {
+        /* A blob the store holds damaged: say how it is mended. */
         al_error *copy = NULL;
-        al_error_set(&copy, e->code, 0, "%s: nothing tagged", e->msg);
+        al_error_set(&copy, e->code, 0, "%s: nothing tagged%s%s%s", e->msg,
+                     store_fault ? " (airlock-fetch --repair " : "",
+                     store_fault ? im->res->ref : "", store_fault ? " fetches it again)" : "");
         image_fail(im, copy);
     }
     if (--im->pending > 0)
@@ -124,7 +127,7 @@ static void need_blobs(push_image *im)
     im->pending = 1; /* nothing settles the image before every blob is asked for */
     for (size_t i = 0; i < im->n_blobs; i++)
         al_push_blob_need(im->run, im, &im->blobs[i]);
-    al_push_image_blob_done(im, NULL);
+    al_push_image_blob_done(im, NULL, false);
 }
 
 /* --- the tag --------------------------------------------------------------------------------- */

@@ -45,6 +45,7 @@ struct al_upload {
     al_error *hash_err; /* HASHING: what went wrong */
     bool looked_for_saved;
     bool restarted, mounted;
+    bool source_fault; /* what failed is the store's copy (missing, short, corrupt) */
     uint64_t accepted; /* body bytes the registry took */
 };
 
@@ -85,6 +86,11 @@ const char *al_upload_mount_from(const al_upload *u)
     return u->restarted ? NULL : u->mount_from;
 }
 
+bool al_upload_source_fault(const al_upload *u)
+{
+    return u->source_fault;
+}
+
 bool al_upload_mounted(const al_upload *u)
 {
     return u->mounted;
@@ -115,12 +121,14 @@ static int check_source(al_call *c, al_error **err)
 {
     al_upload *u = c->up;
     int64_t have = -1;
+    u->source_fault = true; /* until it passes */
     if (!al_store_has_blob(u->store, c->reference, &have))
         return al_error_set(err, AL_E_NOT_FOUND, 0, "blob %s is not in the store", c->reference);
     if (have != u->size)
         return al_error_set(err, AL_E_SIZE, 0,
                             "blob %s is corrupt: %lld bytes in the store, its descriptor says %lld",
                             c->reference, (long long)have, (long long)u->size);
+    u->source_fault = false;
     return 0;
 }
 
@@ -176,10 +184,13 @@ static int open_source(al_call *c, al_error **err)
         return 0;
     int64_t have = -1;
     int fd = al_store_blob_open(u->store, c->reference, &have, err);
-    if (fd < 0)
+    if (fd < 0) {
+        u->source_fault = true;
         return fd;
+    }
     if (have != u->size) {
         close(fd);
+        u->source_fault = true;
         return al_error_set(err, AL_E_SIZE, 0, "blob %s changed size in the store", c->reference);
     }
     u->fd = fd;
@@ -192,7 +203,8 @@ static int verify(al_call *c, al_error **err)
     al_upload *u = c->up;
     char got[AL_DIGEST_BUF];
     al_hasher_final(u->hash, got);
-    if (strcmp(got, c->reference) != 0)
+    u->source_fault = strcmp(got, c->reference) != 0;
+    if (u->source_fault)
         return al_error_set(err, AL_E_DIGEST, 0,
                             "blob %s is corrupt in the store: its content hashes to %s",
                             c->reference, got);
@@ -209,6 +221,7 @@ static int send_body(void *ctx, al_request *r, char *buf, size_t cap, size_t *n_
         return -1;
     uint64_t at = u->offset + r->sent;
     ssize_t n = pread(u->fd, buf, cap, (off_t)at);
+    u->source_fault = n <= 0;
     if (n < 0)
         return al_error_set(err, AL_E_IO, errno, "read blob %s from the store", c->reference);
     if (n == 0)
@@ -383,7 +396,7 @@ static al_fsm_event finished(al_call *c, const al_request *q)
     al_upload_session_drop(u->store, c->host, c->repo, c->reference);
     if (q->docker_digest != NULL && strcmp(q->docker_digest, c->reference) != 0) {
         _cleanup_free_ char *said = al_sanitize(q->docker_digest, 100);
-        al_error_set(&c->err, AL_E_DIGEST, 0, "the registry stored blob %s as %s", c->reference,
+        al_error_set(&c->err, AL_E_HTTP, 0, "the registry stored blob %s as %s", c->reference,
                      said);
         return AL_EV_FAIL;
     }
@@ -478,6 +491,7 @@ al_fsm_event al_upload_hash_done(al_call *c)
     close(u->fd);
     u->fd = -1;
     if (u->hash_err != NULL) {
+        u->source_fault = true;
         al_error_free(c->err);
         c->err = al_steal_ptr(&u->hash_err);
         return AL_EV_FAIL;

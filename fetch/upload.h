@@ -67,6 +67,9 @@ uint64_t al_upload_bytes(const al_upload *u);
  * scope includes pull there); NULL otherwise. */
 const char *al_upload_mount_from(const al_upload *u);
 bool al_upload_mounted(const al_upload *u);
+/* The upload failed because of the store's copy: missing, of the wrong
+ * size, unreadable or corrupt (sending it elsewhere fails the same way). */
+bool al_upload_source_fault(const al_upload *u);
 int al_upload_restarts(const al_upload *u);
 
 #endif

@@ -283,6 +283,7 @@ void test_push_lost_twice(void **state)
     al_call *c = upload1(&f, "up", &L, NULL);
     assert_failed_with(c, "lost the upload");
     assert_failed_with(c, "BLOB_UPLOAD_INVALID");
+    assert_false(al_call_source_failed(c)); /* the registry's doing, not the store's */
     assert_int_equal(ts_uploads_completed(srv), 0);
     al_call_free(c);
     fx_close(&f);
@@ -305,6 +306,7 @@ void test_push_corrupt(void **state)
         al_call *c = upload1(&f, "up", bs[i], NULL);
         assert_failed_with(c, "is corrupt in the store");
         assert_int_equal(al_call_error(c)->code, AL_E_DIGEST);
+        assert_true(al_call_source_failed(c));
         al_call_free(c);
     }
     assert_int_equal(ts_uploads_completed(srv), 0);
@@ -348,6 +350,7 @@ void test_push_not_in_store(void **state)
     fx_open(&f, &(fx_opts){0});
     al_call *c = upload1(&f, "up", &S, NULL);
     assert_failed_with(c, "is not in the store");
+    assert_true(al_call_source_failed(c));
     assert_int_equal(ts_count(srv, NULL, NULL, -1), 0);
     al_call_free(c);
     fx_close(&f);
