@@ -54,12 +54,11 @@ static void on_put(al_call *c, void *user)
     if (!al_call_ok(c)) {
         const push_manifest *m =
             &im->manifests[im->next < im->n_manifests ? im->next : im->n_manifests - 1];
-        al_error *e = al_call_take_error(c);
-        al_error_wrap(&e, "%s %s (%s)", im->next < im->n_manifests ? "manifest" : "tag",
-                      im->next < im->n_manifests ? m->digest : im->tag, m->media_type);
-        if (im->next > 0 || im->res->manifests > 0)
-            al_error_wrap(&e, "after %d manifest%s, nothing tagged", im->res->manifests,
-                          im->res->manifests == 1 ? "" : "s");
+        al_error *why = al_call_take_error(c), *e = NULL;
+        al_error_set(&e, why->code, 0, "%s %s (%s) refused: %s; nothing tagged",
+                     im->next < im->n_manifests ? "manifest" : "tag",
+                     im->next < im->n_manifests ? m->digest : im->tag, m->media_type, why->msg);
+        al_error_free(why);
         image_fail(im, e);
         al_call_free(c);
         image_end(im);
