@@ -6,6 +6,8 @@
 #      one after it, unanswered (the registry never sees them); with
 #      --retries 0 the run fails the image, nothing is tagged, and STORE/tmp
 #      keeps the upload's session (its URL and offset; no credentials);
+#      --verify-store notes it, --prune keeps it (and removes one left
+#      for over a week);
 #   2. the rerun resumes it: the target's log shows no POST, a GET of the
 #      same session, then PATCHes from the offset the first run reached; the
 #      session file is gone, the image's digest is upstream's and the layer
@@ -61,6 +63,20 @@ assert_eq "$((2 * chunk))" "$(jq -r .offset "${sessions[0]}")" "the saved offset
 assert_eq "$big_layer" "$(jq -r .digest "${sessions[0]}")" "the saved session's blob"
 uuid=$(jq -r .url "${sessions[0]}" | grep -oE '/blobs/uploads/[^?]+' | sed 's|.*/||')
 [ -n "$uuid" ] || fail "the saved session names no upload"
+
+# The store's tools know the session: --verify-store notes it; --prune keeps
+# it (a week), and removes one older than that.
+run_export "$work/verify" --store "$store" --verify-store
+expect_rc 0 "$work/verify" "airlock-export --verify-store"
+assert_grep "^info: tmp: tmp/$(basename "${sessions[0]}") .*an airlock-push upload that did not finish" \
+    "$work/verify.out" "--verify-store's note"
+old=$store/tmp/upload-$(printf '%064d' 0)-0123456789abcdef
+cp "${sessions[0]}" "$old"
+touch -d '8 days ago' "$old"
+run_fetch "$work/prune" --store "$store" --prune
+expect_rc 0 "$work/prune" "airlock-fetch --prune"
+[ ! -e "$old" ] || fail "--prune kept an upload session over a week old"
+[ -f "${sessions[0]}" ] || fail "--prune removed the upload session of the interrupted push"
 
 # 2. The rerun resumes ---------------------------------------------------------------
 fault_rules '{"rules": []}'
