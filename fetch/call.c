@@ -313,6 +313,8 @@ static int blob_body(void *ctx, al_request *q, const char *buf, size_t n, al_err
 static void on_send(al_call *c)
 {
     al_request_free(c->req);
+    if (c->kind == AL_CALL_BLOB_UPLOAD)
+        al_upload_before_send(c);
     al_request *q = c->req = reg_build_request(c->reg, c);
     c->bad_range = false;
     if (c->kind == AL_CALL_BLOB_STORE) {

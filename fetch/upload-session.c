@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "digest.h"
-#include "url.h"
 #include "util.h"
 
 #define SESSION_MAX 16384 /* bytes: a URL and a few numbers */

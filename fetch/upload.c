@@ -160,6 +160,24 @@ al_fsm_event al_upload_prepare(al_call *c)
 
 /* --- SEND ------------------------------------------------------------------------------- */
 
+void al_upload_before_send(al_call *c)
+{
+    const al_upload *u = c->up;
+    bool session = u->step != UP_START && u->step != UP_MOUNT;
+    if (!session) {
+        c->off_host = false;
+        return;
+    }
+    /* A session's URL is the registry's Location: one on another origin
+     * (object storage, another host) gets no credentials, as a redirect
+     * gets none (docs/DESIGN.md, Security). Judged at every request: a
+     * retry must not forget it. */
+    const reghost *h = reg_host(c->reg, c->host);
+    _cleanup_free_ char *base =
+        al_xasprintf("%s://%s/", h->scheme == AL_SCHEME_HTTP ? "http" : "https", c->host);
+    c->off_host = !al_url_same_origin(u->session, base);
+}
+
 char *al_upload_url(const al_call *c, const char *base)
 {
     const al_upload *u = c->up;
@@ -316,8 +334,6 @@ static bool take_location(al_call *c, const al_request *q)
     if (next == NULL)
         return false;
     set_session(u, next);
-    /* An upload location on another origin gets no credentials. */
-    c->off_host = !al_url_same_origin(next, q->url) && c->url == NULL;
     return true;
 }
 

@@ -41,6 +41,10 @@ void al_upload_free(al_upload *u); /* accepts NULL */
 /* PREPARE: check the store's file, look for a saved session (once).
  * FRESH, or FAIL with c->err set. */
 al_fsm_event al_upload_prepare(al_call *c);
+/* SEND, before the request is built: whether it goes to the registry's own
+ * origin (credentials) or elsewhere (a session Location on another host:
+ * none); sets c->off_host. */
+void al_upload_before_send(al_call *c);
 /* The URL of the next request; base is the registry's
  * "SCHEME://HOST/v2/REPO/blobs/uploads/" (malloc'd). */
 char *al_upload_url(const al_call *c, const char *base);

@@ -346,11 +346,16 @@ static upload *session_of(ts_server *s, const char *path, long *state)
     return id >= 0 && id < s->n_uploads ? &s->uploads[id] : NULL;
 }
 
-/* Location and Range of a session. */
-static void session_headers(char *out, size_t cap, const char *path, int id, size_t len)
+/* Location and Range of a session; the Location is relative, or on the
+ * alt listener (alt_port > 0). */
+static void session_headers(char *out, size_t cap, const char *path, int id, size_t len,
+                            int alt_port)
 {
     const char *up = strstr(path, "/blobs/uploads/");
-    snprintf(out, cap, "Location: %.*s/blobs/uploads/u%d?_state=%zu\r\nRange: 0-%zu\r\n",
+    char origin[64] = "";
+    if (alt_port > 0)
+        snprintf(origin, sizeof(origin), "http://127.0.0.2:%d", alt_port);
+    snprintf(out, cap, "Location: %s%.*s/blobs/uploads/u%d?_state=%zu\r\nRange: 0-%zu\r\n", origin,
              (int)(up - path), path, id, len, len > 0 ? len - 1 : 0);
 }
 
@@ -384,12 +389,13 @@ static bool upload_answer(ts_server *s, int fd, const ts_request *q, const ts_ru
     upload *u = session_of(s, q->path, &state);
     bool go_on = !r->close_after;
     bool cl = r->close_after;
+    int alt = r->elsewhere ? s->port[1] : 0;
     if (strcmp(q->method, "POST") == 0 && r->mount && strstr(q->path, "mount=") != NULL) {
         reply(fd, cl, 201, "", "");
     } else if (strcmp(q->method, "POST") == 0 && s->n_uploads < MAX_UPLOADS) {
         int id = s->n_uploads++;
         memset(&s->uploads[id], 0, sizeof(upload));
-        session_headers(hdr, sizeof(hdr), q->path, id, 0);
+        session_headers(hdr, sizeof(hdr), q->path, id, 0, alt);
         reply(fd, cl, 202, hdr, "");
     } else if (u == NULL || u->done || (state >= 0 && (size_t)state != u->len)) {
         reply(fd, cl, 404, "", invalid_body); /* distribution: the state says another size */
@@ -399,13 +405,13 @@ static bool upload_answer(ts_server *s, int fd, const ts_request *q, const ts_ru
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         go_on = false;
     } else if (strcmp(q->method, "GET") == 0) {
-        session_headers(hdr, sizeof(hdr), q->path, (int)(u - s->uploads), u->len);
+        session_headers(hdr, sizeof(hdr), q->path, (int)(u - s->uploads), u->len, alt);
         reply(fd, cl, 204, hdr, "");
     } else if (strcmp(q->method, "PATCH") == 0 && strtoul(q->content_range, NULL, 10) != u->len) {
         reply(fd, cl, 416, "", "{\"errors\":[{\"code\":\"BLOB_UPLOAD_INVALID\"}]}");
     } else if (strcmp(q->method, "PATCH") == 0) {
         append(u, body, q->body_len);
-        session_headers(hdr, sizeof(hdr), q->path, (int)(u - s->uploads), u->len);
+        session_headers(hdr, sizeof(hdr), q->path, (int)(u - s->uploads), u->len, alt);
         reply(fd, cl, 202, hdr, "");
     } else {
         append(u, body, q->body_len);

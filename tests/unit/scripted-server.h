@@ -54,6 +54,7 @@ typedef struct ts_rule {
     int stall_ms;
     bool drop;        /* TS_UPLOAD: keep `cut` bytes of the body, then reset */
     bool mount;       /* TS_UPLOAD: POST ?mount= mounts (201) */
+    bool elsewhere;   /* TS_UPLOAD: Locations name the alt listener (another host) */
     bool close_after; /* TS_UPLOAD: answer with "Connection: close" and close: the next
                          request opens a new connection (curl resends a request that
                          met a closed kept-alive one by itself) */

@@ -415,6 +415,36 @@ void test_push_mount(void **state)
     fx_close(&f);
 }
 
+/* A session Location on another host: the upload goes there without the
+ * registry's credentials (as a redirect would), retries included. */
+void test_push_session_elsewhere(void **state)
+{
+    (void)state;
+    setup_blobs();
+    _cleanup_free_ char *basic = al_creds_basic_header("u", "p");
+    ts_rule rules[] = {
+        {.listener = 0,
+         .auth = "",
+         .status = 401,
+         .headers = "WWW-Authenticate: Basic realm=\"r\"\r\n"},
+        {.listener = 0, .method = "POST", .auth = basic, .action = TS_UPLOAD, .elsewhere = true},
+        {.listener = 1, .method = "PATCH", .times = 1, .action = TS_CLOSE},
+        {.listener = 1, .path = "/blobs/uploads/", .action = TS_UPLOAD, .elsewhere = true},
+    };
+    ts_set_rules(srv, rules, 4);
+    fx f;
+    fx_open(&f, &(fx_opts){.user = "u", .pass = "p"});
+    put_in_store(&f, &L);
+    al_call *c = upload1(&f, "up", &L, NULL);
+    assert_true(al_call_ok(c));
+    assert_true(ts_upload_has(srv, L.digest));
+    assert_true(ts_count(srv, "PATCH", NULL, 1) >= 4); /* the chunks went to the other host */
+    assert_int_equal(ts_count_auth(srv, NULL, NULL, 1), 0);
+    assert_true(ts_count_auth(srv, "POST", NULL, 0) >= 1);
+    al_call_free(c);
+    fx_close(&f);
+}
+
 /* --- manifests -------------------------------------------------------------------------------- */
 
 static al_call *put_manifest(fx *f, const char *ref, const char *body, const char *digest)

@@ -16,6 +16,7 @@ void test_push_corrupt_found_hashing(void **state);
 void test_push_not_in_store(void **state);
 void test_push_mount(void **state);
 void test_push_manifest(void **state);
+void test_push_session_elsewhere(void **state);
 
 #define AL_TRANSFER_PUSH_TESTS                                                                     \
     cmocka_unit_test(test_push_heads), cmocka_unit_test(test_push_small_blob),                     \
@@ -24,6 +25,6 @@ void test_push_manifest(void **state);
         cmocka_unit_test(test_push_lost_twice), cmocka_unit_test(test_push_corrupt),               \
         cmocka_unit_test(test_push_corrupt_found_hashing),                                         \
         cmocka_unit_test(test_push_not_in_store), cmocka_unit_test(test_push_mount),               \
-        cmocka_unit_test(test_push_manifest)
+        cmocka_unit_test(test_push_manifest), cmocka_unit_test(test_push_session_elsewhere)
 
 #endif
