@@ -77,17 +77,19 @@ check_target() {
 }
 
 # A. TLS + basic auth ----------------------------------------------------------------------
+# The rig's registry lives as long as the rig: a prefix of this run's own.
+pfx=pushed-$$-$RANDOM
 fetch_tls=(--ca-cert "$AL_CA_CERT")
-run_push "$work/basic" --store "$store" --to "$AL_REG_AUTH/pushed" --ca-cert "$AL_CA_CERT" \
+run_push "$work/basic" --store "$store" --to "$AL_REG_AUTH/$pfx" --ca-cert "$AL_CA_CERT" \
     --username "$AL_AUTH_USER" --password-stdin -f "$work/list" --hosts-dir "$work/basic.hosts" \
     --registries-yaml "$work/basic.yaml" --json "$work/basic.json" <<<"$AL_AUTH_PASS"
 expect_rc 0 "$work/basic" "airlock-push to the TLS + basic auth registry"
 ca=$(realpath "$AL_CA_CERT")
-assert_grep "^\[host\.\"https://$AL_REG_AUTH/v2/pushed\"\]" "$work/basic.hosts/docker.io/hosts.toml" "hosts.toml"
+assert_grep "^\[host\.\"https://$AL_REG_AUTH/v2/$pfx\"\]" "$work/basic.hosts/docker.io/hosts.toml" "hosts.toml"
 assert_grep "^  ca = \"$ca\"" "$work/basic.hosts/docker.io/hosts.toml" "hosts.toml"
 assert_grep "^      ca_file: \"$ca\"" "$work/basic.yaml" "registries.yaml"
 assert_grep "^      - \"https://$AL_REG_AUTH\"" "$work/basic.yaml" "registries.yaml"
-check_target basic "$AL_REG_AUTH" pushed "$AL_AUTH_USER" "$AL_AUTH_PASS" --cacert "$AL_CA_CERT"
+check_target basic "$AL_REG_AUTH" "$pfx" "$AL_AUTH_USER" "$AL_AUTH_PASS" --cacert "$AL_CA_CERT"
 assert_no_canary "$work/basic.out" "$work/basic.err" "$work/basic.json" "$work/basic.yaml" \
     "$work/basic.hosts" "$store"
 

@@ -17,7 +17,10 @@
 #      (the target has no such tag), the others are pushed (exit 1);
 #   6. two upstream names landing on one target repository
 #      (quay.io/library/busybox and docker.io/library/busybox): a usage
-#      error naming both (exit 2), nothing sent.
+#      error naming both (exit 2), nothing sent;
+#   7. usage errors before anything is opened: no --to, a --to that is not
+#      HOST[:PORT][/PREFIX], a chunk size out of range, no images (exit 2);
+# and the reports of the failed runs match docs/push-report.schema.json.
 . "$(dirname "$0")/lib.sh"
 rig_up
 need curl
@@ -95,4 +98,19 @@ expect_rc 2 "$work/clash" "airlock-push of two names for one repository"
 assert_grep 'error: docker.io/library/busybox and quay.io/library/busybox would both be pushed to .*/m/library/busybox' \
     "$work/clash.err" "the usage error"
 assert_eq "" "$(log_since "$TARGET_LOG" "$mark")" "requests sent despite the usage error"
+
+# 7. Usage errors ---------------------------------------------------------------------------------
+for args in "library/busybox:1.36" "--to Bad_Host:5000 library/busybox:1.36" \
+    "--to $TARGET/m --chunk-size 1K library/busybox:1.36" "--to $TARGET/m"; do
+    # shellcheck disable=SC2086 # the words of each case
+    run_push "$work/usage" --store "$store" $args
+    expect_rc 2 "$work/usage" "airlock-push $args"
+    assert_grep '^airlock-push: error: ' "$work/usage.err" "the usage error of: $args"
+done
+assert_grep 'no images given' "$work/usage.err" "the usage error without images"
+
+python3 "$AL_SRC/tests/infra/validate-report.py" "$AL_SRC/docs/push-report.schema.json" \
+    "$work/badpw.json" >"$work/validate.out" 2>&1 ||
+    { show "$work/validate.out"; fail "the report of a failed run does not match its schema"; }
+assert_eq 1 "$(jq .exit_status "$work/badpw.json")" "the failed run's exit status in its report"
 note "ok"

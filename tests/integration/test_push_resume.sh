@@ -93,6 +93,8 @@ assert_eq "$((2 * chunk))-$((3 * chunk - 1))" "$first_range" "the rerun's first 
 [ -z "$(ls "$store"/tmp/upload-* 2>/dev/null)" ] || fail "the session file stayed after the upload completed"
 assert_eq "$big_digest" "$(target_digest "http://$TARGET/v2/resume/library/big/manifests/1")" "the target's digest"
 verify_layer resume/library/big
+assert_grep "^airlock-push: pushed blob ${big_layer:7:12} of resume/library/big: " "$work/p2.err" \
+    "the progress line of the layer"
 assert_eq "$((big_size - 2 * chunk))" "$(jq '.images[0].bytes' "$work/p2.json")" \
     "bytes the rerun uploaded (the rest of the layer)"
 
