@@ -93,7 +93,7 @@ typedef enum {
     /* calls */
     AL_EV_START,      /* al_call_start */
     AL_EV_FRESH,      /* nothing to resume */
-    AL_EV_PARTIAL,    /* a partial download to re-hash */
+    AL_EV_PARTIAL,    /* a partial download to re-hash; an upload the registry holds more of */
     AL_EV_HASHED,     /* re-hashed: resume there (or from 0 when it was unusable) */
     AL_EV_COMPLETE,   /* the partial download is the whole blob, verified */
     AL_EV_GO,         /* admitted: send */
