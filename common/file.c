@@ -19,8 +19,9 @@
  * must still fit in NAME_MAX (255). */
 #define STEM_MAX 200
 /* Temp files a signal handler may have to remove: one tarball and a
- * report at a time today. */
-#define MAX_PENDING 16
+ * report, or every volume of a bundle (they are renamed into place only
+ * once the last is written). 1024 slots of 264 bytes. */
+#define MAX_PENDING 1024
 
 struct al_file {
     char *path;  /* as given */

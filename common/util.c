@@ -98,15 +98,56 @@ double al_now(void)
 
 char *al_format_utc(char *buf, size_t len, double epoch)
 {
-    time_t secs = (time_t)epoch;
-    int ms = (int)((epoch - (double)secs) * 1000.0);
-    ms = ms < 0 ? 0 : ms > 999 ? 999 : ms;
+    /* Truncated to the millisecond, with a microsecond of slack: 0.1 is
+     * not exact in binary, and a time read back from its text
+     * (al_parse_utc) must print as that text. */
+    long long ms_total = epoch > 0 ? (long long)(epoch * 1000.0 + 0.001) : 0;
+    time_t secs = (time_t)(ms_total / 1000);
+    int ms = (int)(ms_total % 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     char base[32];
     strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf, len, "%s.%03dZ", base, ms);
     return buf;
+}
+
+/* Digits s[at..at+n) as a number, or -1 when one is not a digit. */
+static int digits(const char *s, size_t at, size_t n)
+{
+    int v = 0;
+    for (size_t i = at; i < at + n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+bool al_parse_utc(const char *s, double *out)
+{
+    /* YYYY-MM-DDTHH:MM:SS[.mmm]Z, position by position: no sign, no space,
+     * no other width (sscanf's %d would take " 1" and "+1"). */
+    size_t len = strlen(s);
+    if ((len != 20 && len != 24) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':' || s[len - 1] != 'Z' || (len == 24 && s[19] != '.'))
+        return false;
+    int y = digits(s, 0, 4), mo = digits(s, 5, 2), d = digits(s, 8, 2), h = digits(s, 11, 2),
+        mi = digits(s, 14, 2), se = digits(s, 17, 2), ms = len == 24 ? digits(s, 20, 3) : 0;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+        se < 0 || se > 60 || ms < 0)
+        return false;
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = se};
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return false;
+    *out = (double)t + ms / 1000.0;
+    return true;
 }
 
 double al_mono(void)

@@ -25,6 +25,9 @@ char *al_format_bytes(char *buf, size_t len, uint64_t bytes);
 double al_now(void);
 /* "2024-05-01T12:00:00.250Z" (UTC, milliseconds) into buf. Returns buf. */
 char *al_format_utc(char *buf, size_t len, double epoch);
+/* The inverse: exactly that form (the ".250" part optional), into *out.
+ * false for anything else. */
+bool al_parse_utc(const char *s, double *out);
 /* Monotonic seconds. */
 double al_mono(void);
 

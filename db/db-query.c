@@ -163,6 +163,13 @@ int al_db_snapshot_load(al_db *db, al_db_snapshot *out, al_error **err)
         r = load_manifests(h, out, err);
     if (r == 0)
         r = load_edges(h, out, err);
+    if (r == 0)
+        r = al_db_history_load(db, &out->history, &out->n_history, err);
+    bool found = false;
+    if (r == 0)
+        r = al_db_store_id(db, out->store_id, &found, err);
+    if (r == 0)
+        r = al_db_bundles_list(db, &out->bundles, &out->n_bundles, err);
     /* Read-only: ending it can only fail if it is already gone. */
     sqlite3_exec(h, "COMMIT", NULL, NULL, NULL);
     if (r < 0)
@@ -182,6 +189,8 @@ void al_db_snapshot_dispose(al_db_snapshot *s)
         free(s->manifests[i].media_type);
     free(s->manifests);
     free(s->edges);
+    al_db_history_free(s->history, s->n_history);
+    free(s->bundles);
     memset(s, 0, sizeof(*s));
 }
 

@@ -353,7 +353,7 @@ static int open_ro(al_db *db, al_error **err)
         return r;
     if (v < 0 || (size_t)v > al_db_n_migrations)
         return newer_schema(db, v, err);
-    if ((size_t)v < al_db_n_migrations)
+    if (v < AL_DB_MIN_READ_VERSION)
         return al_error_set(err, AL_E_DB, 0,
                             "database %s: schema version %d is older than this airlock (%zu); "
                             "run airlock-fetch on the store to upgrade it",
@@ -601,6 +601,15 @@ static int graph_apply(al_db *db, const al_graph *g, int64_t run_id, char moved[
     if (r == 0)
         r = upsert_tag(db, g, run_id, moved, err);
     return r;
+}
+
+int al_db_graph_apply(al_db *db, const al_graph *g, int64_t run_id, char moved[AL_DIGEST_BUF],
+                      al_error **err)
+{
+    int r = check_graph(g, err);
+    if (r < 0)
+        return al_error_wrap(err, "graph of %s", g->full_name ? g->full_name : "?");
+    return graph_apply(db, g, run_id, moved, err);
 }
 
 int al_db_graph_commit(al_db *db, const al_graph *g, int64_t run_id, char moved_from[AL_DIGEST_BUF],

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/bundle.h"
 #include "../common/digest.h"
 #include "../common/error.h"
 #include "../common/platform.h"
@@ -201,6 +202,13 @@ typedef struct al_db_snapshot {
     size_t n_manifests;
     al_graph_edge *edges;
     size_t n_edges;
+    /* tag_history, by full_name, most recent first (al_db_history_load). */
+    struct al_db_history *history;
+    size_t n_history;
+    /* The store's id ("" on schema 1) and the bundles applied to it. */
+    char store_id[AL_BUNDLE_ID_BUF];
+    struct al_db_bundle *bundles;
+    size_t n_bundles;
 } al_db_snapshot;
 
 int al_db_snapshot_load(al_db *db, al_db_snapshot *out, al_error **err);
@@ -224,5 +232,70 @@ void al_db_blobs_free(al_db_blob *v, size_t n);
  * (none, and *out NULL, when the file is sound). Free with al_db_messages_free. */
 int al_db_quick_check(al_db *db, char ***out, size_t *n_out, al_error **err);
 void al_db_messages_free(char **v, size_t n);
+
+/* Bundles (db-bundle.c) ----------------------------------------------
+ * The store's id, made when the store is created (schema 2: a store made
+ * by an older airlock gets one when airlock-fetch upgrades it), and the
+ * bundles airlock-fetch --import applied. */
+
+/* *found false when the database has no id yet (a read-only open of a
+ * store no airlock-fetch has upgraded: AL_DB_MIN_READ_VERSION). */
+int al_db_store_id(al_db *db, char out[AL_BUNDLE_ID_BUF], bool *found, al_error **err);
+
+/* One applied bundle (bundles row). */
+struct al_db_bundle {
+    char id[AL_BUNDLE_ID_BUF];
+    char source_store[AL_BUNDLE_ID_BUF];
+    char base[AL_BUNDLE_ID_BUF]; /* "" when it built on none */
+    double created_at;           /* as the bundle says (the connected side's clock) */
+    double applied_at;           /* this side's clock */
+    int64_t run_id;
+    int64_t tags, blobs, bytes; /* carried by it */
+};
+typedef struct al_db_bundle al_db_bundle;
+
+int al_db_bundle_get(al_db *db, const char *id, al_db_bundle *out, bool *found, al_error **err);
+/* The applied bundle from source_store created last. */
+int al_db_bundle_last(al_db *db, const char *source_store, al_db_bundle *out, bool *found,
+                      al_error **err);
+/* Every applied bundle, oldest application first (none on schema 1). */
+int al_db_bundles_list(al_db *db, al_db_bundle **out, size_t *n_out, al_error **err);
+
+/* tag_history rows. */
+struct al_db_history {
+    char *full_name;
+    char old_digest[AL_DIGEST_BUF]; /* "" when the tag was first seen */
+    char new_digest[AL_DIGEST_BUF];
+    double at;
+    int64_t run_id;
+};
+typedef struct al_db_history al_db_history;
+/* Every row, ordered by full_name, then most recent first. */
+int al_db_history_load(al_db *db, al_db_history **out, size_t *n_out, al_error **err);
+void al_db_history_free(al_db_history *v, size_t n);
+
+/* What an import makes visible, all of it in one transaction
+ * (synchronous=FULL): blobs rows for the blobs it brought (their files
+ * are in blobs/sha256 already), each tag's graph as al_db_graph_commit
+ * applies it (manifests, edges, the tag and its history), and the
+ * bundles row. Nothing is committed when any part fails. */
+typedef struct al_db_import_blob {
+    const char *digest;
+    int64_t size;
+    const char *media_type; /* may be NULL */
+} al_db_import_blob;
+
+typedef struct al_db_import {
+    const al_db_import_blob *blobs;
+    size_t n_blobs;
+    const al_graph *graphs; /* one per tag */
+    size_t n_graphs;
+    const al_db_bundle *bundle; /* applied_at is set here */
+} al_db_import;
+
+/* moved (may be NULL) gets, per graph, the digest its tag had before, or
+ * "" when the tag is new or did not move. */
+int al_db_import_commit(al_db *db, const al_db_import *imp, int64_t run_id,
+                        char (*moved)[AL_DIGEST_BUF], al_error **err);
 
 #endif

@@ -60,6 +60,28 @@ const char *const al_db_migrations[] = {
     "  run_id     INTEGER REFERENCES runs(id)"
     ");"
     "CREATE INDEX tag_history_name ON tag_history(full_name, id);",
+
+    /* 1 -> 2: the store's id, and the bundles applied to it (db-bundle.c).
+     * A store created from now on gets its id here too, as its database is
+     * made by running every migration. randomblob() is SQLite's PRNG,
+     * seeded from the system's randomness. */
+    "CREATE TABLE store_meta ("
+    "  key   TEXT PRIMARY KEY NOT NULL,"
+    "  value TEXT NOT NULL"
+    ");"
+    "INSERT INTO store_meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));"
+    "CREATE TABLE bundles ("
+    "  bundle_id    TEXT PRIMARY KEY NOT NULL,"
+    "  source_store TEXT NOT NULL,"
+    "  base_bundle  TEXT," /* NULL: a bundle built on none */
+    "  created_at   REAL NOT NULL,"
+    "  applied_at   REAL NOT NULL,"
+    "  run_id       INTEGER REFERENCES runs(id),"
+    "  tags         INTEGER NOT NULL,"
+    "  blobs        INTEGER NOT NULL,"
+    "  bytes        INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX bundles_source ON bundles(source_store, created_at);",
 };
 
 const size_t al_db_n_migrations = sizeof(al_db_migrations) / sizeof(al_db_migrations[0]);

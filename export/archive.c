@@ -1,5 +1,6 @@
 /* The tarball layouts (docker, OCI, hybrid) written from the store (see archive.h). */
 #include "archive.h"
+#include "blobcopy.h"
 #include "../common/digest.h"
 #include "tar.h"
 #include "../common/util.h"
@@ -7,21 +8,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
 /* Blobs stream through buffers of this size. */
-#define CHUNK (1u << 20)
-/* The hashing thread reads this much at a time: small enough to stay in
- * the L2 cache between the read and the hash. */
-#define HASH_STEP (256u * 1024u)
-/* A kernel copy of a big blob goes in pieces of this size, so progress
- * moves. */
-#define COPY_PIECE (32u << 20)
+#define CHUNK AL_BLOBCOPY_CHUNK
 
 #define BLOB_DIR "blobs/sha256/"
 
@@ -145,30 +138,6 @@ static char *blob_name(const char *digest)
 
 /* Reading blobs --------------------------------------------------------- */
 
-/* Each blob is opened once, relative to blobs/sha256 and never through a
- * symlink (store.h); whatever reads it afterwards (the copy, the hash)
- * reads that fd, so the bytes hashed are the bytes written. */
-static int open_blob(al_archive *a, const char *digest, uint64_t want_size, const char *owner,
-                     int *fd_out, al_error **err)
-{
-    int64_t size = 0;
-    int fd = al_store_blob_open(a->store, digest, &size, err);
-    if (fd == AL_E_NOT_FOUND)
-        return al_error_set(err, AL_E_NOT_FOUND, ENOENT, "blob %s of %s is missing from the store",
-                            digest, owner);
-    if (fd < 0)
-        return al_error_wrap(err, "%s", owner);
-    if ((uint64_t)size != want_size) {
-        close(fd);
-        return al_error_set(err, AL_E_SIZE, 0,
-                            "blob %s of %s is corrupt: %llu bytes in the store, expected %llu",
-                            digest, owner, (unsigned long long)size, (unsigned long long)want_size);
-    }
-    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    *fd_out = fd;
-    return 0;
-}
-
 static ssize_t read_some(int fd, void *buf, size_t len)
 {
     for (;;) {
@@ -176,17 +145,6 @@ static ssize_t read_some(int fd, void *buf, size_t len)
         if (n >= 0 || errno != EINTR)
             return n;
     }
-}
-
-static int check_digest(al_hasher *h, const char *want, const char *what, const char *owner,
-                        al_error **err)
-{
-    char got[AL_DIGEST_BUF];
-    al_hasher_final(h, got);
-    if (strcmp(got, want) != 0)
-        return al_error_set(err, AL_E_DIGEST, 0, "%s %s of %s is corrupt: content hashes to %s",
-                            what, want, owner, got);
-    return 0;
 }
 
 /* Stream a zstd blob through the decompressor. For each decompressed
@@ -199,7 +157,7 @@ static int decompress_blob(al_archive *a, const blob *b, emit_fn emit, void *ud,
                            al_error **err)
 {
     int fd = -1;
-    int r = open_blob(a, b->src, b->src_size, b->owner, &fd, err);
+    int r = al_blobcopy_open(a->store, b->src, b->src_size, b->owner, &fd, err);
     if (r < 0)
         return r;
     ZSTD_DCtx *dctx = ZSTD_createDCtx();
@@ -265,7 +223,7 @@ static int decompress_blob(al_archive *a, const blob *b, emit_fn emit, void *ud,
                          "blob %s of %s is corrupt: read %llu bytes, expected %llu", b->src,
                          b->owner, (unsigned long long)in_total, (unsigned long long)b->src_size);
     if (r == 0 && hs)
-        r = check_digest(hs, b->src, "blob", b->owner, err);
+        r = al_blobcopy_check(hs, b->src, "blob", b->owner, err);
     if (r == 0 && hd) {
         char got[AL_DIGEST_BUF];
         al_hasher_final(hd, got);
@@ -535,19 +493,21 @@ size_t al_archive_n_zstd_docker(const al_archive *a)
 
 /* Writing ---------------------------------------------------------------- */
 
-typedef struct verifier verifier;
-
 typedef struct writer {
     al_archive *a;
     al_tar *tar;
-    bool copy;   /* plain output: blobs are copied by the kernel, verified apart */
-    verifier *v; /* with copy and verify: where each blob's fd goes to be hashed */
+    al_blobcopy *copy; /* the plain blobs, verified (blobcopy.h) */
 } writer;
 
 static void progress(writer *w)
 {
     if (w->a->opts.progress)
         w->a->opts.progress(w->a->opts.progress_ud, al_tar_bytes(w->tar), w->a->tar_size);
+}
+
+static void tick(void *ud)
+{
+    progress(ud);
 }
 
 static int emit_tar(void *ud, const void *buf, size_t len, al_error **err)
@@ -558,210 +518,17 @@ static int emit_tar(void *ud, const void *buf, size_t len, al_error **err)
     return r;
 }
 
-/* Read, hash, write: for compressing sinks, which need the bytes in user
- * space anyway. One pass over the file. */
-static int write_blob_read(writer *w, const blob *b, int fd, al_error **err)
-{
-    al_archive *a = w->a;
-    al_hasher *h = a->opts.verify ? al_hasher_new() : NULL;
-    uint64_t left = b->size;
-    int r = 0;
-    while (r == 0) {
-        /* Ask for one byte past the end to see a file that grew. */
-        size_t want = left < CHUNK ? (size_t)left + 1 : CHUNK;
-        ssize_t n = read_some(fd, a->buf, want);
-        if (n < 0) {
-            r = al_error_set(err, AL_E_IO, errno, "blob %s of %s: read", b->digest, b->owner);
-            break;
-        }
-        if ((uint64_t)n > left || (n == 0 && left > 0)) {
-            r = al_error_set(err, AL_E_SIZE, 0,
-                             "blob %s of %s is corrupt: its size changed while it was read",
-                             b->digest, b->owner);
-            break;
-        }
-        if (n == 0)
-            break;
-        if (h)
-            al_hasher_update(h, a->buf, (size_t)n);
-        r = emit_tar(w, a->buf, (size_t)n, err);
-        left -= (uint64_t)n;
-    }
-    if (r == 0 && h)
-        r = check_digest(h, b->digest, "blob", b->owner, err);
-    al_hasher_free(h);
-    return r;
-}
-
-/* Verifying a plain tarball. The kernel copies each blob into the output
- * (copy_file_range, as cat does: the bytes never come into user space),
- * so the hash needs its own pass over them; it runs on a second thread,
- * over the same blobs in the same order, reading the pages the copy just
- * brought into the page cache, and is never waited for until the last
- * blob is written. On two free cores the verification then costs no wall
- * time. The thread hashes the very file the writer copies: the writer
- * hands it a duplicate of its fd, never a path to open again (a path may
- * name another file by then). At most VERIFY_QUEUE fds wait for it. A
- * corrupt blob has been copied by the time it is found, but the export
- * fails and its temp output is removed, so no tarball holds it; the
- * writer stops early once the verifier has failed. */
-#define VERIFY_QUEUE 64
-
-struct verifier {
-    al_archive *a; /* borrowed */
-    unsigned char *buf;
-    al_error *err;      /* the first failure */
-    atomic_bool stop;   /* the writer gave up: stop too */
-    atomic_bool failed; /* err is set: the writer may give up */
-    bool threaded;      /* else the writer hashes each blob itself, after its copy */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct {
-        const blob *b;
-        int fd;
-    } q[VERIFY_QUEUE];
-    size_t head, n; /* ring of queued blobs */
-    bool closed;    /* the writer queues no more */
-};
-
-/* Hash the whole of fd (up to one byte past b->size, to see a file that
- * grew) with pread, which leaves the fd's offset to the writer. */
-static int verify_fd(verifier *v, const blob *b, int fd, al_error **err)
-{
-    al_hasher *h = al_hasher_new();
-    uint64_t got = 0;
-    int r = 0;
-    while (got <= b->size) {
-        uint64_t left = b->size + 1 - got;
-        ssize_t n = pread(fd, v->buf, left < HASH_STEP ? (size_t)left : HASH_STEP, (off_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            r = al_error_set(err, AL_E_IO, errno, "blob %s of %s: read", b->digest, b->owner);
-            break;
-        }
-        if (n == 0)
-            break;
-        al_hasher_update(h, v->buf, (size_t)n);
-        got += (uint64_t)n;
-    }
-    if (r == 0 && got != b->size)
-        r = al_error_set(err, AL_E_SIZE, 0,
-                         "blob %s of %s is corrupt: its size changed while it was read", b->digest,
-                         b->owner);
-    if (r == 0)
-        r = check_digest(h, b->digest, "blob", b->owner, err);
-    al_hasher_free(h);
-    return r;
-}
-
-/* Writer side: hand blob b's fd (a duplicate, owned by the queue) over. */
-static int verify_queue(verifier *v, const blob *b, int fd, al_error **err)
-{
-    int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dfd < 0)
-        return al_error_set(err, AL_E_IO, errno, "blob %s of %s: dup", b->digest, b->owner);
-    pthread_mutex_lock(&v->mu);
-    while (v->n == VERIFY_QUEUE && !atomic_load(&v->failed))
-        pthread_cond_wait(&v->cv, &v->mu);
-    if (v->n < VERIFY_QUEUE) {
-        size_t i = (v->head + v->n++) % VERIFY_QUEUE;
-        v->q[i].b = b;
-        v->q[i].fd = dfd;
-        dfd = -1;
-    }
-    pthread_cond_broadcast(&v->cv);
-    pthread_mutex_unlock(&v->mu);
-    if (dfd >= 0)
-        close(dfd); /* the verifier has failed and stopped taking */
-    return 0;
-}
-
-/* Thread side: the next queued blob, or false when there is none to come. */
-static bool verify_next(verifier *v, const blob **b, int *fd)
-{
-    pthread_mutex_lock(&v->mu);
-    while (v->n == 0 && !v->closed && !atomic_load(&v->stop))
-        pthread_cond_wait(&v->cv, &v->mu);
-    bool got = v->n > 0 && !atomic_load(&v->stop);
-    if (got) {
-        *b = v->q[v->head].b;
-        *fd = v->q[v->head].fd;
-        v->head = (v->head + 1) % VERIFY_QUEUE;
-        v->n--;
-        pthread_cond_broadcast(&v->cv);
-    }
-    pthread_mutex_unlock(&v->mu);
-    return got;
-}
-
-static void *verify_all(void *ud)
-{
-    verifier *v = ud;
-    const blob *b = NULL;
-    int fd = -1;
-    while (verify_next(v, &b, &fd)) {
-        int r = verify_fd(v, b, fd, &v->err);
-        close(fd);
-        if (r < 0) {
-            pthread_mutex_lock(&v->mu);
-            atomic_store(&v->failed, true);
-            pthread_cond_broadcast(&v->cv);
-            pthread_mutex_unlock(&v->mu);
-            break;
-        }
-    }
-    return NULL;
-}
-
-/* Writer side, at the end: no more blobs; wait for the thread, and drop
- * whatever it left queued (after a failure). */
-static void verify_finish(verifier *v, bool stop)
-{
-    pthread_mutex_lock(&v->mu);
-    v->closed = true;
-    if (stop)
-        atomic_store(&v->stop, true);
-    pthread_cond_broadcast(&v->cv);
-    pthread_mutex_unlock(&v->mu);
-}
-
-static int write_blob_copy(writer *w, const blob *b, int fd, al_error **err)
-{
-    int r = 0;
-    for (uint64_t off = 0; off < b->size && r == 0;) {
-        uint64_t n = b->size - off < COPY_PIECE ? b->size - off : COPY_PIECE;
-        r = al_tar_file_copy_fd(w->tar, fd, off, n, err);
-        off += n;
-        progress(w);
-    }
-    if (r == AL_E_SIZE)
-        r = al_error_set(err, AL_E_SIZE, 0,
-                         "blob %s of %s is corrupt: its size changed while it was read", b->digest,
-                         b->owner);
-    else if (r < 0)
-        al_error_wrap(err, "blob %s of %s", b->digest, b->owner);
-    return r;
-}
-
 static int write_plain_blob(writer *w, const blob *b, al_error **err)
 {
-    al_archive *a = w->a;
-    int fd = -1;
-    int r = open_blob(a, b->digest, b->size, b->owner, &fd, err);
-    if (r < 0)
-        return r;
     _cleanup_free_ char *name = blob_name(b->digest);
-    r = al_tar_file_begin(w->tar, name, b->size, err);
-    if (r == 0 && w->v != NULL && w->v->threaded)
-        r = verify_queue(w->v, b, fd, err);
+    al_blobcopy_item it = {.size = b->size, .offset = 0, .len = b->size, .owner = b->owner};
+    memcpy(it.digest, b->digest, AL_DIGEST_BUF);
+    memcpy(it.want, b->digest, AL_DIGEST_BUF);
+    int r = al_tar_file_begin(w->tar, name, b->size, err);
     if (r == 0)
-        r = w->copy ? write_blob_copy(w, b, fd, err) : write_blob_read(w, b, fd, err);
-    if (r == 0 && w->v != NULL && !w->v->threaded)
-        r = verify_fd(w->v, b, fd, err); /* no thread to be had: right after the copy */
+        r = al_blobcopy_write(w->copy, &it, err);
     if (r == 0)
         r = al_tar_file_end(w->tar, err);
-    close(fd);
     return r;
 }
 
@@ -777,56 +544,21 @@ static int write_zstd_blob(writer *w, const blob *b, al_error **err)
     return r;
 }
 
-/* The thread's failure, if any, becomes the write's (r is the writer's
- * own result so far). Frees what verify_start set up. */
-static int verify_end(verifier *v, pthread_t th, int r, al_error **err)
-{
-    verify_finish(v, r < 0);
-    pthread_join(th, NULL);
-    for (; v->n > 0; v->n--, v->head = (v->head + 1) % VERIFY_QUEUE)
-        close(v->q[v->head].fd);
-    if (r == 0 && v->err != NULL) {
-        r = v->err->code;
-        if (err != NULL) {
-            al_error_clear(err);
-            *err = v->err;
-            v->err = NULL;
-        }
-    }
-    al_error_free(v->err);
-    pthread_cond_destroy(&v->cv);
-    pthread_mutex_destroy(&v->mu);
-    return r;
-}
-
 int al_archive_write(al_archive *a, al_sink *sink, al_error **err)
 {
-    writer w = {a, al_tar_new(sink, a->opts.mtime), al_sink_get_kind(sink) == AL_SINK_PLAIN, NULL};
+    writer w = {a, al_tar_new(sink, a->opts.mtime), NULL};
     bool oci = a->opts.format != AL_FORMAT_DOCKER;
     bool docker = a->opts.format != AL_FORMAT_OCI;
-    verifier v = {.a = a};
-    pthread_t th;
-    if (w.copy && a->opts.verify) {
-        v.buf = al_xmalloc(HASH_STEP);
-        pthread_mutex_init(&v.mu, NULL);
-        pthread_cond_init(&v.cv, NULL);
-        v.threaded = pthread_create(&th, NULL, verify_all, &v) == 0;
-        if (!v.threaded) {
-            pthread_cond_destroy(&v.cv);
-            pthread_mutex_destroy(&v.mu);
-        }
-        w.v = &v;
-    }
+    w.copy = al_blobcopy_new(a->store, w.tar, al_sink_get_kind(sink) == AL_SINK_PLAIN,
+                             a->opts.verify, tick, &w);
     int r = al_tar_add_dir(w.tar, "blobs/", err);
     if (r == 0)
         r = al_tar_add_dir(w.tar, BLOB_DIR, err);
-    for (size_t i = 0; i < a->n_blobs && r == 0 && !atomic_load(&v.failed); i++) {
+    for (size_t i = 0; i < a->n_blobs && r == 0 && !al_blobcopy_failed(w.copy); i++) {
         const blob *b = &a->blobs[i];
         r = b->from_zstd ? write_zstd_blob(&w, b, err) : write_plain_blob(&w, b, err);
     }
-    if (v.threaded)
-        r = verify_end(&v, th, r, err);
-    free(v.buf);
+    r = al_blobcopy_finish(w.copy, r, err);
     /* The small files last: every reader collects the whole tar first. */
     if (r == 0 && docker)
         r = al_tar_add_file(w.tar, "manifest.json", a->manifest_json, strlen(a->manifest_json),

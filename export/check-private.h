@@ -19,4 +19,8 @@ char *al_check_printable(const char *s);
 /* An image archive: docker save, OCI layout, or both. */
 void al_check_image_archive(al_check_result *r, const al_scan *s);
 
+/* A bundle, or a volume of one (and then every other volume of its set,
+ * found beside path): s is the scan of path. */
+void al_check_bundle(al_check_result *r, const al_scan *s, const char *path);
+
 #endif

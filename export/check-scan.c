@@ -1,5 +1,6 @@
 /* The streaming pass of --check: libarchive reads, we hash (check-scan.h). */
 #include "check-scan.h"
+#include "../common/bundle.h"
 #include "../common/util.h"
 
 #include <archive.h>
@@ -156,6 +157,7 @@ static la_ssize_t zread(struct archive *a, void *ud, const void **buf)
 
 typedef struct member_hash {
     al_member *m;
+    bool bundle; /* al_scan.bundle */
     al_hasher *raw, *dec;
     unsigned char head[4];
     size_t head_len;
@@ -237,7 +239,9 @@ static void decide(member_hash *h)
 {
     h->decided = true;
     const unsigned char *b = h->head;
-    if (h->head_len >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
+    if (h->bundle) {
+        h->m->comp = AL_COMP_NONE;
+    } else if (h->head_len >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
         h->m->comp = AL_COMP_GZIP;
         memset(&h->z, 0, sizeof(h->z));
         h->z_on = inflateInit2(&h->z, 15 + 16) == Z_OK;
@@ -315,6 +319,10 @@ static void hash_begin(member_hash *h, al_member *m, uint64_t *budget)
     h->budget = budget;
     h->first = -1;
     h->keep = m->size <= AL_CONFIG_MAX;
+    if (h->bundle)
+        h->keep =
+            m->size <= AL_BUNDLE_MANIFEST_MAX && (strcmp(m->name, AL_BUNDLE_MANIFEST_NAME) == 0 ||
+                                                  strcmp(m->name, AL_BUNDLE_VOLUME_NAME) == 0);
     h->json_cap = 0;
     if (h->keep) {
         if (m->size + 1 > *budget) {
@@ -529,6 +537,12 @@ int al_check_scan(al_scan *out, int fd, al_error **err)
                 break;
             }
             al_member *m = add_member(out, e);
+            if (out->n_members == 1 && (strcmp(m->name, AL_BUNDLE_MANIFEST_NAME) == 0 ||
+                                        strcmp(m->name, AL_BUNDLE_VOLUME_NAME) == 0)) {
+                /* A bundle: room for its manifest and volume header. */
+                out->bundle = h.bundle = true;
+                budget = 2 * (uint64_t)AL_BUNDLE_MANIFEST_MAX + 2;
+            }
             if (m->type == AL_MEMBER_FILE && !read_member(a, out, &h, &budget))
                 break;
         }

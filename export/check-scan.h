@@ -73,6 +73,10 @@ typedef struct al_scan {
     uint64_t zstd_max_window; /* the largest window of any frame, in bytes */
     uint64_t file_bytes;      /* size of the archive file */
     uint64_t data_bytes;      /* member bytes read */
+    /* The first member is a bundle's manifest or volume header: members
+     * are hashed but not decompressed (a bundle's check needs no diff_id),
+     * and only those two JSON members are kept, up to the bundle's cap. */
+    bool bundle;
     /* The archive could not be read to its end (truncated, corrupt, not a
      * tar): the message, the members read until then are kept. */
     char *read_error;

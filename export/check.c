@@ -1,5 +1,6 @@
 /* --check: open, scan once, dispatch on what the file is, print, report. */
 #include "check-private.h"
+#include "../common/bundle.h"
 #include "../common/sanitize.h"
 #include "../common/jsondoc.h"
 #include "../common/util.h"
@@ -45,11 +46,25 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* What the file is, from what the scan found. Bundles (the bundle
- * manifest at the top of the tar) will be told apart here. */
-static void check_kind(al_check_result *r, const al_scan *s)
+/* What the file is, from what the scan found: a bundle starts with its
+ * manifest or a volume header. */
+static void check_kind(al_check_result *r, const al_scan *s, const char *path)
 {
-    al_check_image_archive(r, s);
+    if (s->bundle)
+        al_check_bundle(r, s, path);
+    else
+        al_check_image_archive(r, s);
+}
+
+bool al_check_covers(const al_check_result *r, const char *path)
+{
+    _cleanup_free_ char *a = realpath(path, NULL);
+    for (size_t i = 0; a != NULL && i < r->n_covered; i++) {
+        _cleanup_free_ char *b = realpath(r->covered[i], NULL);
+        if (b != NULL && strcmp(a, b) == 0)
+            return true;
+    }
+    return false;
 }
 
 int al_check_file(al_check_result *out, const char *path, al_error **err)
@@ -57,6 +72,11 @@ int al_check_file(al_check_result *out, const char *path, al_error **err)
     memset(out, 0, sizeof(*out));
     out->path = al_xstrdup(path);
     out->kind = "unknown";
+    /* A bundle in volumes, named by the stem of its volumes' names. */
+    _cleanup_free_ char *v1 = al_bundle_volume_path(path, 1);
+    struct stat vst;
+    if (stat(path, &vst) < 0 && errno == ENOENT && stat(v1, &vst) == 0)
+        path = v1;
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
@@ -81,7 +101,7 @@ int al_check_file(al_check_result *out, const char *path, al_error **err)
     out->file_bytes = s.file_bytes;
     out->data_bytes = s.data_bytes;
     out->members = s.n_members;
-    check_kind(out, &s);
+    check_kind(out, &s, path);
     if (out->n_platforms > 1)
         qsort(out->platforms, out->n_platforms, sizeof(*out->platforms), cmp_str);
     al_scan_dispose(&s);
@@ -105,6 +125,9 @@ void al_check_result_dispose(al_check_result *r)
         free(r->platforms[i]);
     free(r->platforms);
     free(r->path);
+    free(r->bundle_id);
+    free(r->bundle_base);
+    al_strv_free(r->covered, r->n_covered);
     memset(r, 0, sizeof(*r));
 }
 
@@ -123,9 +146,14 @@ static void print_summary(FILE *out, const al_check_result *r, const char *path)
             r->n_images, r->n_images == 1 ? "" : "s");
     for (size_t i = 0; i < r->n_platforms; i++)
         fprintf(out, "%s%s", i ? ", " : "", r->platforms[i]);
-    fprintf(out, "%s), %zu blobs, %s in %zu members; %zu problem%s%s\n",
+    char bundle[128] = "";
+    if (r->bundle_id != NULL)
+        snprintf(bundle, sizeof(bundle), ", bundle %s (%s, %u volume%s)", r->bundle_id,
+                 r->bundle_base && *r->bundle_base ? "a delta" : "complete", r->bundle_volumes,
+                 r->bundle_volumes == 1 ? "" : "s");
+    fprintf(out, "%s), %zu blobs, %s in %zu members%s; %zu problem%s%s\n",
             r->n_platforms ? "" : "no platform", r->blobs,
-            al_format_bytes(b, sizeof(b), r->data_bytes), r->members, r->n_errors,
+            al_format_bytes(b, sizeof(b), r->data_bytes), r->members, bundle, r->n_errors,
             r->n_errors == 1 ? "" : "s", notes);
 }
 
@@ -192,6 +220,18 @@ static json_t *result_json(const al_check_result *r)
         json_array_append_new(probs, j);
     }
     json_object_set_new(o, "problems", probs);
+    json_t *bundle = json_null();
+    if (r->bundle_id != NULL) {
+        json_t *files = json_array();
+        for (size_t i = 0; i < r->n_covered; i++) {
+            _cleanup_free_ char *p = al_check_printable(r->covered[i]);
+            json_array_append_new(files, json_string(p));
+        }
+        bundle = json_pack("{s:s, s:o, s:i, s:o}", "id", r->bundle_id, "base_bundle",
+                           *r->bundle_base ? json_string(r->bundle_base) : json_null(), "volumes",
+                           (int)r->bundle_volumes, "files", files);
+    }
+    json_object_set_new(o, "bundle", bundle);
     json_object_set_new(o, "errors", json_integer((json_int_t)r->n_errors));
     json_object_set_new(o, "notes", json_integer((json_int_t)r->n_notes));
     return o;

@@ -13,7 +13,14 @@
  * to its diff_id, a name containerd would mangle, a zstd window k3s
  * cannot decode, a truncated archive, an unsafe member); a note is worth
  * knowing but loads fine (an index that lists a platform the archive does
- * not carry, a zstd layer docker 20.10 cannot read). */
+ * not carry, a zstd layer docker 20.10 cannot read).
+ *
+ * A bundle (airlock-export --bundle) is told apart by its first member
+ * (the bundle manifest or a volume header) and checked as one
+ * (check-bundle.c). A volume is checked with every other volume of its
+ * set, found beside it by name: one result for the bundle, which lists
+ * the files it read (covered), so that naming several volumes of one
+ * bundle checks it once. */
 #ifndef AL_EXPORT_CHECK_H
 #define AL_EXPORT_CHECK_H
 
@@ -59,6 +66,12 @@ typedef struct al_check_result {
     size_t n_platforms;
     al_check_problem *problems;
     size_t n_problems, n_errors, n_notes;
+    /* A bundle: its id, the bundle it builds on ("" none), its volume
+     * count, and every file read (the volumes). NULL/0 otherwise. */
+    char *bundle_id, *bundle_base;
+    unsigned bundle_volumes;
+    char **covered;
+    size_t n_covered;
 } al_check_result;
 
 /* Check one file. Everything wrong with it (down to "cannot open") is a
@@ -66,6 +79,8 @@ typedef struct al_check_result {
  * for failures that are not about the file). */
 int al_check_file(al_check_result *out, const char *path, al_error **err);
 void al_check_result_dispose(al_check_result *r);
+/* True when r read path (a volume of the bundle it checked). */
+bool al_check_covers(const al_check_result *r, const char *path);
 
 /* Text: one line per problem, "ARCHIVE: MEMBER: message" (notes say
  * "note:"), then the summary line. */

@@ -172,3 +172,23 @@ void al_closure_dispose(al_closure *c)
     free(c->missing);
     memset(c, 0, sizeof(*c));
 }
+
+size_t al_closure_platforms(const al_db_snapshot *s, const al_closure *c, char ***out)
+{
+    char **v = al_xcalloc(c->n + 1, sizeof(*v));
+    size_t n = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        const al_db_manifest *m = al_db_snapshot_manifest(s, s->blobs[c->blobs[i]].digest);
+        if (m == NULL || m->is_index || !m->has_platform || al_platform_is_unknown(&m->platform))
+            continue;
+        char pb[96];
+        al_platform_format(&m->platform, pb, sizeof(pb));
+        bool dup = false;
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = strcmp(v[k], pb) == 0;
+        if (!dup)
+            v[n++] = al_xstrdup(pb);
+    }
+    *out = v;
+    return n;
+}

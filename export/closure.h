@@ -31,6 +31,10 @@ void al_closure_source(al_graph_source *out, const al_db_snapshot *s);
 /* Walk the graph of root in s. Never fails: what is missing is listed. */
 void al_closure_compute(al_closure *out, const al_db_snapshot *s, const char *root);
 void al_closure_dispose(al_closure *c);
+/* The platforms of the image manifests the closure reaches ("linux/amd64",
+ * attestations' unknown/unknown left out), each once, in walk order:
+ * *out is a malloc'd array of malloc'd strings (al_strv_free). */
+size_t al_closure_platforms(const al_db_snapshot *s, const al_closure *c, char ***out);
 bool al_closure_has(const al_closure *c, long blob_index);
 
 #endif

@@ -62,26 +62,83 @@ static int dump_json(FILE *out, json_t *doc, al_error **err)
  * when none says). */
 static char *closure_platforms(const al_db_snapshot *s, const al_closure *c, json_t *list)
 {
+    char **v = NULL;
+    size_t n = al_closure_platforms(s, c, &v);
     char *text = al_xstrdup("");
-    for (size_t i = 0; i < c->n; i++) {
-        const al_db_manifest *m = al_db_snapshot_manifest(s, s->blobs[c->blobs[i]].digest);
-        if (m == NULL || m->is_index || !m->has_platform || al_platform_is_unknown(&m->platform))
-            continue;
-        char pb[96];
-        al_platform_format(&m->platform, pb, sizeof(pb));
-        size_t pl = strlen(pb);
-        bool dup = false;
-        for (const char *q = text; !dup && (q = strstr(q, pb)) != NULL; q += pl)
-            dup = (q == text || q[-1] == ',') && (q[pl] == ',' || q[pl] == '\0');
-        if (dup)
-            continue;
-        char *t = al_xasprintf("%s%s%s", text, *text ? "," : "", pb);
+    for (size_t i = 0; i < n; i++) {
+        char *t = al_xasprintf("%s%s%s", text, *text ? "," : "", v[i]);
         free(text);
         text = t;
         if (list != NULL)
-            json_array_append_new(list, json_string(pb));
+            json_array_append_new(list, json_string(v[i]));
     }
+    al_strv_free(v, n);
     return text;
+}
+
+/* History and bundles ------------------------------------------------- */
+
+/* The first tag_history row of name in s (by name, most recent first), or
+ * -1. */
+static long history_of(const al_db_snapshot *s, const char *name)
+{
+    size_t lo = 0, hi = s->n_history;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strcmp(s->history[mid].full_name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n_history && strcmp(s->history[lo].full_name, name) == 0 ? (long)lo : -1;
+}
+
+/* The tag's recent history: JSON (every row, up to LIST_HISTORY, the
+ * first-seen one included), or text lines for its moves ("was OLD until
+ * T"). */
+#define LIST_HISTORY 10
+static json_t *history_json(const al_db_snapshot *s, const char *name)
+{
+    json_t *a = json_array();
+    long h = history_of(s, name);
+    for (size_t k = 0; h >= 0 && (size_t)h < s->n_history && k < LIST_HISTORY; h++, k++) {
+        const al_db_history *e = &s->history[h];
+        if (strcmp(e->full_name, name) != 0)
+            break;
+        json_array_append_new(a, json_pack("{s:o, s:o, s:o}", "digest", json_str(e->new_digest),
+                                           "old_digest",
+                                           e->old_digest[0] ? json_str(e->old_digest) : json_null(),
+                                           "at", json_time(e->at)));
+    }
+    return a;
+}
+
+static void history_text(FILE *out, const al_db_snapshot *s, const char *name)
+{
+    long h = history_of(s, name);
+    for (size_t k = 0; h >= 0 && (size_t)h < s->n_history && k < LIST_HISTORY; h++, k++) {
+        const al_db_history *e = &s->history[h];
+        if (strcmp(e->full_name, name) != 0 || e->old_digest[0] == '\0')
+            break;
+        char t[32];
+        _cleanup_free_ char *old = shown(e->old_digest);
+        fprintf(out, "  was %s until %s\n", old, al_iso8601(t, sizeof(t), e->at));
+    }
+}
+
+static json_t *store_json(const al_db_snapshot *s)
+{
+    json_t *bundles = json_array();
+    for (size_t i = 0; i < s->n_bundles; i++) {
+        const al_db_bundle *b = &s->bundles[i];
+        json_array_append_new(
+            bundles, json_pack("{s:o, s:o, s:o, s:o, s:o}", "id", json_str(b->id), "source_store",
+                               json_str(b->source_store), "base_bundle",
+                               b->base[0] ? json_str(b->base) : json_null(), "created_at",
+                               json_time(b->created_at), "applied_at", json_time(b->applied_at)));
+    }
+    return json_pack("{s:o, s:o}", "id", s->store_id[0] ? json_str(s->store_id) : json_null(),
+                     "bundles", bundles);
 }
 
 /* --list ------------------------------------------------------------- */
@@ -135,6 +192,7 @@ int al_inspect_list(FILE *out, const al_db_snapshot *s, bool json, al_error **er
             json_object_set_new(o, "first_seen", json_time(t->first_seen));
             json_object_set_new(o, "checked_at", json_time(t->checked_at));
             json_object_set_new(o, "changed_at", json_time(t->changed_at));
+            json_object_set_new(o, "history", history_json(s, t->full_name));
             json_array_append_new(tags, o);
         }
     }
@@ -149,6 +207,7 @@ int al_inspect_list(FILE *out, const al_db_snapshot *s, bool json, al_error **er
         json_object_set_new(tot, "blobs", json_integer((json_int_t)n_unique));
         json_object_set_new(tot, "size", json_integer(total));
         json_object_set_new(doc, "total", tot);
+        json_object_set_new(doc, "store", store_json(s));
         r = dump_json(out, doc, err);
     } else {
         /* Aligned columns; a name or platform list longer than its
@@ -170,12 +229,20 @@ int al_inspect_list(FILE *out, const al_db_snapshot *s, bool json, al_error **er
             fprintf(out, "%-*s  %-71s  %-*s  %*s  %-20s  %s\n", wn, names[i], digest, wp,
                     rows[i].platforms[0] ? rows[i].platforms : "-", ws, rows[i].size, rows[i].first,
                     rows[i].changed);
+            history_text(out, s, s->tags[i].full_name);
             free(names[i]);
         }
         free(names);
         fprintf(out, "total: %zu tag%s, %zu unique blob%s, %s (%lld bytes)\n", s->n_tags,
                 s->n_tags == 1 ? "" : "s", n_unique, n_unique == 1 ? "" : "s", tb,
                 (long long)total);
+        if (s->n_bundles > 0) {
+            const al_db_bundle *b = &s->bundles[s->n_bundles - 1];
+            char t1[32], t2[32];
+            fprintf(out, "bundles applied: %zu; the last: %s from store %s (made %s, applied %s)\n",
+                    s->n_bundles, b->id, b->source_store, al_iso8601(t1, sizeof(t1), b->created_at),
+                    al_iso8601(t2, sizeof(t2), b->applied_at));
+        }
         if (fflush(out) != 0 || ferror(out))
             r = al_error_set(err, AL_E_IO, 0, "write the list");
     }

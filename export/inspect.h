@@ -18,7 +18,11 @@
 #include "../db/db.h"
 
 /* One line per tag (name, digest, platforms, size, first fetched, last
- * changed), then a total line: tags, unique blobs, bytes. */
+ * changed), each followed by a line per digest the tag moved away from
+ * ("  was sha256:... until T", most recent first), then a total line:
+ * tags, unique blobs, bytes; and the last bundle applied, when any. JSON:
+ * the same, every tag with its recent "history", and "store": its id and
+ * the bundles applied. */
 int al_inspect_list(FILE *out, const al_db_snapshot *s, bool json, al_error **err);
 
 /* One image: its tag row, every manifest beneath it with config and

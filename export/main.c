@@ -1,6 +1,8 @@
 /* airlock-export: write docker-save style tarballs from the store, offline.
  * Flags and files only; the work is in select.c and archive.c. */
 #include "archive.h"
+#include "bundle-plan.h"
+#include "bundle-run.h"
 #include "check.h"
 #include "inspect.h"
 #include "export-report.h"
@@ -55,6 +57,8 @@ typedef struct options {
     bool split;             /* --split image */
     bool clean;             /* --clean */
     const char *since_path; /* --since FILE */
+    const char *bundle;     /* --bundle OUT */
+    uint64_t volume_size;   /* --volume-size SIZE, 0 when not given */
     bool quiet, verbose;
     /* Store tools: at most one of these modes. */
     bool list;
@@ -80,6 +84,8 @@ static void usage(FILE *f)
         f, "Usage: " PROG " [OPTIONS] [REF]... -o OUT [--json FILE]\n"
            "       " PROG " [--store DIR] --list | --inspect REF | --verify-store\n"
            "                      [--json FILE]\n"
+           "       " PROG " [OPTIONS] [REF]... --bundle OUT [--since FILE]\n"
+           "                      [--volume-size SIZE]\n"
            "       " PROG " --check ARCHIVE... [--json FILE]\n"
            "Write the images REF (and those of -f lists, or --all) from the store as a\n"
            "tarball that docker load, ctr/k3s import and podman load read. Offline.\n"
@@ -123,6 +129,21 @@ static void usage(FILE *f)
            "      --json FILE         write a machine-readable report of the run to FILE\n"
            "                          (docs/export-report.schema.json), also when it fails;\n"
            "                          '-' = stdout, unless the tarball goes there\n"
+           "\n"
+           "Bundles (to carry the store across the gap; airlock-fetch's import applies them):\n"
+           "      --bundle OUT        write the images REF (-f, --all) as a bundle OUT: their\n"
+           "                          tags and every blob the far side lacks, and its manifest\n"
+           "                          beside it as OUT.json (zstd when OUT ends in .zst)\n"
+           "      --since FILE        with --bundle: the far side holds what FILE says (the\n"
+           "                          previous bundle or its OUT.json, a --list --json\n"
+           "                          inventory, a lock file, a report): carry only the blobs\n"
+           "                          those digests do not reach; without it, a complete bundle\n"
+           "      --volume-size SIZE  split the bundle into volumes OUT.001, OUT.002, ... each\n"
+           "                          smaller than SIZE (4G suits FAT32; K, M, G, T), each one\n"
+           "                          a tar that --check reads alone; a blob larger than a\n"
+           "                          volume is cut into parts\n"
+           "      (--force, --compress, --level, --no-verify and --json FILE apply too;\n"
+           "      --json: docs/bundle-report.schema.json)\n"
            "\n"
            "Store tools (read-only, offline; output on stdout):\n"
            "      --list              one line per tag: name, digest, platforms, size (each\n"
@@ -191,6 +212,8 @@ enum {
     OPT_SPLIT,
     OPT_CLEAN,
     OPT_SINCE,
+    OPT_BUNDLE,
+    OPT_VOLUME_SIZE,
 };
 
 static const struct option long_opts[] = {
@@ -214,6 +237,8 @@ static const struct option long_opts[] = {
     {"split", required_argument, NULL, OPT_SPLIT},
     {"clean", no_argument, NULL, OPT_CLEAN},
     {"since", required_argument, NULL, OPT_SINCE},
+    {"bundle", required_argument, NULL, OPT_BUNDLE},
+    {"volume-size", required_argument, NULL, OPT_VOLUME_SIZE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -352,6 +377,20 @@ static int parse_args(options *o, al_reflist *refs, int argc, char **argv)
             break;
         case OPT_CLEAN: o->clean = true; break;
         case OPT_SINCE: o->since_path = optarg; break;
+        case OPT_BUNDLE:
+            if (*optarg == '\0' || strcmp(optarg, "-") == 0)
+                return usage_error("--bundle: expected a file name (its manifest is written "
+                                   "beside it as OUT.json), got \"%s\"",
+                                   optarg);
+            o->bundle = optarg;
+            break;
+        case OPT_VOLUME_SIZE:
+            if (al_bundle_parse_size(&o->volume_size, optarg, &err) < 0) {
+                int rc = usage_error("%s", err->msg);
+                al_error_free(err);
+                return rc;
+            }
+            break;
         case 'q': o->quiet = true; break;
         case 'v': o->verbose = true; break;
         case 'h': usage(stdout); return -1;
@@ -753,23 +792,30 @@ static int check_archives(const options *o)
         return usage_error("--check --json: give the report a file name (stdout has the text)");
     al_check_result *res = al_xcalloc(o->n_archives, sizeof(*res));
     size_t bad = 0;
+    size_t n = 0;
     for (size_t i = 0; i < o->n_archives; i++) {
-        al_check_file(&res[i], o->archives[i], NULL);
-        al_check_print(stdout, &res[i]);
+        /* A volume of a bundle checked already (with its set) is not
+         * checked twice. */
+        bool done = false;
+        for (size_t k = 0; k < n && !done; k++)
+            done = al_check_covers(&res[k], o->archives[i]);
+        if (done)
+            continue;
+        al_check_file(&res[n], o->archives[i], NULL);
+        al_check_print(stdout, &res[n]);
         fflush(stdout);
-        bad += res[i].n_errors > 0;
+        bad += res[n++].n_errors > 0;
     }
     int rc = bad > 0 ? AL_EXIT_FAILED : 0;
-    if (o->n_archives > 1)
-        printf("%zu archive%s checked: %zu ok, %zu failed\n", o->n_archives,
-               o->n_archives == 1 ? "" : "s", o->n_archives - bad, bad);
+    if (n > 1)
+        printf("%zu archive%s checked: %zu ok, %zu failed\n", n, n == 1 ? "" : "s", n - bad, bad);
     if (o->json_path != NULL) {
-        _cleanup_free_ char *text = al_check_report_json(res, o->n_archives, AL_VERSION);
+        _cleanup_free_ char *text = al_check_report_json(res, n, AL_VERSION);
         al_error *err = NULL;
         if (al_export_write_text(o->json_path, text, strlen(text), &err) < 0)
             rc = report(err, AL_EXIT_FAILED);
     }
-    for (size_t i = 0; i < o->n_archives; i++)
+    for (size_t i = 0; i < n; i++)
         al_check_result_dispose(&res[i]);
     free(res);
     if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -995,6 +1041,46 @@ static int export_all(run *R)
     return 0;
 }
 
+/* --bundle OUT: the flags that make sense with it, then bundle-run.c. */
+static int bundle_main(run *R)
+{
+    const options *o = &R->o;
+    if (o->bundle == NULL)
+        return usage_error("--volume-size goes with --bundle");
+    if (o->output != NULL)
+        return usage_error("--bundle OUT names the output: no -o");
+    if (o->platforms != NULL || o->split || o->clean || o->skip_missing_platforms ||
+        o->decompress_zstd || o->format != AL_FORMAT_HYBRID)
+        return usage_error("--bundle carries the store's graphs as they are: no --platform, "
+                           "--format, --split, --clean, --skip-missing-platforms or "
+                           "--decompress-zstd-layers");
+    if (R->refs.n == 0 && !o->all)
+        return usage_error("no images: give refs, -f LIST or --all");
+    if (o->level > 9 && o->compress_set && o->compress == AL_SINK_GZIP)
+        return usage_error("gzip levels are 1..9");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    al_bundle_run_opts bo = {.store_dir = store_dir_of(o),
+                             .out = o->bundle,
+                             .refs = &R->refs,
+                             .all = o->all,
+                             .since_path = o->since_path,
+                             .volume_size = o->volume_size,
+                             .compress_set = o->compress_set,
+                             .compress = o->compress,
+                             .level = o->level,
+                             .verify = o->verify,
+                             .force = o->force,
+                             .progress = !o->quiet && isatty(STDERR_FILENO),
+                             .json_path = o->json_path,
+                             .version = AL_VERSION};
+    return al_bundle_run(&bo);
+}
+
 static int run_main(run *R, int argc, char **argv)
 {
     options *o = &R->o;
@@ -1015,6 +1101,8 @@ static int run_main(run *R, int argc, char **argv)
         return check_archives(o);
     if (o->list || o->inspect != NULL || o->verify_store)
         return store_tools(R);
+    if (o->bundle != NULL || o->volume_size > 0)
+        return bundle_main(R);
     if (R->refs.n == 0 && !o->all)
         return usage_error("no images: give refs, -f LIST or --all");
     if (o->output == NULL)

@@ -1,6 +1,7 @@
 /* --since FILE: the digests the far side holds, from whichever kind of
  * file it is (since.h). */
 #include "since.h"
+#include "../common/bundle-read.h"
 #include "../common/ref.h"
 #include "../common/reflist.h"
 #include "../common/sanitize.h"
@@ -31,16 +32,20 @@ static char *key_of(const al_ref *r)
     return r->tag ? al_xasprintf("%s:%s", name, r->tag) : al_xstrdup(name);
 }
 
-static void add_named(al_since *s, const char *ref_text, const char *digest)
+char *al_since_key(const char *ref_text)
 {
     al_ref *r = NULL;
-    if (ref_text != NULL && al_ref_parse(&r, ref_text, NULL) == 0) {
-        _cleanup_free_ char *k = key_of(r);
-        add(s, k, digest);
-    } else {
-        add(s, NULL, digest);
-    }
+    if (ref_text == NULL || al_ref_parse(&r, ref_text, NULL) < 0)
+        return NULL;
+    char *k = key_of(r);
     al_ref_free(r);
+    return k;
+}
+
+static void add_named(al_since *s, const char *ref_text, const char *digest)
+{
+    _cleanup_free_ char *k = al_since_key(ref_text);
+    add(s, k, digest);
 }
 
 /* --- readers ------------------------------------------------------------------ */
@@ -89,6 +94,22 @@ static int read_inventory(al_since *s, json_t *root, al_error **err)
     return 0;
 }
 
+/* A bundle's manifest: what the far side holds once it is applied. */
+static int read_bundle(al_since *s, const char *buf, size_t len, al_error **err)
+{
+    al_bundle_manifest m;
+    int r = al_bundle_manifest_parse(&m, buf, len, err);
+    if (r < 0)
+        return al_error_wrap(err, "--since %s", s->path);
+    s->kind = "bundle";
+    memcpy(s->bundle_id, m.id, sizeof(s->bundle_id));
+    memcpy(s->source_store, m.source_store, sizeof(s->source_store));
+    for (size_t i = 0; i < m.n_holds; i++)
+        add(s, m.holds[i].name, m.holds[i].digest);
+    al_bundle_manifest_dispose(&m);
+    return 0;
+}
+
 /* A lock file, or any list whose every ref is pinned by digest. */
 static int read_lock(al_since *s, const char *buf, size_t len, al_error **err)
 {
@@ -127,9 +148,17 @@ static int read_json(al_since *s, const char *buf, size_t len, al_error **err)
                             je.line, why);
     }
     const char *tool = json_string_value(json_object_get(root, "tool"));
+    const char *command = json_string_value(json_object_get(root, "command"));
     int r;
-    if (tool != NULL && strcmp(tool, "airlock-export") == 0 &&
-        json_is_array(json_object_get(root, "outputs"))) {
+    if (json_object_get(root, "bundle_format") != NULL) {
+        r = read_bundle(s, buf, len, err);
+    } else if (command != NULL && strcmp(command, "bundle") == 0) {
+        r = al_error_set(err, AL_E_USAGE, 0,
+                         "--since %s: the run report of an airlock-export --bundle; give the "
+                         "bundle itself or the manifest written beside it (OUT.json)",
+                         s->path);
+    } else if (tool != NULL && strcmp(tool, "airlock-export") == 0 &&
+               json_is_array(json_object_get(root, "outputs"))) {
         s->kind = "report";
         r = read_report(s, root, err);
     } else if (json_is_array(json_object_get(root, "tags"))) {
@@ -137,9 +166,9 @@ static int read_json(al_since *s, const char *buf, size_t len, al_error **err)
         r = read_inventory(s, root, err);
     } else {
         r = al_error_set(err, AL_E_USAGE, 0,
-                         "--since %s: a JSON file airlock does not know (expected an "
-                         "airlock-export --json report or an airlock-export --list --json "
-                         "inventory)",
+                         "--since %s: a JSON file airlock does not know (expected a bundle "
+                         "manifest, an airlock-export --json report or an airlock-export "
+                         "--list --json inventory)",
                          s->path);
     }
     json_decref(root);
@@ -173,10 +202,48 @@ static int read_file(char **out, size_t *len, const char *path, al_error **err)
     return 0;
 }
 
+/* A tar or zstd stream: a bundle (or one of its volumes), whatever it is
+ * named. */
+static bool is_archive(const char *path)
+{
+    unsigned char b[262] = {0};
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? pread(fd, b, sizeof(b), 0) : -1;
+    return (n >= 4 && b[0] == 0x28 && b[1] == 0xb5 && b[2] == 0x2f && b[3] == 0xfd) ||
+           (n == (ssize_t)sizeof(b) && memcmp(b + 257, "ustar", 5) == 0);
+}
+
+/* The manifest of a bundle file: its airlock-bundle.json member. */
+static int read_bundle_file(al_since *s, al_error **err)
+{
+    al_bundle_reader *r = NULL;
+    int res = al_bundle_open(&r, s->path, err);
+    if (res < 0)
+        return al_error_wrap(err, "--since");
+    size_t len = 0;
+    const char *text = al_bundle_reader_manifest(r, &len);
+    const al_bundle_volume *v = al_bundle_reader_volume(r);
+    if (text == NULL)
+        res = al_error_set(err, AL_E_USAGE, 0,
+                           "--since %s: volume %u of %u of a bundle, which carries no manifest: "
+                           "give volume 1, or the manifest written beside the bundle (OUT.json)",
+                           s->path, v != NULL ? v->volume : 0, v != NULL ? v->volumes : 0);
+    else
+        res = read_bundle(s, text, len, err);
+    al_bundle_close(r);
+    return res;
+}
+
 int al_since_load(al_since *out, const char *path, al_error **err)
 {
     memset(out, 0, sizeof(*out));
     out->path = al_xstrdup(path);
+    if (is_archive(path)) {
+        int r = read_bundle_file(out, err);
+        if (r < 0)
+            al_since_dispose(out);
+        return r;
+    }
     _cleanup_free_ char *buf = NULL;
     size_t len = 0;
     int r = read_file(&buf, &len, path, err);

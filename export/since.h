@@ -10,9 +10,11 @@
  *            out because its own --since said the far side had them
  *   inventory  airlock-export --list --json run on the far store: its
  *            complete tags
- *
- * The bundle work adds its bundle manifest as one more reader in since.c;
- * the callers do not change. An image is held when an entry has its digest
+ *   bundle   a bundle's manifest (OUT.json, or the bundle itself: its
+ *            airlock-bundle.json member): what the far side holds once that
+ *            bundle is applied; its id and source store are kept, for the
+ *            next bundle to name as its base
+ * An image is held when an entry has its digest
  * (its root or its platform manifest) under its name, or under no name. */
 #ifndef AL_EXPORT_SINCE_H
 #define AL_EXPORT_SINCE_H
@@ -20,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../common/bundle.h"
 #include "../common/digest.h"
 #include "../common/error.h"
 
@@ -33,9 +36,12 @@ typedef struct al_since_entry {
 
 typedef struct al_since {
     char *path;
-    const char *kind; /* "lock", "report", "inventory" (static) */
+    const char *kind; /* "lock", "report", "inventory", "bundle" (static) */
     al_since_entry *entries;
     size_t n;
+    /* kind "bundle": the bundle's id and the store it was made from. */
+    char bundle_id[AL_BUNDLE_ID_BUF];
+    char source_store[AL_BUNDLE_ID_BUF];
 } al_since;
 
 /* Read FILE. AL_E_USAGE (exit 2) when it is none of the kinds above or a
@@ -45,5 +51,9 @@ void al_since_dispose(al_since *s);
 
 /* name: "docker.io/library/busybox:1.36" (no digest). digest may be NULL. */
 bool al_since_holds(const al_since *s, const char *name, const char *digest);
+
+/* The name an entry is keyed by for a reference text: "NAME:TAG", or
+ * "NAME" for a digest-only ref (malloc'd); NULL when text is no ref. */
+char *al_since_key(const char *ref_text);
 
 #endif

@@ -4,6 +4,7 @@
  * of many gigabytes is checked at disk speed with flat memory. */
 #include "verify.h"
 #include "closure.h"
+#include "../common/bundle.h"
 #include "../common/graph.h"
 #include "../common/manifest.h"
 #include "../common/util.h"
@@ -650,6 +651,41 @@ static void check_index(verifier *v)
 
 /* tmp/ --------------------------------------------------------------- */
 
+/* "import-<bundle id>": where airlock-fetch --import stages a bundle. */
+static bool import_dir(const char *name)
+{
+    return strncmp(name, "import-", 7) == 0 && al_bundle_id_valid(name + 7);
+}
+
+/* An import's staging directory: what it holds is verified (each file was
+ * hashed before it got its name), and a rerun of the import uses it. */
+static void note_import(verifier *v, int tmp_fd, const char *name)
+{
+    char **names = NULL;
+    size_t n = 0;
+    uint64_t bytes = 0;
+    _cleanup_close_ int fd = openat(tmp_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && al_dir_names(fd, ".", &names, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            struct stat st;
+            if (fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+                bytes += (uint64_t)st.st_size;
+        }
+        al_strv_free(names, n);
+    }
+    char sb[32];
+    al_format_bytes(sb, sizeof(sb), bytes);
+    if (v->rep->writer_active)
+        vinfo(v, "tmp", "tmp/%s (%zu files, %s): in use by the running airlock-fetch --import",
+              name, n, sb);
+    else
+        vinfo(v, "tmp",
+              "tmp/%s (%zu files, %s): an interrupted import of bundle %s (its files are "
+              "verified): airlock-fetch --import with that bundle completes it without reading "
+              "them again; nothing of it is visible in the store until then",
+              name, n, sb, name + 7);
+}
+
 static void check_tmp(verifier *v)
 {
     int tmp_fd = al_store_tmp_fd(v->store);
@@ -663,7 +699,9 @@ static void check_tmp(verifier *v)
             continue;
         char sb[32];
         al_format_bytes(sb, sizeof(sb), (uint64_t)st.st_size);
-        if (S_ISDIR(st.st_mode))
+        if (S_ISDIR(st.st_mode) && import_dir(names[i]))
+            note_import(v, tmp_fd, names[i]);
+        else if (S_ISDIR(st.st_mode))
             vinfo(v, "tmp", "tmp/%s (a directory): not made by airlock; --prune leaves it alone",
                   names[i]);
         else if (v->rep->writer_active)

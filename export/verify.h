@@ -18,7 +18,8 @@
  *   database    SQLite's quick_check, invalid digests in rows
  *   layout      oci-layout, index.json or blobs/sha256 unreadable or malformed
  *   io          a file that could not be read
- *   tmp         (info) files left in tmp/: partial downloads are expected
+ *   tmp         (info) files left in tmp/: partial downloads are expected, and an
+ *               import's staging directory (tmp/import-<bundle id>/, verified blobs)
  *
  * Works on a read-only store and while airlock-fetch writes to it: the
  * database is read in one read transaction, before the files are listed;

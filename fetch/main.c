@@ -13,6 +13,7 @@
 #include "file.h"
 #include "db.h"
 #include "engine.h"
+#include "import.h"
 #include "log.h"
 #include "plan.h"
 #include "platform.h"
@@ -61,6 +62,10 @@ static const char usage_text[] =
     "      --repair               re-hash every blob of the graphs of REF (or of every tag\n"
     "                             in the store when no REF is given), move the damaged ones\n"
     "                             to STORE/tmp/quarantine-* and fetch them again\n"
+    "      --import BUNDLE        apply a bundle that airlock-export wrote (BUNDLE, or its\n"
+    "                             volumes BUNDLE.001 ...): every blob verified before\n"
+    "                             anything is visible; tags move as in a fetch; a bundle\n"
+    "                             whose base this store never applied is refused\n"
     "\n"
     "Transfers:\n"
     "  -j, --jobs N               concurrent downloads (default: 8)\n"
@@ -132,6 +137,7 @@ enum {
     OPT_REMOVE,
     OPT_DRY_RUN,
     OPT_REPAIR,
+    OPT_IMPORT,
 };
 
 /* HOST[:PORT] as the reference grammar accepts a registry. */
@@ -256,6 +262,7 @@ typedef struct cli {
     char **remove; /* full names, owned */
     size_t n_remove;
     int verbosity;
+    const char *import_path; /* --import BUNDLE */
 } cli;
 
 static void cli_dispose(cli *o)
@@ -322,6 +329,11 @@ static int opt_store(cli *o, int c, const char *arg)
     case OPT_PRUNE: o->prune = true; return 0;
     case OPT_DRY_RUN: o->dry_run = true; return 0;
     case OPT_REPAIR: o->repair = true; return 0;
+    case OPT_IMPORT:
+        if (*arg == '\0')
+            return al_cli_usage_error("--import: expected a bundle, got an empty string");
+        o->import_path = arg;
+        return 0;
     case OPT_KEEP:
         if (!al_cli_parse_long(arg, 0, 10000, &v))
             return al_cli_usage_error("--keep: expected a number from 0 to 10000, got \"%s\"", arg);
@@ -482,6 +494,7 @@ static const struct fetch_option {
     {"remove", required_argument, OPT_REMOVE, opt_store},
     {"dry-run", no_argument, OPT_DRY_RUN, opt_store},
     {"repair", no_argument, OPT_REPAIR, opt_store},
+    {"import", required_argument, OPT_IMPORT, opt_store},
     {"jobs", required_argument, OPT_JOBS, opt_transfers},
     {"retries", required_argument, OPT_RETRIES, opt_transfers},
     {"connect-timeout", required_argument, OPT_CONNECT_TIMEOUT, opt_transfers},
@@ -546,7 +559,10 @@ static int parse_cli(cli *o, int argc, char **argv)
     /* Every ref and every list line is validated before any traffic. */
     if ((rc = al_cli_read_refs(&o->list, argv, optind, argc, o->files, o->n_files)) != 0)
         return rc;
-    if (o->list.n == 0 && !o->prune && !o->repair)
+    if (o->import_path != NULL && (o->list.n > 0 || o->prune || o->repair || o->lock_path != NULL))
+        return al_cli_usage_error("--import BUNDLE is a run of its own: no REF, -f, --prune, "
+                                  "--remove, --repair or --lock with it");
+    if (o->list.n == 0 && !o->prune && !o->repair && o->import_path == NULL)
         return al_cli_usage_error("no images given (REF arguments or -f FILE)");
     if (o->list.n == 0 && o->lock_path != NULL && !o->repair)
         return al_cli_usage_error("--lock needs images to fetch");
@@ -925,8 +941,17 @@ int main(int argc, char **argv)
     al_log_set_prog("airlock-fetch");
     cli o = {0};
     int exit_code = parse_cli(&o, argc, argv);
-    if (exit_code < 0)
+    if (exit_code < 0 && o.import_path != NULL) {
+        _cleanup_free_ char *args = argv_text(argc, argv);
+        al_import_opts io = {.bundle = o.import_path,
+                             .store_dir = o.store_dir,
+                             .json_path = o.json_path,
+                             .argv_text = args,
+                             .version = AL_FETCH_VERSION};
+        exit_code = al_import_run(&io);
+    } else if (exit_code < 0) {
         exit_code = run(&o, argc, argv);
+    }
     cli_dispose(&o);
     return exit_code;
 }

@@ -167,6 +167,41 @@ static const char *tmp_stale(al_store *store, const char *name, const struct sta
     return NULL;
 }
 
+/* An import's staging directory, tmp/import-<bundle id>/, holds verified
+ * blobs that a rerun of the same import reuses. Abandoned (untouched for a
+ * day, and older than any interrupted run), it goes: its regular files,
+ * then the directory. Sets *bytes to what it held; anything in it that is
+ * not a regular file leaves it in place. */
+static const char *stage_stale(int tfd, const char *name, const struct stat *st, double since,
+                               double now, bool dry_run, int64_t *bytes, al_error **err)
+{
+    *bytes = 0;
+    if (strncmp(name, "import-", 7) != 0 || now - mtime_of(st) <= PARTIAL_MAX_AGE_S ||
+        written_since(st, since))
+        return NULL;
+    _cleanup_close_ int dfd = openat(tfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    char **names = NULL;
+    size_t n = 0;
+    if (dfd < 0 || al_dir_names(dfd, ".", &names, &n) < 0)
+        return NULL;
+    const char *why = "an import not finished for over a day (rerun it to use what it staged)";
+    for (size_t i = 0; i < n && why != NULL; i++) {
+        struct stat fst;
+        if (fstatat(dfd, names[i], &fst, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(fst.st_mode) ||
+            written_since(&fst, since) || now - mtime_of(&fst) <= PARTIAL_MAX_AGE_S)
+            why = NULL;
+        else
+            *bytes += (int64_t)fst.st_size;
+    }
+    for (size_t i = 0; i < n && why != NULL && !dry_run; i++)
+        if (unlinkat(dfd, names[i], 0) < 0 && errno != ENOENT)
+            why = NULL, al_error_set(err, AL_E_IO, errno, "prune: remove %s/%s", name, names[i]);
+    al_strv_free(names, n);
+    if (why != NULL && !dry_run && unlinkat(tfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        return al_error_set(err, AL_E_IO, errno, "prune: remove directory %s", name), NULL;
+    return why;
+}
+
 /* Step 5: stale entries of STORE/tmp. */
 static int clear_tmp(al_store *store, double since, al_prune_report *rep, al_error **err)
 {
@@ -179,21 +214,30 @@ static int clear_tmp(al_store *store, double since, al_prune_report *rep, al_err
         struct stat st;
         if (fstatat(d.fd, d.names[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
-        if (S_ISDIR(st.st_mode)) {
+        int64_t size = (int64_t)st.st_size;
+        const char *why;
+        if (S_ISDIR(st.st_mode) && strncmp(d.names[i], "import-", 7) == 0) {
+            if ((why = stage_stale(d.fd, d.names[i], &st, since, now, rep->dry_run, &size, err)) ==
+                NULL) {
+                if (err != NULL && *err != NULL) {
+                    r = al_error_wrap(err, "%s/tmp", al_store_dir(store));
+                    break;
+                }
+                continue;
+            }
+        } else if (S_ISDIR(st.st_mode)) {
             al_warn("prune: %s/tmp/%s is a directory; left alone", al_store_dir(store), d.names[i]);
             continue;
-        }
-        const char *why = tmp_stale(store, d.names[i], &st, since, now);
-        if (why == NULL)
+        } else if ((why = tmp_stale(store, d.names[i], &st, since, now)) == NULL) {
             continue;
-        if (!rep->dry_run && unlinkat(d.fd, d.names[i], 0) < 0 && errno != ENOENT) {
+        } else if (!rep->dry_run && unlinkat(d.fd, d.names[i], 0) < 0 && errno != ENOENT) {
             r = al_error_set(err, AL_E_IO, errno, "prune: remove %s/tmp/%s", al_store_dir(store),
                              d.names[i]);
             break;
         }
         rep->tmp = al_xrealloc(rep->tmp, (rep->n_tmp + 1) * sizeof(*rep->tmp));
-        rep->tmp[rep->n_tmp++] = (al_prune_tmp){al_xstrdup(d.names[i]), (int64_t)st.st_size, why};
-        rep->tmp_bytes += (int64_t)st.st_size;
+        rep->tmp[rep->n_tmp++] = (al_prune_tmp){al_xstrdup(d.names[i]), size, why};
+        rep->tmp_bytes += size;
     }
     al_strv_free(d.names, d.n);
     return r;

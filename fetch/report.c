@@ -118,6 +118,31 @@ static json_t *prune_json(const al_prune_report *p)
     return o;
 }
 
+static json_t *time_or_null(double t)
+{
+    char buf[40];
+    return t > 0 ? json_string(al_format_utc(buf, sizeof(buf), t)) : json_null();
+}
+
+static json_t *import_json(const al_import_summary *s)
+{
+    _cleanup_free_ char *path = al_sanitize(s->bundle, AL_SANITIZE_LINE);
+    json_t *o = json_object();
+    json_object_set_new(o, "bundle", json_string(path));
+    json_object_set_new(o, "bundle_id", str_or_null(s->id));
+    json_object_set_new(o, "source_store", str_or_null(s->source_store));
+    json_object_set_new(o, "base_bundle", str_or_null(s->base));
+    json_object_set_new(o, "created_at", time_or_null(s->created_at));
+    json_object_set_new(o, "volumes", json_integer(s->volumes));
+    json_object_set_new(o, "status", json_string(s->status));
+    json_object_set_new(o, "applied_at", time_or_null(s->applied_at));
+    json_object_set_new(o, "blobs", json_integer((json_int_t)s->blobs));
+    json_object_set_new(o, "blobs_new", json_integer((json_int_t)s->blobs_new));
+    json_object_set_new(o, "omitted", json_integer((json_int_t)s->omitted));
+    json_object_set_new(o, "bytes_new", json_integer((json_int_t)s->bytes_new));
+    return o;
+}
+
 char *al_report_json(const al_report *rep)
 {
     char t1[40], t2[40];
@@ -142,6 +167,8 @@ char *al_report_json(const al_report *rep)
         error_json(rep->error), "images", images, "totals", totals);
     if (rep->prune != NULL)
         json_object_set_new(root, "prune", prune_json(rep->prune));
+    if (rep->import != NULL)
+        json_object_set_new(root, "import", import_json(rep->import));
     return al_json_document(root);
 }
 

@@ -19,6 +19,22 @@
 
 #define AL_REPORT_FORMAT 1 /* "report_format" of the JSON; bump on incompatible change */
 
+/* airlock-fetch --import BUNDLE: what was applied (the "import" object). */
+typedef struct al_import_summary {
+    const char *bundle;       /* BUNDLE as given */
+    const char *id;           /* "" until the manifest was read */
+    const char *source_store; /* "" likewise */
+    const char *base;         /* "" for a bundle built on none */
+    double created_at;        /* 0 until the manifest was read */
+    unsigned volumes;
+    const char *status; /* "applied", "already applied", "refused" */
+    double applied_at;  /* when it was applied (now, or the first time); 0 when refused */
+    size_t blobs;       /* carried by the bundle */
+    size_t blobs_new;   /* read from it by this run */
+    size_t omitted;     /* reached by its tags, held here already */
+    uint64_t bytes_new;
+} al_import_summary;
+
 typedef struct al_report {
     int64_t run_id;                 /* 0 when the run never got a runs row */
     double started_at, finished_at; /* epoch seconds */
@@ -30,8 +46,9 @@ typedef struct al_report {
     const al_engine_stats *stats; /* NULL when no fetch ran */
     double seconds;               /* duration of the fetch */
     int exit_status;
-    const al_error *error;        /* what stopped the run, or NULL (borrowed) */
-    const al_prune_report *prune; /* NULL when no prune was asked for */
+    const al_error *error;           /* what stopped the run, or NULL (borrowed) */
+    const al_prune_report *prune;    /* NULL when no prune was asked for */
+    const al_import_summary *import; /* NULL unless --import */
 } al_report;
 
 /* Totals over the images, as the summary line and the runs table use them:

@@ -29,9 +29,17 @@ head -c 2000 /dev/urandom >"$t/partial-$hex_new"
 head -c 4000 /dev/urandom >"$t/partial-$hex_old"
 touch -d '2 days ago' "$t/partial-$hex_old"
 mkdir "$t/not-ours"
+# Staging directories of imports that did not finish: one abandoned two
+# days ago (goes, with its files), one of today (a rerun reuses it: stays).
+mkdir "$t/import-0123456789abcdef0123456789abcdef" "$t/import-fedcba9876543210fedcba9876543210"
+head -c 5000 /dev/urandom >"$t/import-0123456789abcdef0123456789abcdef/$hex_old"
+head -c 700 /dev/urandom >"$t/import-0123456789abcdef0123456789abcdef/$hex_new"
+touch -d '2 days ago' "$t/import-0123456789abcdef0123456789abcdef"/* \
+    "$t/import-0123456789abcdef0123456789abcdef"
+head -c 900 /dev/urandom >"$t/import-fedcba9876543210fedcba9876543210/$hex_old"
 stale=("blob-0123456789ab.00112233aabbccdd.tmp" "index.json.a1b2c3d4e5f60718.tmp"
-    "partial-${have#sha256:}" "partial-$hex_old")
-kept=("partial-$hex_new" "not-ours")
+    "partial-${have#sha256:}" "partial-$hex_old" "import-0123456789abcdef0123456789abcdef")
+kept=("partial-$hex_new" "not-ours" "import-fedcba9876543210fedcba9876543210")
 listing() { (cd "$t" && ls -A | sort); }
 
 verify() { # NAME: --verify-store exits 0; every tmp entry is a note
@@ -55,13 +63,13 @@ done
 for e in "${kept[@]}"; do
     assert_no_grep "tmp/$e" "$work/dry.out" "the dry run (about $e)"
 done
-assert_grep "would clear 4 tmp files" "$work/dry.out" "the dry run's summary"
+assert_grep "would clear 5 tmp files" "$work/dry.out" "the dry run's summary"
 assert_eq "$before" "$(listing)" "tmp/ after the dry run"
 
 # --prune: removes them.
 run_fetch "$work/prune" --store "$store" --prune
 expect_rc 0 "$work/prune" "--prune"
-assert_grep "cleared 4 tmp files" "$work/prune.out" "the prune's summary"
+assert_grep "cleared 5 tmp files" "$work/prune.out" "the prune's summary"
 assert_eq "$(printf '%s\n' "${kept[@]}" | sort)" "$(listing)" "tmp/ after the prune"
 verify verify-after
 note "stale temp files and partials cleared; a fresh partial and a directory kept"

@@ -11,7 +11,7 @@
 #include "digest.h"
 #include "test-helpers.h"
 
-#define SCHEMA_VERSION 1 /* bump with each migration */
+#define SCHEMA_VERSION 2 /* bump with each migration */
 
 typedef struct {
     char *tmp;
@@ -92,7 +92,8 @@ static void test_open_migrations_idempotent(void **state)
         al_db_free(db);
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), SCHEMA_VERSION);
     }
-    static const char *tables[] = {"blobs", "manifests", "edges", "tags", "tag_history", "runs"};
+    static const char *tables[] = {"blobs",       "manifests", "edges",      "tags",
+                                   "tag_history", "runs",      "store_meta", "bundles"};
     for (size_t i = 0; i < AL_ARRAY_SIZE(tables); i++) {
         char *sql = al_xasprintf("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
                                  "name = '%s'",
