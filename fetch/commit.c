@@ -338,10 +338,10 @@ static void write_rows(group *grp)
     rows_clear(rn);
 }
 
-void al_commit_flush(run *rn)
+bool al_commit_flush(run *rn)
 {
     if (rn->n_rows == 0 && rn->ready == NULL)
-        return;
+        return false;
     image *ready = al_steal_ptr(&rn->ready);
     group grp = {.rn = rn};
     write_rows(&grp); /* first: the graphs below need them */
@@ -359,6 +359,7 @@ void al_commit_flush(run *rn)
         al_image_settle(im);
     }
     al_error_free(grp.err);
+    return true;
 }
 
 int al_commit_touch(run *rn, al_error **err)

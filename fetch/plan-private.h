@@ -124,8 +124,9 @@ void al_blobs_free(run *rn);
 void al_commit_stage(image *im);
 void al_commit_queue(image *im);
 /* Write the queued rows and graphs in one transaction, then settle the
- * images (plan.c). Runs after every loop iteration and at the end. */
-void al_commit_flush(run *rn);
+ * images (plan.c). Runs after every loop iteration and at the end. False
+ * when there was nothing to write. */
+bool al_commit_flush(run *rn);
 /* The tags found unchanged: checked_at, in batched statements. */
 int al_commit_touch(run *rn, al_error **err);
 /* A blob now durable in the store: its row goes with the next group. */

@@ -201,9 +201,12 @@ int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **re
         al_engine_on_iteration(e, flush, &rn);
         for (size_t i = 0; i < n; i++)
             image_start(&rn.images[i]);
-        al_engine_run(e);
+        /* What the loop's last turn left: settling it may start an image
+         * on its next endpoint, and then the loop runs again. */
+        do
+            al_engine_run(e);
+        while (al_commit_flush(&rn));
         al_engine_on_iteration(e, NULL, NULL);
-        al_commit_flush(&rn);
         /* Once per run: a run killed before this leaves index.json behind
          * the tags, and the next run brings it in line. */
         if ((rc = al_commit_touch(&rn, err)) == 0)
