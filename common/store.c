@@ -938,7 +938,12 @@ static int verify(al_blob_writer *w, al_error **err)
     return 0;
 }
 
-static int commit_inner(al_blob_writer *w, al_error **err)
+int al_blob_writer_verify(al_blob_writer *w, al_error **err)
+{
+    return verify(w, err);
+}
+
+int al_blob_writer_publish(al_blob_writer *w, al_error **err)
 {
     int r = verify(w, err);
     if (r < 0)
@@ -966,6 +971,11 @@ static int commit_inner(al_blob_writer *w, al_error **err)
                             hex);
     free(w->tmp_name);
     w->tmp_name = NULL; /* nothing left to clean up */
+    return 0;
+}
+
+int al_store_sync_blobs(al_store *s, al_error **err)
+{
     _cleanup_free_ char *dir_shown = al_xasprintf("%s/blobs/sha256", s->dir);
     return fsync_dirfd(s->blobs_fd, dir_shown, err);
 }
@@ -974,7 +984,9 @@ int al_blob_writer_commit(al_blob_writer *w, al_error **err)
 {
     /* No "blob X" context here: the caller adds it, as it does for its
      * download errors. */
-    int r = commit_inner(w, err);
+    int r = al_blob_writer_publish(w, err);
+    if (r == 0)
+        r = al_store_sync_blobs(w->store, err);
     al_blob_writer_abort(w);
     return r;
 }

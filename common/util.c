@@ -173,6 +173,23 @@ int al_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+ssize_t al_read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
 void al_closep(int *fd)
 {
     if (*fd >= 0) {

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 void *al_xmalloc(size_t n);
 void *al_xcalloc(size_t n, size_t size);
@@ -40,6 +41,9 @@ void al_free_secret(char *s);
 
 /* Write all of buf to fd, retrying on EINTR and short writes. 0 or -errno. */
 int al_write_all(int fd, const void *buf, size_t len);
+/* Read until len bytes or end of file (EINTR retried): the bytes read,
+ * fewer at end of file, or -errno. */
+ssize_t al_read_all(int fd, void *buf, size_t len);
 
 /* The names in the directory rel below dirfd ("." for dirfd itself),
  * sorted, without "." and "..". rel is opened with O_NOFOLLOW: a symlink
