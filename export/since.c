@@ -186,15 +186,10 @@ static int read_file(char **out, size_t *len, const char *path, al_error **err)
                             path, AL_SINCE_MAX >> 20);
     char *buf = al_xmalloc((size_t)st.st_size + 1);
     size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            free(buf);
-            return al_error_set(err, AL_E_USAGE, n < 0 ? errno : 0, "--since %s: read", path);
-        }
-        got += (size_t)n;
+    int rr = al_read_all(fd, buf, (size_t)st.st_size, &got);
+    if (rr < 0 || got != (size_t)st.st_size) {
+        free(buf);
+        return al_error_set(err, AL_E_USAGE, -rr, "--since %s: read", path);
     }
     buf[got] = '\0';
     *out = buf;
