@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,6 +156,27 @@ double al_mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int al_create_unique_at(int dirfd, const char *stem, const char *suffix, int flags, char **name_out)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint64_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+            rnd =
+                (uint64_t)getpid() * 2654435761u ^ (uint64_t)(al_mono() * 1e9) ^ (uint64_t)attempt;
+        char *name = al_xasprintf("%.200s.%016llx%s", stem, (unsigned long long)rnd, suffix);
+        int fd = openat(dirfd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            *name_out = name;
+            return fd;
+        }
+        int e = errno;
+        free(name);
+        if (e != EEXIST)
+            return -e;
+    }
+    return -EEXIST;
 }
 
 int al_write_all(int fd, const void *buf, size_t len)

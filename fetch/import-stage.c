@@ -141,24 +141,13 @@ static bool not_needed(al_import *imp, const imp_member *mb)
 /* A unique temp name in the staging directory, created O_EXCL. */
 static int open_temp(al_import *imp, const char *hex, char **name_out, al_error **err)
 {
-    for (int attempt = 0; attempt < 100; attempt++) {
-        uint64_t rnd = 0;
-        if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-            rnd = (uint64_t)getpid() ^ (uint64_t)(al_mono() * 1e9) ^ (uint64_t)attempt;
-        char *name = al_xasprintf("%.12s.%016llx.tmp", hex, (unsigned long long)rnd);
-        int fd = openat(imp->stage_fd, name, O_WRONLY | O_CREAT | O_EXCL | IN_STAGE, FILE_MODE);
-        if (fd >= 0) {
-            *name_out = name;
-            return fd;
-        }
-        int e = errno;
-        free(name);
-        if (e != EEXIST)
-            return al_error_set(err, AL_E_IO, e, "create a file in %s/tmp/%s",
-                                al_store_dir(imp->store), imp->stage_name);
-    }
-    return al_error_set(err, AL_E_IO, EEXIST, "create a file in %s/tmp/%s",
-                        al_store_dir(imp->store), imp->stage_name);
+    char stem[13];
+    snprintf(stem, sizeof(stem), "%.12s", hex);
+    int fd = al_create_unique_at(imp->stage_fd, stem, ".tmp", O_WRONLY | O_NONBLOCK, name_out);
+    if (fd < 0)
+        return al_error_set(err, AL_E_IO, -fd, "create a file in %s/tmp/%s",
+                            al_store_dir(imp->store), imp->stage_name);
+    return fd;
 }
 
 /* fsync, close and rename the temp file to <hex>; on any failure (r, what
