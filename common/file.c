@@ -110,25 +110,18 @@ int al_file_begin(al_file **out, const char *path, bool force, al_error **err)
     f->dir_fd = f->fd = f->pending = -1;
     f->force = force;
     int r = open_dir_of(f, err);
-    for (int attempt = 0; r == 0 && attempt < 100; attempt++) {
-        uint64_t rnd = 0;
-        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
-            rnd =
-                (uint64_t)getpid() * 2654435761u ^ (uint64_t)(al_mono() * 1e9) ^ (uint64_t)attempt;
-        free(f->tmp);
-        f->tmp = al_xasprintf("%.*s.%016llx.partial", STEM_MAX, f->base, (unsigned long long)rnd);
-        f->fd = openat(f->dir_fd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                       FILE_MODE);
+    if (r == 0) {
+        char stem[STEM_MAX + 1];
+        snprintf(stem, sizeof(stem), "%.*s", STEM_MAX, f->base);
+        f->fd = al_create_unique_at(f->dir_fd, stem, ".partial", O_WRONLY, &f->tmp);
         if (f->fd >= 0) {
             f->pending = pending_add(f->dir_fd, f->tmp);
             *out = f;
             return 0;
         }
-        if (errno != EEXIST)
-            r = al_error_set(err, AL_E_IO, errno, "create a temp file beside %s", path);
+        r = al_error_set(err, AL_E_IO, -f->fd, "create a temp file beside %s", path);
+        f->fd = -1;
     }
-    if (r == 0)
-        r = al_error_set(err, AL_E_IO, EEXIST, "create a temp file beside %s", path);
     free(f->tmp);
     f->tmp = NULL; /* nothing of ours to remove */
     file_free(f);

@@ -203,25 +203,10 @@ static int open_top(const al_store *s, const char *name, int flags, al_error **e
  * files are 0644 minus the umask like any other file the user creates. */
 static int open_unique(al_store *s, const char *prefix, char **name_out, al_error **err)
 {
-    for (int attempt = 0; attempt < 100; attempt++) {
-        uint64_t rnd = 0;
-        if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-            rnd =
-                (uint64_t)getpid() * 2654435761u ^ (uint64_t)(al_mono() * 1e9) ^ (uint64_t)attempt;
-        char *name = al_xasprintf("%s.%016llx.tmp", prefix, (unsigned long long)rnd);
-        /* O_EXCL: whatever stands at the name (a symlink too) makes it
-         * fail; nothing is opened through it. */
-        int fd = openat(s->tmp_fd, name, O_RDWR | O_CREAT | O_EXCL | IN_STORE, FILE_MODE);
-        if (fd >= 0) {
-            *name_out = name;
-            return fd;
-        }
-        int e = errno;
-        free(name);
-        if (e != EEXIST)
-            return al_error_set(err, AL_E_IO, e, "create a temp file in %s/tmp", s->dir);
-    }
-    return al_error_set(err, AL_E_IO, EEXIST, "create a temp file in %s/tmp", s->dir);
+    int fd = al_create_unique_at(s->tmp_fd, prefix, ".tmp", O_RDWR | O_NONBLOCK, name_out);
+    if (fd < 0)
+        return al_error_set(err, AL_E_IO, -fd, "create a temp file in %s/tmp", s->dir);
+    return fd;
 }
 
 /* Fill, fsync and close a fresh temp file. Closes fd in all cases. */
@@ -938,7 +923,12 @@ static int verify(al_blob_writer *w, al_error **err)
     return 0;
 }
 
-static int commit_inner(al_blob_writer *w, al_error **err)
+int al_blob_writer_verify(al_blob_writer *w, al_error **err)
+{
+    return verify(w, err);
+}
+
+int al_blob_writer_publish(al_blob_writer *w, al_error **err)
 {
     int r = verify(w, err);
     if (r < 0)
@@ -966,6 +956,11 @@ static int commit_inner(al_blob_writer *w, al_error **err)
                             hex);
     free(w->tmp_name);
     w->tmp_name = NULL; /* nothing left to clean up */
+    return 0;
+}
+
+int al_store_sync_blobs(al_store *s, al_error **err)
+{
     _cleanup_free_ char *dir_shown = al_xasprintf("%s/blobs/sha256", s->dir);
     return fsync_dirfd(s->blobs_fd, dir_shown, err);
 }
@@ -974,7 +969,9 @@ int al_blob_writer_commit(al_blob_writer *w, al_error **err)
 {
     /* No "blob X" context here: the caller adds it, as it does for its
      * download errors. */
-    int r = commit_inner(w, err);
+    int r = al_blob_writer_publish(w, err);
+    if (r == 0)
+        r = al_store_sync_blobs(w->store, err);
     al_blob_writer_abort(w);
     return r;
 }
@@ -1084,19 +1081,13 @@ int al_store_read_blob(al_store *s, const char *digest, size_t cap, char **out, 
                             digest, (long long)fsize, cap);
     size_t size = (size_t)fsize;
     _cleanup_free_ char *buf = al_xmalloc(size + 1);
-    size_t got = 0;
-    while (got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return al_error_set(err, AL_E_IO, errno, "read %s/blobs/sha256/%s", s->dir,
-                                al_digest_hex(digest));
-        }
-        if (n == 0)
-            break; /* shrank under us: the digest check below catches it */
-        got += (size_t)n;
-    }
+    /* A file that shrank under us reads short: the digest check below
+     * catches it. */
+    ssize_t n = al_read_all(fd, buf, size);
+    if (n < 0)
+        return al_error_set(err, AL_E_IO, (int)-n, "read %s/blobs/sha256/%s", s->dir,
+                            al_digest_hex(digest));
+    size_t got = (size_t)n;
     buf[got] = '\0';
     char actual[AL_DIGEST_BUF];
     al_digest_bytes(actual, buf, got);

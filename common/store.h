@@ -114,6 +114,17 @@ int al_blob_writer_commit(al_blob_writer *w, al_error **err);
 /* Drop the temp file and free w. Accepts NULL. */
 void al_blob_writer_abort(al_blob_writer *w);
 
+/* The steps of al_blob_writer_commit one by one, for a caller that groups
+ * the directory fsyncs of many blobs (docs/DESIGN.md, "Crash rules"):
+ * verify size and digest (cheap: hashed as bytes came); fsync the file
+ * and rename it into blobs/sha256 (publish: touches only w and the
+ * store's directory fds, so it may run on another thread; w is then
+ * freed with al_blob_writer_abort, which has nothing left to remove);
+ * fsync blobs/sha256, which makes every rename before it durable. */
+int al_blob_writer_verify(al_blob_writer *w, al_error **err);
+int al_blob_writer_publish(al_blob_writer *w, al_error **err);
+int al_store_sync_blobs(al_store *s, al_error **err);
+
 /* A resumable writer for STORE/tmp/partial-<hex>, which survives
  * failures, kills and reboots. Nothing is created until the first byte is
  * written (a 404 leaves nothing in tmp/); then the file is created, or

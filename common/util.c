@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,6 +158,27 @@ double al_mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+int al_create_unique_at(int dirfd, const char *stem, const char *suffix, int flags, char **name_out)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint64_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+            rnd =
+                (uint64_t)getpid() * 2654435761u ^ (uint64_t)(al_mono() * 1e9) ^ (uint64_t)attempt;
+        char *name = al_xasprintf("%.200s.%016llx%s", stem, (unsigned long long)rnd, suffix);
+        int fd = openat(dirfd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            *name_out = name;
+            return fd;
+        }
+        int e = errno;
+        free(name);
+        if (e != EEXIST)
+            return -e;
+    }
+    return -EEXIST;
+}
+
 int al_write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
@@ -171,6 +193,23 @@ int al_write_all(int fd, const void *buf, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+ssize_t al_read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
 }
 
 void al_closep(int *fd)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 void *al_xmalloc(size_t n);
 void *al_xcalloc(size_t n, size_t size);
@@ -38,8 +39,19 @@ bool al_has_suffix(const char *s, const char *suffix);
  * explicit_bzero, then free it. Accepts NULL. */
 void al_free_secret(char *s);
 
+/* Create a new file in dirfd named "STEM.<16 random hex>SUFFIX" (STEM cut
+ * to 200 bytes), open with `flags` (O_WRONLY or O_RDWR, plus any of
+ * O_NONBLOCK...) and O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode 0644 minus
+ * the umask (mkstemp would force 0600). Whatever stands at a name, a
+ * planted symlink too, makes it try another; nothing is opened through
+ * it. Returns the fd and *name_out (malloc'd), or -errno. */
+int al_create_unique_at(int dirfd, const char *stem, const char *suffix, int flags,
+                        char **name_out);
 /* Write all of buf to fd, retrying on EINTR and short writes. 0 or -errno. */
 int al_write_all(int fd, const void *buf, size_t len);
+/* Read until len bytes or end of file (EINTR retried): the bytes read,
+ * fewer at end of file, or -errno. */
+ssize_t al_read_all(int fd, void *buf, size_t len);
 
 /* The names in the directory rel below dirfd ("." for dirfd itself),
  * sorted, without "." and "..". rel is opened with O_NOFOLLOW: a symlink

@@ -623,17 +623,78 @@ int al_db_graph_commit(al_db *db, const al_graph *g, int64_t run_id, char moved_
         al_error_wrap(err, "graph of %s", g->full_name ? g->full_name : "?");
         return r;
     }
-    if ((r = exec(db, "BEGIN IMMEDIATE", err)) < 0)
+    /* Inside the caller's transaction (al_db_begin), a savepoint: one
+     * graph's failure undoes that graph only. */
+    bool nested = !sqlite3_get_autocommit(db->h);
+    if ((r = exec(db, nested ? "SAVEPOINT graph" : "BEGIN IMMEDIATE", err)) < 0)
         return r;
     if ((r = graph_apply(db, g, run_id, moved, err)) < 0) {
-        rollback(db);
+        if (nested)
+            sqlite3_exec(db->h, "ROLLBACK TO graph; RELEASE graph", NULL, NULL, NULL);
+        else
+            rollback(db);
         return r;
     }
-    if ((r = commit(db, err)) < 0)
+    if ((r = nested ? exec(db, "RELEASE graph", err) : commit(db, err)) < 0)
         return r;
     if (moved_from != NULL)
         memcpy(moved_from, moved, AL_DIGEST_BUF);
     return 0;
+}
+
+int al_db_begin(al_db *db, al_error **err)
+{
+    return exec(db, "BEGIN IMMEDIATE", err);
+}
+
+int al_db_commit(al_db *db, al_error **err)
+{
+    return commit(db, err);
+}
+
+/* Names per statement of al_db_tags_touch: well under SQLite's limit on
+ * bound parameters (999 before 3.32). */
+#define TOUCH_BATCH 256
+
+static int touch_batch(al_db *db, const char *const *names, size_t n, double now, al_error **err)
+{
+    char *sql = al_xstrdup("UPDATE tags SET checked_at = ?1 WHERE full_name IN (?2");
+    for (size_t i = 1; i < n; i++) {
+        char *t = al_xasprintf("%s, ?%zu", sql, i + 2);
+        free(sql);
+        sql = t;
+    }
+    char *t = al_xasprintf("%s)", sql);
+    free(sql);
+    sql = t;
+    sqlite3_stmt *st = NULL;
+    int r = 0;
+    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_double(st, 1, now) != SQLITE_OK)
+        r = db_fail(db, err, "touch %zu tags", n);
+    for (size_t i = 0; r == 0 && i < n; i++)
+        if (bind_text(st, (int)i + 2, names[i]) != SQLITE_OK)
+            r = db_fail(db, err, "touch tag %s", names[i]);
+    if (r == 0)
+        r = step_done(db, st, err, "touch", "tags");
+    sqlite3_finalize(st);
+    free(sql);
+    return r;
+}
+
+int al_db_tags_touch(al_db *db, const char *const *names, size_t n, al_error **err)
+{
+    double now = al_now();
+    /* One transaction for all the statements: one commit, not one each. */
+    bool own = n > TOUCH_BATCH && sqlite3_get_autocommit(db->h);
+    int r = own ? exec(db, "BEGIN IMMEDIATE", err) : 0;
+    for (size_t i = 0; r == 0 && i < n; i += TOUCH_BATCH)
+        r = touch_batch(db, names + i, n - i < TOUCH_BATCH ? n - i : TOUCH_BATCH, now, err);
+    if (own && r == 0)
+        r = commit(db, err);
+    else if (own)
+        rollback(db);
+    return r;
 }
 
 int al_db_manifest_has(al_db *db, const char *digest, bool *found, al_error **err)

@@ -78,6 +78,12 @@ typedef struct al_graph {
 int al_db_graph_commit(al_db *db, const al_graph *g, int64_t run_id, char moved_from[AL_DIGEST_BUF],
                        al_error **err);
 
+/* One write transaction around many of the calls here (BEGIN IMMEDIATE
+ * .. COMMIT); al_db_graph_commit then uses a savepoint per graph. A failed
+ * commit rolls back. */
+int al_db_begin(al_db *db, al_error **err);
+int al_db_commit(al_db *db, al_error **err);
+
 /* True when a manifest row exists for digest. */
 int al_db_manifest_has(al_db *db, const char *digest, bool *found, al_error **err);
 
@@ -96,6 +102,9 @@ void al_tag_dispose(al_tag *t);
 int al_db_tag_get(al_db *db, const char *full_name, al_tag *out, bool *found, al_error **err);
 /* Set checked_at = now (a HEAD found the digest unchanged). */
 int al_db_tag_touch(al_db *db, const char *full_name, al_error **err);
+/* The same for n tags, a statement per 256 names (the tags a run found
+ * unchanged). Names that are not tags are ignored. */
+int al_db_tags_touch(al_db *db, const char *const *names, size_t n, al_error **err);
 /* Every tag, ordered by full_name. *out malloc'd array of al_tag. */
 int al_db_tags_list(al_db *db, al_tag **out, size_t *n_out, al_error **err);
 void al_tags_free(al_tag *tags, size_t n);

@@ -185,17 +185,12 @@ static int read_file(char **out, size_t *len, const char *path, al_error **err)
         return al_error_set(err, AL_E_USAGE, 0, "--since %s: not a regular file of at most %u MiB",
                             path, AL_SINCE_MAX >> 20);
     char *buf = al_xmalloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            free(buf);
-            return al_error_set(err, AL_E_USAGE, n < 0 ? errno : 0, "--since %s: read", path);
-        }
-        got += (size_t)n;
+    ssize_t n = al_read_all(fd, buf, (size_t)st.st_size);
+    if (n != (ssize_t)st.st_size) {
+        free(buf);
+        return al_error_set(err, AL_E_USAGE, n < 0 ? (int)-n : 0, "--since %s: read", path);
     }
+    size_t got = (size_t)n;
     buf[got] = '\0';
     *out = buf;
     *len = got;

@@ -542,9 +542,10 @@ static void index_problem(verifier *v, const char *fmt, ...)
         verr(v, "index", "index.json: %s", msg);
 }
 
-/* index.json one commit behind the tags: a fetch killed between a graph
- * commit and its index.json rewrite leaves exactly this (a new tag without
- * its entry, or a moved tag's entry still on the previous, complete graph).
+/* index.json behind the tags: a fetch rewrites it once, when its run
+ * ends, so a fetch killed before that leaves exactly this (a new tag
+ * without its entry, or a moved tag's entry still on a previous, complete
+ * graph).
  * The layout is still valid and the next airlock-fetch rewrites the file,
  * so it is a note, not an error. */
 static void index_behind(verifier *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,8 +1,10 @@
 /* Layers shared by the images of a run: each digest is looked up in the
  * store once and downloaded at most once per endpoint, whatever the number
- * of images that need it; its row is written as soon as its file is
- * committed, so a run killed later loses no finished layer. */
+ * of images that need it; its row goes with the group commit that follows
+ * its file's (fetch/commit.c), so a run killed later loses no finished
+ * layer. */
 #include "plan-private.h"
+#include "stage.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -75,14 +77,10 @@ static void on_fetched(al_call *c, void *user)
     blob *b = user;
     run *rn = b->credit->rn;
     if (al_call_ok(c)) {
-        al_error *e = NULL;
-        if (al_db_blob_add(rn->ctx->db, b->digest, b->size, b->media_type, &e) < 0) {
-            mark_failed(b, b->credit->host, e);
-        } else {
-            b->state = BLOB_PRESENT;
-            b->credit->res->new_blobs++;
-            b->credit->res->new_bytes += al_call_bytes(c);
-        }
+        al_commit_row(rn, b->digest, b->size, b->media_type);
+        b->state = BLOB_PRESENT;
+        b->credit->res->new_blobs++;
+        b->credit->res->new_bytes += al_call_bytes(c);
     } else {
         mark_failed(b, b->credit->host, al_call_take_error(c));
     }
@@ -107,7 +105,10 @@ static void check_store(blob *b, image *im)
 {
     al_fetch_ctx *ctx = im->ctx;
     int64_t have = -1;
-    if (!al_store_has_blob(ctx->store, b->digest, &have))
+    /* A file the run is still staging (a config that is also a layer) is
+     * not durable yet: this blob is fetched on its own. */
+    if (!al_store_has_blob(ctx->store, b->digest, &have) ||
+        al_stage_pending(al_registry_stage(ctx->registry, ctx->store), b->digest))
         return;
     al_error *e = NULL;
     if (have != b->size) {
@@ -118,10 +119,8 @@ static void check_store(blob *b, image *im)
             mark_failed(b, im->host, e);
         return;
     }
-    if (al_db_blob_add(ctx->db, b->digest, b->size, b->media_type, &e) < 0)
-        mark_failed(b, im->host, e);
-    else
-        b->state = BLOB_PRESENT;
+    al_commit_row_missing(im->rn, b->digest, b->size, b->media_type);
+    b->state = BLOB_PRESENT;
 }
 
 void al_blobs_need(run *rn, image *im, const al_descriptor *d)

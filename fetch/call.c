@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "sanitize.h"
+#include "stage.h"
 #include "upload.h"
 #include "url.h"
 #include "util.h"
@@ -536,7 +537,23 @@ static void on_response(al_request *q, void *user)
     al_call_fire(c, ev);
 }
 
-/* COMMIT: a blob is verified, fsynced and renamed into the store. */
+/* The blob is durable in the store (or that failed). */
+static void commit_done(void *user, al_error *err)
+{
+    al_call *c = user;
+    if (err == NULL) {
+        al_call_fire(c, AL_EV_COMMITTED);
+        return;
+    }
+    if (c->req != NULL) {
+        _cleanup_free_ char *url = al_url_redact(c->req->url);
+        al_error_wrap(&err, "GET %s", url);
+    }
+    fail_with(c, err);
+}
+
+/* COMMIT: a blob is verified here, then fsynced, renamed into the store
+ * and its directory fsynced in a group (fetch/stage.c). */
 static void on_commit(al_call *c)
 {
     if (c->kind != AL_CALL_BLOB_STORE) {
@@ -547,14 +564,14 @@ static void on_commit(al_call *c)
     bool resumed = al_blob_writer_resumed_at(w) > 0;
     al_error *e = NULL;
     /* An empty blob never saw a byte: create its file now. */
-    if (al_blob_writer_written(w) == 0 && !c->complete && al_blob_writer_write(w, "", 0, &e) < 0) {
-        al_blob_writer_abort(w);
-    } else if (al_blob_writer_commit(w, &e) == 0) {
-        al_call_fire(c, AL_EV_COMMITTED);
+    if ((al_blob_writer_written(w) > 0 || c->complete || al_blob_writer_write(w, "", 0, &e) == 0) &&
+        al_blob_writer_verify(w, &e) == 0) {
+        al_stage_blob(al_registry_stage(c->reg, c->store), c->reference, w, commit_done, c);
         return;
     }
+    al_blob_writer_abort(w); /* the partial goes: it is not the blob */
     /* A resumed download whose digest fails may carry a bad prefix from
-     * before a crash: one fresh try. (The commit removed the partial.) */
+     * before a crash: one fresh try. */
     if (resumed && e->code == AL_E_DIGEST && !c->fresh_try_done) {
         c->fresh_try_done = true;
         al_debug("%s: %s; downloading it again from the start", c->label, e->msg);
@@ -562,11 +579,7 @@ static void on_commit(al_call *c)
         al_call_fire(c, AL_EV_RESTART);
         return;
     }
-    if (c->req != NULL) {
-        _cleanup_free_ char *url = al_url_redact(c->req->url);
-        al_error_wrap(&e, "GET %s", url);
-    }
-    fail_with(c, e);
+    commit_done(c, e);
 }
 
 /* DONE, FAILED: leave every list, tell the progress display and the owner. */

@@ -1,7 +1,12 @@
-/* An image whose graph is complete becomes rows: manifests, edges and its
- * tag in one transaction (al_db_graph_commit), after every blob it names
- * has its row; then index.json (see docs/DESIGN.md, "Crash rules"). */
+/* An image whose graph is complete becomes rows (docs/DESIGN.md, "Crash
+ * rules"): what it got from the registry (manifests, configs) is staged
+ * first, fsynced and renamed in groups (fetch/stage.c); then, with the
+ * next group commit after a loop iteration, the blob rows and the graphs
+ * of every image ready go in one transaction, a savepoint per graph. A
+ * tag found unchanged costs no transaction: its checked_at is set with
+ * the others at the end of the run, and index.json is written once then. */
 #include "plan-private.h"
+#include "stage.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -87,45 +92,6 @@ static void node_rows(const image *im, const mnode *nd, al_graph_manifest *g, al
         add_edge(ge, nge, nd->digest, nd->m->layers[l].digest, AL_EDGE_LAYER, (int)l);
 }
 
-/* Store a manifest or config the registry sent (body), with its row; it
- * counts as new for the image's report. One the store held already (body
- * NULL) gets its row made sure of: a prune may have left the file and
- * removed the row. */
-static int store_small(image *im, const char *digest, const char *body, size_t len,
-                       const char *media_type, al_error **err)
-{
-    al_fetch_ctx *ctx = im->ctx;
-    if (body != NULL) {
-        bool had = al_store_has_blob(ctx->store, digest, NULL);
-        if (al_store_put_blob(ctx->store, digest, body, len, err) < 0)
-            return al_error_wrap(err, "store %s", digest);
-        if (!had) {
-            im->res->new_blobs++;
-            im->res->new_bytes += len;
-        }
-    }
-    return al_db_blob_add(ctx->db, digest, (int64_t)len, media_type, err);
-}
-
-/* The manifests and configs of the kept nodes, into the store (those that
- * came from the registry) and with their rows. */
-static int store_bodies(image *im, al_error **err)
-{
-    for (size_t j = 0; j < im->n_nodes; j++) {
-        const mnode *nd = &im->nodes[j];
-        if (!node_kept(im, nd))
-            continue;
-        if (store_small(im, nd->digest, nd->body, (size_t)nd->size, nd->media_type, err) < 0)
-            return -1;
-        if (al_manifest_is_index(nd->m))
-            continue;
-        const al_descriptor *cd = &nd->m->config;
-        if (store_small(im, cd->digest, nd->config_body, (size_t)cd->size, cd->media_type, err) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* Every image must keep at least one image manifest; say what the index
  * offers when none is left. */
 static bool check_platforms(image *im)
@@ -168,10 +134,162 @@ static void set_result(image *im, const al_graph *g, const char *moved_from, cha
     r->graph_blobs = count_graph_blobs(g);
 }
 
-void al_commit_image(image *im)
+/* --- rows ---------------------------------------------------------------------------- */
+
+void al_commit_row(run *rn, const char *digest, int64_t size, const char *media_type)
 {
-    if (!check_platforms(im))
+    if (rn->n_rows == rn->cap_rows) {
+        rn->cap_rows = rn->cap_rows ? 2 * rn->cap_rows : 64;
+        rn->rows = al_xrealloc(rn->rows, rn->cap_rows * sizeof(*rn->rows));
+    }
+    row *w = &rn->rows[rn->n_rows++];
+    memcpy(w->digest, digest, sizeof(w->digest));
+    w->size = size;
+    w->media_type = media_type ? al_xstrdup(media_type) : NULL;
+}
+
+void al_commit_row_missing(run *rn, const char *digest, int64_t size, const char *media_type)
+{
+    bool found = true;
+    al_error *e = NULL;
+    /* A read, not an upsert: a run that changes nothing writes nothing. */
+    if (al_db_blob_get(rn->ctx->db, digest, &found, NULL, &e) < 0 || !found)
+        al_commit_row(rn, digest, size, media_type);
+    al_error_free(e);
+}
+
+static void rows_clear(run *rn)
+{
+    for (size_t i = 0; i < rn->n_rows; i++)
+        free(rn->rows[i].media_type);
+    rn->n_rows = 0;
+}
+
+void al_commit_free(run *rn)
+{
+    rows_clear(rn);
+    free(rn->rows);
+    for (size_t i = 0; i < rn->n_touched; i++)
+        free(rn->touched[i]);
+    free(rn->touched);
+}
+
+/* --- staging ------------------------------------------------------------------------- */
+
+/* A manifest or config of an image, being made durable. */
+typedef struct staged {
+    image *im;
+    char digest[AL_DIGEST_BUF];
+    int64_t size;
+    char *media_type;
+} staged;
+
+static void staged_done(void *user, al_error *err)
+{
+    staged *sd = user;
+    image *im = sd->im;
+    if (err != NULL) {
+        al_error_wrap(&err, "store %s", sd->digest);
+        al_image_fail(im, err);
+    } else {
+        al_commit_row(im->rn, sd->digest, sd->size, sd->media_type);
+        im->res->new_blobs++;
+        im->res->new_bytes += (uint64_t)sd->size;
+    }
+    free(sd->media_type);
+    free(sd);
+    al_image_release(im);
+}
+
+/* One manifest or config: staged when it came from the registry and the
+ * store lacks it (a file another image of the run is still staging counts
+ * as lacking: a row must wait until a file is durable), else its row made
+ * sure of. */
+static void stage_one(image *im, const char *digest, const char *body, int64_t size,
+                      const char *media_type)
+{
+    run *rn = im->rn;
+    al_stage *st = al_registry_stage(im->ctx->registry, im->ctx->store);
+    if (body == NULL ||
+        (al_store_has_blob(im->ctx->store, digest, NULL) && !al_stage_pending(st, digest))) {
+        al_commit_row_missing(rn, digest, size, media_type);
         return;
+    }
+    staged *sd = al_xcalloc(1, sizeof(*sd));
+    sd->im = im;
+    memcpy(sd->digest, digest, sizeof(sd->digest));
+    sd->size = size;
+    sd->media_type = media_type ? al_xstrdup(media_type) : NULL;
+    al_image_hold(im);
+    al_stage_buffer(st, digest, body, (size_t)size, staged_done, sd);
+}
+
+void al_commit_stage(image *im)
+{
+    im->phase = IMG_STAGING;
+    al_image_hold(im); /* released at the end: then it is queued, or settled */
+    bool go = check_platforms(im);
+    for (size_t j = 0; go && j < im->n_nodes && !im->failed; j++) {
+        const mnode *nd = &im->nodes[j];
+        if (!node_kept(im, nd))
+            continue;
+        stage_one(im, nd->digest, nd->body, nd->size, nd->media_type);
+        if (al_manifest_is_index(nd->m))
+            continue;
+        const al_descriptor *cd = &nd->m->config;
+        stage_one(im, cd->digest, nd->config_body, cd->size, cd->media_type);
+    }
+    al_image_release(im);
+}
+
+void al_commit_queue(image *im)
+{
+    im->phase = IMG_QUEUED;
+    im->next_ready = im->rn->ready;
+    im->rn->ready = im;
+}
+
+/* --- the group commit ----------------------------------------------------------------- */
+
+/* The tag points where it pointed, nothing was downloaded for it, and its
+ * graph's rows are all there: nothing to write but checked_at. */
+static bool unchanged(image *im, const al_graph *g)
+{
+    if (!im->had_tag || strcmp(im->stored_digest, g->root_digest) != 0 || im->res->new_blobs > 0)
+        return false;
+    for (size_t i = 0; i < g->n_manifests; i++) {
+        bool found = false;
+        if (al_db_manifest_has(im->ctx->db, g->manifests[i].digest, &found, NULL) < 0 || !found)
+            return false;
+    }
+    return true;
+}
+
+static void touch_later(image *im)
+{
+    run *rn = im->rn;
+    rn->touched = al_xrealloc(rn->touched, (rn->n_touched + 1) * sizeof(char *));
+    rn->touched[rn->n_touched++] = al_xstrdup(im->tag_key);
+}
+
+/* The group's write transaction, begun at its first write: a group of
+ * unchanged tags writes nothing. */
+typedef struct group {
+    run *rn;
+    bool open;
+    al_error *err; /* the transaction failed: every image of the group did */
+} group;
+
+static bool group_write(group *g)
+{
+    if (!g->open && g->err == NULL && al_db_begin(g->rn->ctx->db, &g->err) == 0)
+        g->open = true;
+    return g->open;
+}
+
+/* One image's graph and tag, inside the group's transaction. */
+static void commit_graph(group *grp, image *im)
+{
     al_graph_manifest *gm = al_xcalloc(im->n_nodes, sizeof(*gm));
     al_graph_edge *ge = NULL;
     size_t ngm = 0, nge = 0;
@@ -196,16 +314,57 @@ void al_commit_image(image *im)
                   .n_edges = nge};
     char moved_from[AL_DIGEST_BUF] = "";
     al_error *e = NULL;
-    /* index.json follows each commit, so a crash loses at most the entry
-     * of the graph being committed (and the next run repairs it). */
-    if (store_bodies(im, &e) == 0 &&
-        al_db_graph_commit(im->ctx->db, &g, im->ctx->run_id, moved_from, &e) == 0 &&
-        al_fetch_write_index(im->ctx->store, im->ctx->db, &e) == 0)
+    if (unchanged(im, &g)) {
+        touch_later(im);
         set_result(im, &g, moved_from, &plats);
-    if (e != NULL)
+    } else if (group_write(grp) &&
+               al_db_graph_commit(im->ctx->db, &g, im->ctx->run_id, moved_from, &e) == 0) {
+        set_result(im, &g, moved_from, &plats);
+    } else if (e != NULL) {
         al_image_fail(im, e);
+    }
     free(gm);
     free(ge);
+}
+
+static void write_rows(group *grp)
+{
+    run *rn = grp->rn;
+    for (size_t i = 0; i < rn->n_rows && group_write(grp); i++) {
+        const row *w = &rn->rows[i];
+        if (al_db_blob_add(rn->ctx->db, w->digest, w->size, w->media_type, &grp->err) < 0)
+            break;
+    }
+    rows_clear(rn);
+}
+
+bool al_commit_flush(run *rn)
+{
+    if (rn->n_rows == 0 && rn->ready == NULL)
+        return false;
+    image *ready = al_steal_ptr(&rn->ready);
+    group grp = {.rn = rn};
+    write_rows(&grp); /* first: the graphs below need them */
+    for (image *im = ready; im != NULL; im = im->next_ready)
+        if (!im->failed && grp.err == NULL)
+            commit_graph(&grp, im);
+    /* A failed blob row leaves the others: each is true on its own. */
+    if (grp.open)
+        al_db_commit(rn->ctx->db, grp.err != NULL ? NULL : &grp.err);
+    while (ready != NULL) {
+        image *im = ready;
+        ready = im->next_ready;
+        if (grp.err != NULL && !im->failed)
+            al_image_fail(im, al_error_copy(grp.err));
+        al_image_settle(im);
+    }
+    al_error_free(grp.err);
+    return true;
+}
+
+int al_commit_touch(run *rn, al_error **err)
+{
+    return al_db_tags_touch(rn->ctx->db, (const char *const *)rn->touched, rn->n_touched, err);
 }
 
 int al_fetch_write_index(al_store *store, al_db *db, al_error **err)

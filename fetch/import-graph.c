@@ -56,15 +56,8 @@ static int read_staged(al_import *imp, const char *digest, size_t cap, char **ou
         return al_error_set(err, AL_E_SIZE, 0, "blob %s is %lld bytes, more than the %zu allowed",
                             digest, (long long)st.st_size, cap);
     char *buf = al_xmalloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
+    ssize_t n = al_read_all(fd, buf, (size_t)st.st_size);
+    size_t got = n < 0 ? 0 : (size_t)n; /* a short read fails the digest below */
     buf[got] = '\0';
     char actual[AL_DIGEST_BUF];
     al_digest_bytes(actual, buf, got);

@@ -141,30 +141,24 @@ static bool not_needed(al_import *imp, const imp_member *mb)
 /* A unique temp name in the staging directory, created O_EXCL. */
 static int open_temp(al_import *imp, const char *hex, char **name_out, al_error **err)
 {
-    for (int attempt = 0; attempt < 100; attempt++) {
-        uint64_t rnd = 0;
-        if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-            rnd = (uint64_t)getpid() ^ (uint64_t)(al_mono() * 1e9) ^ (uint64_t)attempt;
-        char *name = al_xasprintf("%.12s.%016llx.tmp", hex, (unsigned long long)rnd);
-        int fd = openat(imp->stage_fd, name, O_WRONLY | O_CREAT | O_EXCL | IN_STAGE, FILE_MODE);
-        if (fd >= 0) {
-            *name_out = name;
-            return fd;
-        }
-        int e = errno;
-        free(name);
-        if (e != EEXIST)
-            return al_error_set(err, AL_E_IO, e, "create a file in %s/tmp/%s",
-                                al_store_dir(imp->store), imp->stage_name);
-    }
-    return al_error_set(err, AL_E_IO, EEXIST, "create a file in %s/tmp/%s",
-                        al_store_dir(imp->store), imp->stage_name);
+    char stem[13];
+    snprintf(stem, sizeof(stem), "%.12s", hex);
+    int fd = al_create_unique_at(imp->stage_fd, stem, ".tmp", O_WRONLY | O_NONBLOCK, name_out);
+    if (fd < 0)
+        return al_error_set(err, AL_E_IO, -fd, "create a file in %s/tmp/%s",
+                            al_store_dir(imp->store), imp->stage_name);
+    return fd;
 }
 
-/* fsync, close and rename the temp file to <hex>; on any failure it goes. */
-static int settle(al_import *imp, int fd, char *tmp, const char *hex, al_error **err)
+/* fsync, close and rename the temp file to <hex>; on any failure (r, what
+ * went before, included) it goes. */
+static int settle(al_import *imp, int fd, char *tmp, const char *hex, int r, al_error **err)
 {
-    int r = 0;
+    if (r < 0) {
+        close(fd);
+        unlinkat(imp->stage_fd, tmp, 0);
+        return r;
+    }
     if (fsync(fd) < 0)
         r = al_error_set(err, AL_E_IO, errno, "fsync %s/tmp/%s/%s", al_store_dir(imp->store),
                          imp->stage_name, tmp);
@@ -207,12 +201,7 @@ static int stage_member(al_import *imp, al_bundle_reader *r, imp_member *mb, al_
                            "%s: member blobs/sha256/%s hashes to %s: the bundle is damaged (a "
                            "flipped or lost byte in transit?)",
                            al_bundle_reader_path(r), hex, got);
-    if (res < 0) {
-        close(fd);
-        unlinkat(imp->stage_fd, tmp, 0);
-        return res;
-    }
-    if ((res = settle(imp, fd, tmp, hex, err)) < 0)
+    if ((res = settle(imp, fd, tmp, hex, res, err)) < 0)
         return res;
     imp->bytes_read += mb->size;
     return 0;
@@ -344,12 +333,7 @@ static int join(al_import *imp, size_t i, al_error **err)
         res = al_error_set(err, AL_E_DIGEST, 0,
                            "%s: the %zu parts of blob %s join to %s: the bundle is damaged",
                            imp->path, b->n_parts, b->digest, got);
-    if (res < 0) {
-        close(fd);
-        unlinkat(imp->stage_fd, tmp, 0);
-        return res;
-    }
-    if ((res = settle(imp, fd, tmp, hex, err)) < 0)
+    if ((res = settle(imp, fd, tmp, hex, res, err)) < 0)
         return res;
     for (size_t k = 0; k < b->n_parts; k++)
         if (imp_blob_index(imp, b->parts[k].digest) < 0)

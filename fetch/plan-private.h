@@ -1,6 +1,6 @@
 /* What the files of a fetch run share (plan.c: images and endpoints;
  * walk.c: one image's graph, node by node; blobs.c: layer downloads shared
- * by images; commit.c: graph rows and index.json). */
+ * by images; commit.c: staging, rows in groups, index.json). */
 #ifndef AL_PLAN_PRIVATE_H
 #define AL_PLAN_PRIVATE_H
 
@@ -37,6 +37,17 @@ typedef struct mnode {
 
 struct run;
 
+/* An image walks its graph; then what came from the registry is staged
+ * (made durable); then it waits for the next group commit of rows. */
+typedef enum { IMG_WALKING, IMG_STAGING, IMG_QUEUED, IMG_DONE } image_phase;
+
+/* A blob row to write with the next group commit. */
+typedef struct row {
+    char digest[AL_DIGEST_BUF];
+    int64_t size;
+    char *media_type;
+} row;
+
 typedef struct image {
     al_fetch_ctx *ctx;             /* borrowed */
     struct run *rn;                /* borrowed */
@@ -52,8 +63,9 @@ typedef struct image {
     char stored_digest[AL_DIGEST_BUF];
     mnode *nodes;
     size_t n_nodes;
-    int pending; /* calls and blob waits outstanding */
-    bool finished;
+    int pending; /* calls, blob waits and staged bodies outstanding */
+    image_phase phase;
+    struct image *next_ready; /* QUEUED: the run's list of images to commit */
 } image;
 
 typedef enum { BLOB_CHECKING, BLOB_FETCHING, BLOB_PRESENT, BLOB_FAILED } blob_state;
@@ -82,6 +94,11 @@ typedef struct run {
     al_strmap *warned; /* "host reason" of fallbacks said already */
     image *images;
     size_t n;
+    row *rows; /* blob rows for the next group commit */
+    size_t n_rows, cap_rows;
+    image *ready;   /* staged images for the next group commit */
+    char **touched; /* tags found unchanged: checked_at, once at the end */
+    size_t n_touched;
 } run;
 
 /* plan.c */
@@ -90,6 +107,8 @@ void al_image_failf(image *im, al_errc code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void al_image_hold(image *im);
 void al_image_release(image *im);
+/* Committed (or failed at commit): fall back or be done. */
+void al_image_settle(image *im);
 
 /* walk.c */
 void al_walk_start(image *im);
@@ -100,6 +119,21 @@ void al_blobs_need(run *rn, image *im, const al_descriptor *d);
 void al_blobs_free(run *rn);
 
 /* commit.c */
-void al_commit_image(image *im);
+/* Stage what the image got from the registry; when that is durable the
+ * image is queued for the next group commit (al_image_release). */
+void al_commit_stage(image *im);
+void al_commit_queue(image *im);
+/* Write the queued rows and graphs in one transaction, then settle the
+ * images (plan.c). Runs after every loop iteration and at the end. False
+ * when there was nothing to write. */
+bool al_commit_flush(run *rn);
+/* The tags found unchanged: checked_at, in batched statements. */
+int al_commit_touch(run *rn, al_error **err);
+/* A blob now durable in the store: its row goes with the next group. */
+void al_commit_row(run *rn, const char *digest, int64_t size, const char *media_type);
+/* A blob the store held: its row too, if it has none (a deferred prune
+ * leaves files without rows). */
+void al_commit_row_missing(run *rn, const char *digest, int64_t size, const char *media_type);
+void al_commit_free(run *rn);
 
 #endif

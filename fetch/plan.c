@@ -78,7 +78,7 @@ static void image_start(image *im)
 {
     im->pending = 0;
     im->failed = false;
-    im->finished = false;
+    im->phase = IMG_WALKING;
     al_image_hold(im); /* nothing below may finish it before the walk is under way */
     al_walk_start(im);
     al_image_release(im);
@@ -91,6 +91,8 @@ static void reset_attempt(image *im)
     al_error_free(im->res->err);
     im->res->err = NULL;
     im->res->status = AL_IMG_OK;
+    im->res->new_blobs = 0;
+    im->res->new_bytes = 0;
 }
 
 /* An image leaves its endpoint. A cause its host gave every image (it
@@ -107,10 +109,8 @@ static void warn_fallback(image *im)
     al_warn("%s: %s failed (%s); trying the next endpoint", im->tag_key, im->host, why);
 }
 
-static void image_finish(image *im)
+void al_image_settle(image *im)
 {
-    if (!im->failed)
-        al_commit_image(im);
     if (im->failed && im->endpoint + 1 < endpoint_count(im->ctx, im->entry->ref)) {
         /* As k3s' registries.yaml mirrors do: the next endpoint, now. */
         warn_fallback(im);
@@ -119,9 +119,21 @@ static void image_finish(image *im)
         image_start(im);
         return;
     }
-    im->finished = true;
+    im->phase = IMG_DONE;
     im->res->done_at = al_mono(); /* report hook */
     al_walk_free_nodes(im);
+}
+
+/* Nothing outstanding: the walk ended (stage what came, or settle a
+ * failure), or the staging did (queue for the group commit). */
+static void image_finish(image *im)
+{
+    if (!im->failed && im->phase == IMG_WALKING)
+        al_commit_stage(im);
+    else if (!im->failed && im->phase == IMG_STAGING)
+        al_commit_queue(im);
+    else
+        al_image_settle(im);
 }
 
 void al_image_hold(image *im)
@@ -168,6 +180,12 @@ static void image_dispose(image *im)
     free(im->source);
 }
 
+/* After every loop iteration: the rows of what it finished. */
+static void flush(void *user)
+{
+    al_commit_flush(user);
+}
+
 int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **results_out,
                  al_error **err)
 {
@@ -178,20 +196,27 @@ int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **re
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = image_init(ctx, &rn, &rn.images[i], &list->items[i], &res[i], err);
-    /* A run killed between a commit and its index.json left the file one
-     * entry behind: bring it back in line with the tags first. */
-    if (rc == 0)
-        rc = al_fetch_write_index(ctx->store, ctx->db, err);
     if (rc == 0) {
+        al_engine *e = al_registry_engine(ctx->registry);
+        al_engine_on_iteration(e, flush, &rn);
         for (size_t i = 0; i < n; i++)
             image_start(&rn.images[i]);
-        al_engine_run(al_registry_engine(ctx->registry));
-        rc = al_fetch_write_index(ctx->store, ctx->db, err);
+        /* What the loop's last turn left: settling it may start an image
+         * on its next endpoint, and then the loop runs again. */
+        do
+            al_engine_run(e);
+        while (al_commit_flush(&rn));
+        al_engine_on_iteration(e, NULL, NULL);
+        /* Once per run: a run killed before this leaves index.json behind
+         * the tags, and the next run brings it in line. */
+        if ((rc = al_commit_touch(&rn, err)) == 0)
+            rc = al_fetch_write_index(ctx->store, ctx->db, err);
     }
     for (size_t i = 0; i < n; i++)
         image_dispose(&rn.images[i]);
     free(rn.images);
     al_blobs_free(&rn);
+    al_commit_free(&rn);
     al_strmap_free(rn.warned);
     *results_out = res;
     return rc;

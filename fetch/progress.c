@@ -80,14 +80,14 @@ al_progress_mode al_progress_mode_for(int fd)
 
 al_progress *al_progress_new(al_progress_mode mode, FILE *out, const char *prog, bool verbose)
 {
-    al_progress *p = al_xcalloc(1, sizeof(*p));
-    p->mode = mode;
-    p->out = out;
-    p->prog = prog;
-    p->verbose = verbose;
-    p->now = al_mono;
-    p->last_draw = -1;
-    p->blob_at = al_strmap_new();
+    al_progress *p = al_xmalloc(sizeof(*p));
+    *p = (al_progress){.mode = mode,
+                       .out = out,
+                       .prog = prog,
+                       .verbose = verbose,
+                       .now = al_mono,
+                       .last_draw = -1,
+                       .blob_at = al_strmap_new()};
     return p;
 }
 

@@ -115,6 +115,7 @@ struct reghost {
 struct al_registry {
     al_engine *engine;
     al_worker *worker;
+    struct al_stage *stage; /* made at first use */
     al_registry_opts opts;
     al_hostpolicy policy;
     al_strmap *hosts;    /* name -> reghost */

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "sanitize.h"
+#include "stage.h"
 #include "upload.h"
 #include "url.h"
 #include "util.h"
@@ -57,7 +58,9 @@ int al_registry_new(al_registry **out, al_engine *engine, const al_registry_opts
     r->opts = *opts;
     r->policy = (al_hostpolicy){opts->insecure_hosts, opts->n_insecure};
     r->hosts = al_strmap_new();
-    r->worker = al_worker_new(engine, 1);
+    /* Two threads: re-hashing a partial and fsyncing finished files go on
+     * side by side. */
+    r->worker = al_worker_new(engine, 2);
     *out = r;
     return 0;
 }
@@ -67,6 +70,7 @@ void al_registry_free(al_registry *r)
     if (r == NULL)
         return;
     al_worker_free(r->worker);
+    al_stage_free(r->stage);
     for (size_t i = 0; i < r->n_hosts; i++)
         host_free(r->host_list[i]);
     free(r->host_list);
@@ -77,6 +81,13 @@ void al_registry_free(al_registry *r)
 al_engine *al_registry_engine(const al_registry *r)
 {
     return r->engine;
+}
+
+al_stage *al_registry_stage(al_registry *r, al_store *store)
+{
+    if (r->stage == NULL)
+        r->stage = al_stage_new(store, r->engine, r->worker);
+    return r->stage;
 }
 
 bool al_registry_is_insecure(const al_registry *r, const char *name)

@@ -22,6 +22,7 @@
 
 #include "credentials.h"
 #include "engine.h"
+#include "store.h"
 
 typedef struct al_registry al_registry;
 
@@ -43,6 +44,9 @@ int al_registry_new(al_registry **out, al_engine *engine, const al_registry_opts
                     al_error **err);
 void al_registry_free(al_registry *r);
 al_engine *al_registry_engine(const al_registry *r);
+/* Where the run's blobs are made durable in groups (fetch/stage.h): one
+ * per store, made at first use, on the registry's worker threads. */
+struct al_stage *al_registry_stage(al_registry *r, al_store *store);
 
 /* Pull quota a registry announced (RateLimit-Limit/-Remaining, as Docker
  * Hub sends on manifest requests). */

@@ -127,20 +127,14 @@ static json_t *time_or_null(double t)
 static json_t *import_json(const al_import_summary *s)
 {
     _cleanup_free_ char *path = al_sanitize(s->bundle, AL_SANITIZE_LINE);
-    json_t *o = json_object();
-    json_object_set_new(o, "bundle", json_string(path));
-    json_object_set_new(o, "bundle_id", str_or_null(s->id));
-    json_object_set_new(o, "source_store", str_or_null(s->source_store));
-    json_object_set_new(o, "base_bundle", str_or_null(s->base));
-    json_object_set_new(o, "created_at", time_or_null(s->created_at));
-    json_object_set_new(o, "volumes", json_integer(s->volumes));
-    json_object_set_new(o, "status", json_string(s->status));
-    json_object_set_new(o, "applied_at", time_or_null(s->applied_at));
-    json_object_set_new(o, "blobs", json_integer((json_int_t)s->blobs));
-    json_object_set_new(o, "blobs_new", json_integer((json_int_t)s->blobs_new));
-    json_object_set_new(o, "omitted", json_integer((json_int_t)s->omitted));
-    json_object_set_new(o, "bytes_new", json_integer((json_int_t)s->bytes_new));
-    return o;
+    /* "o" hands each value over; the order is the schema's. */
+    return json_pack("{s:s?, s:o, s:o, s:o, s:o, s:I, s:s?, s:o, s:I, s:I, s:I, s:I}", "bundle",
+                     path, "bundle_id", str_or_null(s->id), "source_store",
+                     str_or_null(s->source_store), "base_bundle", str_or_null(s->base),
+                     "created_at", time_or_null(s->created_at), "volumes", (json_int_t)s->volumes,
+                     "status", s->status, "applied_at", time_or_null(s->applied_at), "blobs",
+                     (json_int_t)s->blobs, "blobs_new", (json_int_t)s->blobs_new, "omitted",
+                     (json_int_t)s->omitted, "bytes_new", (json_int_t)s->bytes_new);
 }
 
 char *al_report_json(const al_report *rep)

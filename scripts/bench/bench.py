@@ -213,7 +213,7 @@ http:
     def start_containerd(self):
         d = tempfile.mkdtemp(prefix="alb.", dir="/tmp")  # short: unix sockets live there
         os.rmdir(d)
-        run(["bash", os.path.join(REPO, "scripts", "consumers.sh"), "start", d],
+        run(["bash", os.path.join(REPO, "tests", "infra", "consumers.sh"), "start", d],
             stdout=subprocess.DEVNULL)
         self.consumers_dir = d
         env = {}
@@ -225,7 +225,7 @@ http:
 
     def stop_all(self):
         if self.consumers_dir:
-            run(["bash", os.path.join(REPO, "scripts", "consumers.sh"), "stop", self.consumers_dir],
+            run(["bash", os.path.join(REPO, "tests", "infra", "consumers.sh"), "stop", self.consumers_dir],
                 check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _, p in reversed(self.pids):
             if p.poll() is None:

@@ -597,6 +597,73 @@ static void test_tag_touch(void **state)
     al_db_free(db);
 }
 
+/* Many tags found unchanged: one batched update (a statement per 256
+ * names); names that are no tag are ignored. */
+static void test_tags_touch(void **state)
+{
+    fixture *f = *state;
+    al_db *db = open_db(f->path, false);
+    test_graph a;
+    graph_init(&a, "x", "a");
+    graph_add_blobs(db, &a, NULL);
+    enum { N = 300 };
+    char *names[N + 1];
+    for (int i = 0; i < N; i++) {
+        names[i] = al_xasprintf("docker.io/library/app%03d:1", i);
+        a.g.full_name = names[i];
+        assert_int_equal(al_db_graph_commit(db, &a.g, 0, NULL, NULL), 0);
+    }
+    names[N] = al_xstrdup("docker.io/library/nope:1");
+    raw_exec(f->path, "UPDATE tags SET checked_at = 1, changed_at = 1");
+    al_error *err = NULL;
+    assert_int_equal(al_db_tags_touch(db, (const char *const *)names, N + 1, &err), 0);
+    assert_null(err);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tags WHERE checked_at > 1"), N);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tags WHERE changed_at = 1"), N);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tags"), N);
+    /* Only the names given. */
+    raw_exec(f->path, "UPDATE tags SET checked_at = 1");
+    assert_int_equal(al_db_tags_touch(db, (const char *const *)names + 10, 5, &err), 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM tags WHERE checked_at > 1"), 5);
+    assert_int_equal(al_db_tags_touch(db, NULL, 0, &err), 0);
+    for (int i = 0; i <= N; i++)
+        free(names[i]);
+    al_db_free(db);
+}
+
+/* A run's group commit: blob rows and several graphs in one transaction
+ * (al_db_begin); a graph that fails undoes itself only (a savepoint), and
+ * nothing is visible to another reader before the commit. */
+static void test_group_commit(void **state)
+{
+    fixture *f = *state;
+    al_db *db = open_db(f->path, false);
+    test_graph a, b;
+    graph_init(&a, "docker.io/library/a:1", "a");
+    graph_init(&b, "docker.io/library/b:1", "b");
+    al_error *err = NULL;
+    assert_int_equal(al_db_begin(db, &err), 0);
+    graph_add_blobs(db, &a, NULL);
+    graph_add_blobs(db, &b, b.layer[2]);
+    assert_int_equal(al_db_graph_commit(db, &a.g, 0, NULL, &err), 0);
+    assert_int_equal(al_db_graph_commit(db, &b.g, 0, NULL, &err), AL_E_DB);
+    assert_non_null(strstr(err->msg, "docker.io/library/b:1"));
+    al_error_clear(&err);
+    a.g.full_name = "docker.io/library/a:2";
+    assert_int_equal(al_db_graph_commit(db, &a.g, 0, NULL, &err), 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM blobs"), 0);
+    assert_rows(f->path, 0, 0, 0, 0);
+    assert_int_equal(al_db_commit(db, &err), 0);
+    assert_null(err);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM blobs"), 15);
+    assert_rows(f->path, 3, 8, 2, 2);
+    /* Outside a transaction, a graph commits on its own again. */
+    assert_int_equal(al_db_blob_add(db, b.layer[2], 100, NULL, NULL), 0);
+    assert_int_equal(al_db_graph_commit(db, &b.g, 0, NULL, &err), 0);
+    assert_rows(f->path, 6, 16, 3, 3);
+    al_db_free(db);
+}
+
 /* One long name, spelled once (clang warns on implicit literal joins). */
 #define ALPINE_AT_DIGEST                                                                           \
     ("docker.io/library/alpine@sha256:"                                                            \
@@ -861,6 +928,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_graph_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_moved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_touch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tags_touch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tags_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_writable_dir, setup, teardown),
