@@ -1,7 +1,9 @@
 /* Command-line helpers shared by airlock-fetch and airlock-export (see cli.h). */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,28 @@ bool al_cli_parse_long(const char *s, long lo, long hi, long *out)
     if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
         return false;
     *out = v;
+    return true;
+}
+
+bool al_cli_parse_size(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    if (end != s && *end != '\0' && end[1] == '\0') {
+        switch (toupper((unsigned char)*end)) {
+        case 'K': shift = 10; break;
+        case 'M': shift = 20; break;
+        case 'G': shift = 30; break;
+        case 'T': shift = 40; break;
+        default: return false;
+        }
+        end++;
+    }
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > (UINT64_MAX >> shift))
+        return false;
+    *out = (uint64_t)v << shift;
     return true;
 }
 

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "reflist.h"
 
@@ -19,6 +20,10 @@ int al_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 
 /* A decimal integer in [lo, hi], the whole string. */
 bool al_cli_parse_long(const char *s, long lo, long hi, long *out);
+
+/* A size: bytes, or a number with K, M, G or T (powers of 1024), the whole
+ * string ("4G", "700M", "1048576"). */
+bool al_cli_parse_size(const char *s, uint64_t *out);
 
 /* dir when given and not empty, else $AIRLOCK_STORE, else the default. */
 const char *al_cli_store_dir(const char *dir);

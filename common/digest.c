@@ -133,6 +133,13 @@ void al_hasher_final(al_hasher *h, char out[AL_DIGEST_BUF])
     al_hasher_reset(h);
 }
 
+void al_hasher_copy(al_hasher *dst, const al_hasher *src)
+{
+    if (EVP_MD_CTX_copy_ex(dst->ctx, src->ctx) != 1)
+        abort();
+    dst->size = src->size;
+}
+
 void al_hasher_free(al_hasher *h)
 {
     if (h == NULL)

@@ -36,6 +36,9 @@ uint64_t al_hasher_size(const al_hasher *h);
 /* Finish: out gets "sha256:<hex>". The hasher may be reset and reused after. */
 void al_hasher_final(al_hasher *h, char out[AL_DIGEST_BUF]);
 void al_hasher_reset(al_hasher *h);
+/* Make dst hash what src has hashed so far (a resume point to go back
+ * to). */
+void al_hasher_copy(al_hasher *dst, const al_hasher *src);
 void al_hasher_free(al_hasher *h);
 
 #endif

@@ -3,6 +3,7 @@
 #include "blobcopy.h"
 #include "closure.h"
 #include "tar.h"
+#include "../common/cli.h"
 #include "../common/util.h"
 
 #include <assert.h>
@@ -43,27 +44,11 @@ static void problem(planner *pl, al_errc code, const char *fmt, ...)
 
 int al_bundle_parse_size(uint64_t *out, const char *s, al_error **err)
 {
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    unsigned shift = 0;
-    if (end != s && *end != '\0' && end[1] == '\0') {
-        switch (toupper((unsigned char)*end)) {
-        case 'K': shift = 10; break;
-        case 'M': shift = 20; break;
-        case 'G': shift = 30; break;
-        case 'T': shift = 40; break;
-        default: shift = 99;
-        }
-        end++;
-    }
-    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || shift == 99 ||
-        v > (UINT64_MAX >> shift))
+    if (!al_cli_parse_size(s, out))
         return al_error_set(err, AL_E_USAGE, 0,
                             "--volume-size: expected a size such as 4G, 700M or 1048576, got "
                             "\"%s\"",
                             s);
-    *out = (uint64_t)v << shift;
     if (*out < AL_BUNDLE_MIN_VOLUME)
         return al_error_set(err, AL_E_USAGE, 0, "--volume-size %s: a volume must be at least 1M",
                             s);

@@ -706,6 +706,11 @@ static void check_tmp(verifier *v)
                   names[i]);
         else if (v->rep->writer_active)
             vinfo(v, "tmp", "tmp/%s (%s): in use by the running airlock-fetch", names[i], sb);
+        else if (strncmp(names[i], "upload-", 7) == 0 && strchr(names[i], '.') == NULL)
+            vinfo(v, "tmp",
+                  "tmp/%s (%s): an airlock-push upload that did not finish; the next push of "
+                  "that blob to that registry resumes it (--prune clears it after a week)",
+                  names[i], sb);
         else if (strncmp(names[i], "partial-", 8) == 0)
             vinfo(v, "tmp",
                   "tmp/%s (%s): a partial download; the next airlock-fetch resumes it (--prune "

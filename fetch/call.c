@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "log.h"
+#include "sanitize.h"
 #include "stage.h"
+#include "upload.h"
 #include "url.h"
 #include "util.h"
 
@@ -38,9 +40,10 @@ void al_call_free(al_call *c)
         return;
     assert(c->state == AL_CALL_INIT || c->state == AL_CALL_DONE || c->state == AL_CALL_FAILED);
     al_blob_writer_suspend(c->writer);
+    al_upload_free(c->up);
     al_request_free(c->req);
     al_error_free(c->err);
-    char *owned[] = {c->host, c->repo, c->reference, c->label, c->url};
+    char *owned[] = {c->host, c->repo, c->reference, c->label, c->url, c->put_type, c->put_digest};
     for (size_t i = 0; i < AL_ARRAY_SIZE(owned); i++)
         free(owned[i]);
     al_free_secret(c->token_form);
@@ -62,6 +65,35 @@ void al_call_set_store(al_call *c, al_store *store, int64_t size)
 {
     c->store = store;
     c->size = size;
+}
+
+void al_call_set_push(al_call *c)
+{
+    c->push = true;
+}
+
+void al_call_set_absent_ok(al_call *c)
+{
+    c->absent_ok = true;
+}
+
+void al_call_set_put(al_call *c, const void *body, size_t len, const char *media_type,
+                     const char *digest)
+{
+    assert(c->kind == AL_CALL_MANIFEST_PUT);
+    c->put_body = body;
+    c->put_len = len;
+    c->put_type = al_xstrdup(media_type);
+    c->put_digest = al_xstrdup(digest);
+}
+
+void al_call_set_upload(al_call *c, al_store *store, int64_t size, int64_t chunk,
+                        const char *mount_from)
+{
+    assert(c->kind == AL_CALL_BLOB_UPLOAD && c->up == NULL);
+    c->store = store;
+    c->size = size;
+    c->up = al_upload_new(store, size, chunk, mount_from);
 }
 
 bool al_call_ok(const al_call *c)
@@ -91,7 +123,27 @@ bool al_call_has_body(const al_call *c)
 
 uint64_t al_call_bytes(const al_call *c)
 {
-    return c->bytes;
+    return c->up != NULL ? al_upload_bytes(c->up) : c->bytes;
+}
+
+bool al_call_found(const al_call *c)
+{
+    return c->found;
+}
+
+bool al_call_mounted(const al_call *c)
+{
+    return c->up != NULL && al_upload_mounted(c->up);
+}
+
+bool al_call_source_failed(const al_call *c)
+{
+    return c->up != NULL && c->state == AL_CALL_FAILED && al_upload_source_fault(c->up);
+}
+
+int al_call_restarts(const al_call *c)
+{
+    return c->up != NULL ? al_upload_restarts(c->up) : 0;
 }
 
 al_call_kind al_call_get_kind(const al_call *c)
@@ -177,6 +229,10 @@ static void fail_with(al_call *c, al_error *e)
 /* PREPARE: what did an earlier attempt, or an earlier run, leave? */
 static void on_prepare(al_call *c)
 {
+    if (c->kind == AL_CALL_BLOB_UPLOAD) {
+        al_call_fire(c, al_upload_prepare(c));
+        return;
+    }
     if (c->kind == AL_CALL_BLOB_STORE && c->writer == NULL) {
         int r = al_store_blob_partial(&c->writer, c->store, c->reference, c->size, NULL);
         assert(r == 0); /* a validated digest and a writable store: the plan's promise */
@@ -202,6 +258,27 @@ static void hash_done(void *arg)
         al_debug("resuming %s at byte %llu", c->label,
                  (unsigned long long)al_blob_writer_resumed_at(c->writer));
     al_call_fire(c, c->complete ? AL_EV_COMPLETE : AL_EV_HASHED);
+}
+
+static void upload_hash_done(void *arg)
+{
+    al_call *c = arg;
+    al_call_fire(c, al_upload_hash_done(c));
+}
+
+/* HASHING: a partial download re-hashed, or the store's bytes of an
+ * upload hashed up to where the registry holds them, on the worker. */
+static void on_hashing(al_call *c)
+{
+    if (c->kind != AL_CALL_BLOB_UPLOAD) {
+        al_worker_submit(c->reg->worker, hash_work, hash_done, c);
+        return;
+    }
+    if (al_upload_hash_begin(c) < 0) {
+        al_call_fire(c, AL_EV_FAIL);
+        return;
+    }
+    al_worker_submit(c->reg->worker, al_upload_hash_work, upload_hash_done, c);
 }
 
 static void on_admit(al_call *c)
@@ -237,6 +314,8 @@ static int blob_body(void *ctx, al_request *q, const char *buf, size_t n, al_err
 static void on_send(al_call *c)
 {
     al_request_free(c->req);
+    if (c->kind == AL_CALL_BLOB_UPLOAD)
+        al_upload_before_send(c);
     al_request *q = c->req = reg_build_request(c->reg, c);
     c->bad_range = false;
     if (c->kind == AL_CALL_BLOB_STORE) {
@@ -248,6 +327,13 @@ static void on_send(al_call *c)
         q->resumed_at = al_blob_writer_resumed_at(c->writer);
         if (q->resumed_at > 0)
             q->range = al_xasprintf("bytes=%llu-", (unsigned long long)q->resumed_at);
+    } else if (c->kind == AL_CALL_BLOB_UPLOAD) {
+        al_upload_decorate(c, q);
+    } else if (c->kind == AL_CALL_MANIFEST_PUT) {
+        q->method = "PUT";
+        q->send_buf = c->put_body;
+        q->send_len = (int64_t)c->put_len;
+        q->send_type = al_xstrdup(c->put_type);
     }
     al_engine_send(engine_of(c), q, on_response, c);
 }
@@ -318,11 +404,6 @@ static void on_retry_wait(al_call *c)
 
 /* --- what an answer means ------------------------------------------------------------ */
 
-static const char *method_of(const al_request *q)
-{
-    return q->head ? "HEAD" : q->post_fields ? "POST" : "GET";
-}
-
 static bool transient_status(long s)
 {
     return s == 408 || s == 429 || (s >= 500 && s <= 599 && s != 501);
@@ -340,7 +421,7 @@ static al_fsm_event restart_event(al_call *c, const al_request *q)
     if (q->err != NULL)
         c->err = al_error_copy(q->err);
     else
-        reg_http_error(&c->err, q, method_of(q));
+        reg_http_error(&c->err, q, al_request_method(q));
     return AL_EV_FAIL;
 }
 
@@ -351,7 +432,7 @@ static al_fsm_event retry_status_event(al_call *c, const al_request *q)
     double asked = al_retry_after_seconds(q->retry_after);
     if (asked > o->max_wait) {
         al_error *e = NULL;
-        reg_http_error(&e, q, method_of(q));
+        reg_http_error(&e, q, al_request_method(q));
         al_error_set(&c->err, e->code, 0,
                      "%s: the registry asks to wait %.0f s before trying again, more than "
                      "--max-wait %.0f s",
@@ -360,7 +441,7 @@ static al_fsm_event retry_status_event(al_call *c, const al_request *q)
         return AL_EV_FAIL;
     }
     if (!reg_may_retry(c->reg, c)) {
-        reg_http_error(&c->err, q, method_of(q));
+        reg_http_error(&c->err, q, al_request_method(q));
         return AL_EV_FAIL;
     }
     c->retry_delay = asked;
@@ -369,21 +450,42 @@ static al_fsm_event retry_status_event(al_call *c, const al_request *q)
         al_engine_progress(engine_of(c), AL_XFER_RETRY, q, q->bytes); /* clears a display */
         c->req_pending = false;
         al_info("%s %s: HTTP %ld: the registry asks to wait %.0f s; trying again then",
-                method_of(q), url, q->status, asked);
+                al_request_method(q), url, q->status, asked);
     }
     return AL_EV_RETRY;
+}
+
+/* A 2xx: a HEAD found it; a manifest PUT must be stored under its digest. */
+static al_fsm_event ok_event(al_call *c, const al_request *q)
+{
+    c->found = true;
+    if (c->kind != AL_CALL_MANIFEST_PUT || q->docker_digest == NULL ||
+        strcmp(q->docker_digest, c->put_digest) == 0)
+        return AL_EV_OK;
+    _cleanup_free_ char *url = al_url_redact(q->url);
+    _cleanup_free_ char *said = al_sanitize(q->docker_digest, 100);
+    al_error_set(&c->err, AL_E_HTTP, 0,
+                 "PUT %s: the registry stored the manifest as %s, not %s (it changed the bytes)",
+                 url, said, c->put_digest);
+    return AL_EV_FAIL;
 }
 
 static al_fsm_event status_event(al_call *c, const al_request *q)
 {
     long s = q->status;
+    al_fsm_event ev;
+    if (c->kind == AL_CALL_BLOB_UPLOAD && al_upload_status(c, q, &ev))
+        return ev;
+    if (s == 404 && c->absent_ok &&
+        (c->kind == AL_CALL_MANIFEST_HEAD || c->kind == AL_CALL_BLOB_HEAD))
+        return AL_EV_OK; /* an answer: not there (found stays false) */
     if (c->kind == AL_CALL_MANIFEST_HEAD && !c->use_get && (s == 404 || s == 405 || s == 501)) {
         c->use_get = true; /* a proxy or registry that does not do HEAD */
         c->head_404 = s == 404;
         return AL_EV_USE_GET;
     }
     if (s >= 200 && s <= 299)
-        return AL_EV_OK;
+        return ok_event(c, q);
     bool blob = c->kind == AL_CALL_BLOB_MEM || c->kind == AL_CALL_BLOB_STORE;
     if (s >= 300 && s <= 399 && s != 304 && q->location != NULL && blob)
         return AL_EV_REDIRECT;
@@ -393,13 +495,15 @@ static al_fsm_event status_event(al_call *c, const al_request *q)
         return restart_event(c, q);
     if (transient_status(s))
         return retry_status_event(c, q);
-    reg_http_error(&c->err, q, method_of(q));
+    reg_http_error(&c->err, q, al_request_method(q));
     return AL_EV_FAIL;
 }
 
 static al_fsm_event classify(al_call *c, al_request *q)
 {
     c->bytes += q->bytes;
+    if (c->kind == AL_CALL_BLOB_UPLOAD)
+        al_upload_answered(c, q);
     if (c->bad_range)
         return restart_event(c, q);
     if (c->writer != NULL)
@@ -486,6 +590,8 @@ static void on_end(al_call *c)
         c->timer = NULL;
     }
     reg_call_ended(c->reg, c);
+    if (c->up != NULL)
+        al_upload_end(c);
     /* A download that gave up keeps its partial file for the next run. */
     al_blob_writer_suspend(al_steal_ptr(&c->writer));
     if (c->req != NULL && c->req_pending) {
@@ -501,7 +607,7 @@ static void enter(al_call *c)
 {
     switch ((al_call_state)c->state) {
     case AL_CALL_PREPARE: on_prepare(c); break;
-    case AL_CALL_HASHING: al_worker_submit(c->reg->worker, hash_work, hash_done, c); break;
+    case AL_CALL_HASHING: on_hashing(c); break;
     case AL_CALL_ADMIT: on_admit(c); break;
     case AL_CALL_WAIT_TOKEN: reg_fetch_token(c->reg, c); break;
     case AL_CALL_SEND: on_send(c); break;

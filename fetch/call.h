@@ -17,9 +17,12 @@
  * The done callback runs once, at DONE or FAILED, and may start other
  * calls; the owner frees the call there or later.
  *
- * An upload (POST, PATCH..., PUT) fits the same shape: PREPARE finds the
- * upload session to resume, SEND's OK moves to the next request of the
- * sequence. It is not built yet. */
+ * An upload (BLOB_UPLOAD: POST, PATCH..., PUT; fetch/upload.c) fits the
+ * same shape: PREPARE finds an upload session an earlier run saved, each
+ * answered step is NEXT (back to ADMIT, so a long upload renews its token
+ * like any call), and a registry that holds more of the upload than was
+ * hashed sends the call to HASHING first (PARTIAL). A manifest PUT is an
+ * ordinary call with a body. */
 #ifndef AL_CALL_H
 #define AL_CALL_H
 
@@ -39,6 +42,9 @@ typedef enum {
     AL_CALL_BLOB_MEM,      /* small blob (config) in memory, capped at mem_cap */
     AL_CALL_BLOB_STORE,    /* blob streamed into the store, verified, resumable */
     AL_CALL_TOKEN,         /* a bearer token (started by the registry itself) */
+    AL_CALL_BLOB_HEAD,     /* is a blob at the registry? (al_call_found) */
+    AL_CALL_BLOB_UPLOAD,   /* push a blob from the store: mount, or POST -> PUT / PATCH... -> PUT */
+    AL_CALL_MANIFEST_PUT,  /* push a manifest's bytes under their media type */
 } al_call_kind;
 
 typedef struct al_call al_call;
@@ -56,6 +62,23 @@ void al_call_set_store(al_call *c, al_store *store, int64_t size); /* BLOB_STORE
 /* Its requests' place among those waiting for a slot (lower first). */
 void al_call_set_priority(al_call *c, int64_t priority);
 
+/* Push: the call's token scope is "repository:REPO:pull,push". */
+void al_call_set_push(al_call *c);
+/* MANIFEST_HEAD, BLOB_HEAD: a 404 is an answer, not a failure (the call
+ * ends DONE with al_call_found false; MANIFEST_HEAD then asks no GET). */
+void al_call_set_absent_ok(al_call *c);
+/* MANIFEST_PUT: the bytes (borrowed until the call ends), their media type
+ * (Content-Type) and the digest the registry must answer with
+ * (Docker-Content-Digest; a mismatch fails the call). */
+void al_call_set_put(al_call *c, const void *body, size_t len, const char *media_type,
+                     const char *digest);
+/* BLOB_UPLOAD: the blob (the call's reference) comes from store, size
+ * bytes; bodies of at most chunk bytes (a blob that fits goes in one PUT);
+ * mount_from (copied, may be NULL): a repository of the same registry that
+ * holds it, mounted from before anything is uploaded. */
+void al_call_set_upload(al_call *c, al_store *store, int64_t size, int64_t chunk,
+                        const char *mount_from);
+
 void al_call_start(al_call *c, al_call_done_fn done, void *user);
 
 /* Results, valid after done. */
@@ -66,8 +89,18 @@ al_error *al_call_take_error(al_call *c);
 al_request *al_call_response(const al_call *c);
 /* A MANIFEST_HEAD that was answered with GET: its response has the body. */
 bool al_call_has_body(const al_call *c);
-/* BLOB_STORE: bytes downloaded by this call (0 when the partial was whole). */
+/* BLOB_STORE: bytes downloaded by this call (0 when the partial was whole).
+ * BLOB_UPLOAD: bytes the registry accepted from this call. */
 uint64_t al_call_bytes(const al_call *c);
+/* HEADs: the registry has it (2xx). */
+bool al_call_found(const al_call *c);
+/* BLOB_UPLOAD: mounted from another repository (nothing uploaded); how
+ * often the registry lost the upload and it started again (at most 1). */
+bool al_call_mounted(const al_call *c);
+int al_call_restarts(const al_call *c);
+/* BLOB_UPLOAD: it failed because of the store's copy of the blob (missing,
+ * the wrong size, unreadable, corrupt), not because of the registry. */
+bool al_call_source_failed(const al_call *c);
 al_call_kind al_call_get_kind(const al_call *c);
 const char *al_call_reference(const al_call *c);
 int al_call_state_of(const al_call *c);

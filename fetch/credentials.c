@@ -508,3 +508,25 @@ char *al_creds_basic_header(const char *user, const char *password)
     explicit_bzero(plain, len);
     return out;
 }
+
+char *al_creds_read_stdin(void)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = al_xmalloc(cap);
+    ssize_t n;
+    while ((n = read(STDIN_FILENO, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)n;
+        if (len + 1 >= cap) {
+            char *bigger = al_xmalloc(cap * 2);
+            memcpy(bigger, buf, len);
+            explicit_bzero(buf, cap); /* realloc would leave a copy behind */
+            free(buf);
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    buf[len] = '\0';
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        buf[--len] = '\0';
+    return buf;
+}

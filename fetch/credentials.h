@@ -43,6 +43,10 @@ void al_creds_free(al_creds *c);
  * (AL_E_AUTH, naming the helper). *out is borrowed from c. */
 int al_creds_get(al_creds *c, const char *host, const al_cred **out, al_error **err);
 
+/* --password-stdin: all of stdin, without its trailing newline (malloc'd;
+ * a secret: al_free_secret). Passwords are never taken from argv. */
+char *al_creds_read_stdin(void);
+
 /* "Basic base64(user:password)" (malloc'd). */
 char *al_creds_basic_header(const char *user, const char *password);
 

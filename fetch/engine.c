@@ -151,8 +151,16 @@ al_request *al_request_new(const char *url)
     r->blob_size = -1;
     r->content_length = -1;
     r->range_start = -1;
+    r->upload_held = -1;
     r->mem_cap = 64 * 1024;
     return r;
+}
+
+const char *al_request_method(const al_request *r)
+{
+    if (r->method != NULL)
+        return r->method;
+    return r->head ? "HEAD" : r->post_fields ? "POST" : "GET";
 }
 
 char *al_url_redact(const char *url)
@@ -314,6 +322,45 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* The request body (PUT, PATCH): from the caller's source, or memory. */
+static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
+{
+    xfer *x = userdata;
+    al_request *r = x->req;
+    uint64_t left = r->send_len > (int64_t)r->sent ? (uint64_t)r->send_len - r->sent : 0;
+    size_t cap = size * nitems < left ? size * nitems : (size_t)left;
+    size_t n = cap;
+    if (cap == 0)
+        return 0;
+    if (r->send_fn == NULL)
+        memcpy(buf, r->send_buf + r->sent, cap);
+    else if (r->send_fn(r->send_ctx, r, buf, cap, &n, &x->sink_err) < 0)
+        return CURL_READFUNC_ABORT;
+    if (n == 0 || n > cap) {
+        al_error_set(&x->sink_err, AL_E_IO, 0, "the body's source ended after %llu of %lld bytes",
+                     (unsigned long long)r->sent, (long long)r->send_len);
+        return CURL_READFUNC_ABORT;
+    }
+    r->sent += n;
+    x->engine->stats.sent_bytes += n;
+    if (r->blob_upload)
+        notify(x->engine, AL_XFER_DATA, r, r->resumed_at + r->sent);
+    return n;
+}
+
+/* curl goes back in the body when it sends the request again on a new
+ * connection (a kept-alive one that turned out closed). The source is read
+ * by position, so going back is only a new position; what was hashed
+ * stays hashed (fetch/upload.c hashes each byte once). */
+static int on_seek(void *userdata, curl_off_t offset, int origin)
+{
+    xfer *x = userdata;
+    if (origin != SEEK_SET || offset < 0 || offset > x->req->send_len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    x->req->sent = (uint64_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
 static char *header_value(const char *line, size_t len, const char *name)
 {
     size_t nl = strlen(name);
@@ -347,6 +394,7 @@ static void forget_headers(al_request *r)
     }
     r->content_length = -1;
     r->range_start = -1;
+    r->upload_held = -1;
 }
 
 void al_request_free(al_request *r)
@@ -354,13 +402,31 @@ void al_request_free(al_request *r)
     if (r == NULL)
         return;
     forget_headers(r);
-    char *owned[] = {r->url, r->accept, r->range, r->body};
+    char *owned[] = {r->url, r->accept, r->range, r->body, r->send_type, r->content_range};
     for (size_t i = 0; i < AL_ARRAY_SIZE(owned); i++)
         free(owned[i]);
     al_free_secret(r->authorization);
     al_free_secret(r->post_fields);
     al_error_free(r->err);
     free(r);
+}
+
+/* An upload's Range, "0-N" (or "bytes=0-N"): the registry holds N + 1
+ * bytes. distribution says "0-0" both for nothing and for one byte; an
+ * upload's offsets are whole chunks, so it means nothing. */
+static int64_t upload_range(const char *v)
+{
+    if (strncmp(v, "bytes=", 6) == 0)
+        v += 6;
+    char *end;
+    long long first = strtoll(v, &end, 10);
+    if (end == v || first != 0 || *end != '-')
+        return -1;
+    const char *last_at = end + 1;
+    long long last = strtoll(last_at, &end, 10);
+    if (end == last_at || last < 0)
+        return -1;
+    return last == 0 ? 0 : (int64_t)last + 1;
 }
 
 static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
@@ -389,6 +455,9 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *userdata)
     _cleanup_free_ char *cl = header_value(p, n, "content-length");
     if (cl != NULL)
         r->content_length = strtoll(cl, NULL, 10);
+    _cleanup_free_ char *rg = header_value(p, n, "range");
+    if (rg != NULL)
+        r->upload_held = upload_range(rg);
     return n;
 }
 
@@ -460,6 +529,33 @@ static void set_callbacks(CURL *h, xfer *x, bool debug)
     }
 }
 
+/* POST (a form, or nothing), PUT and PATCH (a body of send_len bytes). */
+static void set_method(xfer *x)
+{
+    const al_request *r = x->req;
+    CURL *h = x->easy;
+    bool is_post = r->post_fields != NULL || (r->method != NULL && strcmp(r->method, "POST") == 0);
+    if (is_post) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->post_fields ? r->post_fields : "");
+        return;
+    }
+    if (r->method == NULL)
+        return;
+    curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+    if (strcmp(r->method, "PUT") != 0)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(h, CURLOPT_READDATA, x);
+    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(h, CURLOPT_SEEKDATA, x);
+    curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024L);
+    curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->send_len);
+    /* No "Expect: 100-continue": a chunk goes at once, without waiting a
+     * second for a proxy that never answers 100. Auth is settled before a
+     * body is sent (the registry's gate), so a refused body is rare. */
+    x->headers = curl_slist_append(x->headers, "Expect:");
+}
+
 static void xfer_setup(al_engine *e, xfer *x)
 {
     al_request *r = x->req;
@@ -485,12 +581,13 @@ static void xfer_setup(al_engine *e, xfer *x)
     curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
     if (r->head)
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    if (r->post_fields != NULL)
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->post_fields);
+    set_method(x);
     set_tls(h, r);
     add_header(x, "Accept", r->accept);
     add_header(x, "Authorization", r->authorization);
     add_header(x, "Range", r->range);
+    add_header(x, "Content-Type", r->send_type);
+    add_header(x, "Content-Range", r->content_range);
     if (x->headers != NULL)
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->headers);
 }
@@ -560,21 +657,24 @@ static void xfer_free(xfer *x)
     free(x);
 }
 
-/* Every header value a caller gives (Accept, Authorization, Range) is
+/* Every header value a caller gives (Accept, Authorization, Range,
+ * Content-Type, Content-Range) is
  * checked before anything goes on the wire: a CR or LF in it, from a token
  * server say, would add headers of its own. A request that fails the
  * check is refused, not sent. */
 static int check_headers(const al_request *r, al_error **err)
 {
-    const char *const names[] = {"Accept", "Authorization", "Range"};
-    const char *const values[] = {r->accept, r->authorization, r->range};
+    const char *const names[] = {"Accept", "Authorization", "Range", "Content-Type",
+                                 "Content-Range"};
+    const char *const values[] = {r->accept, r->authorization, r->range, r->send_type,
+                                  r->content_range};
     for (size_t i = 0; i < AL_ARRAY_SIZE(names); i++) {
         for (const unsigned char *p = (const unsigned char *)values[i]; p && *p; p++) {
             if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
                 _cleanup_free_ char *url = al_url_redact(r->url);
                 return al_error_set(err, AL_E_HTTP, 0,
                                     "%s %s: not sent: the %s header value holds a control byte",
-                                    r->head ? "HEAD" : "GET", url, names[i]);
+                                    al_request_method(r), url, names[i]);
             }
         }
     }
@@ -620,7 +720,7 @@ static void xfer_finish(al_engine *e, xfer *x, CURLcode code)
     if (r->status > 0)
         e->stats.requests++;
     r->transport_code = (int)code;
-    const char *method = r->head ? "HEAD" : r->post_fields ? "POST" : "GET";
+    const char *method = al_request_method(r);
     _cleanup_free_ char *url = al_url_redact(r->url);
     if (x->sink_err != NULL) {
         /* Our own callback refused: size cap, disk, a wrong range. */

@@ -16,7 +16,9 @@
  * A 2xx body goes to the request's body function when it has one (a blob
  * download), else into memory up to mem_cap; a non-2xx body is kept up to
  * 16 KiB, and the transfer is cut there (a registry's JSON error fits; an
- * endless page is not read). */
+ * endless page is not read). A request body (PUT, PATCH: an upload's
+ * chunk, a manifest) comes from the request's send function, read as curl
+ * sends it, or from memory: an upload is streamed, never held whole. */
 #ifndef AL_ENGINE_H
 #define AL_ENGINE_H
 
@@ -73,6 +75,13 @@ const al_engine_opts *al_engine_get_opts(const al_engine *e);
 typedef int (*al_body_fn)(void *ctx, struct al_request *r, const char *buf, size_t n,
                           al_error **err);
 
+/* A request body source (an upload from the store): fill buf with up to
+ * cap bytes of what comes next, *n_out of them (more than 0 until the
+ * body's send_len bytes are given). A negative return (with *err set)
+ * cuts the transfer, and the request ends with that error. */
+typedef int (*al_send_fn)(void *ctx, struct al_request *r, char *buf, size_t cap, size_t *n_out,
+                          al_error **err);
+
 typedef struct al_request {
     /* Input. */
     char *url;           /* owned */
@@ -82,7 +91,17 @@ typedef struct al_request {
     char *authorization; /* full header value ("Bearer x"), owned, may be NULL; never logged */
     char *range;         /* Range header value ("bytes=N-"), owned, may be NULL */
     char *post_fields;   /* POST this urlencoded form instead of GET (owned; secrets: wiped) */
-    const char *ca_pem;  /* CA bundle (PEM text) replacing the default, or NULL (borrowed) */
+    /* Another method: "POST" (an empty body, or post_fields), "PUT" or
+     * "PATCH" (with the body below). NULL: GET, or HEAD with head. Static
+     * strings. */
+    const char *method;
+    char *send_type;      /* Content-Type of the body sent, owned, may be NULL */
+    char *content_range;  /* Content-Range of a chunk ("N-M"), owned, may be NULL */
+    int64_t send_len;     /* PUT, PATCH: the body's length (0: empty) */
+    const char *send_buf; /* the body, when send_fn is NULL (borrowed) */
+    al_send_fn send_fn;   /* the body from a source (an upload from the store), or NULL */
+    void *send_ctx;
+    const char *ca_pem; /* CA bundle (PEM text) replacing the default, or NULL (borrowed) */
     size_t ca_pem_len;
     const char *client_cert; /* client certificate and key files for mTLS, or NULL (borrowed) */
     const char *client_key;
@@ -95,6 +114,10 @@ typedef struct al_request {
     char blob_digest[AL_DIGEST_BUF];
     int64_t blob_size;
     uint64_t resumed_at; /* bytes of the blob held before this request */
+    /* For the progress display: a blob upload. blob_final marks the
+     * request whose 2xx means the registry holds the blob whole. */
+    bool blob_upload;
+    bool blob_final;
 
     /* Output. */
     long status; /* HTTP status, 0 when no response */
@@ -107,10 +130,13 @@ typedef struct al_request {
     char *ratelimit_limit;     /* RateLimit-Limit */
     int64_t content_length;    /* -1 when unknown */
     int64_t range_start;       /* first byte of a 206's Content-Range, -1 when none */
+    int64_t upload_held;       /* an upload's Range ("0-N"): the bytes the registry holds, N + 1
+                                  ("0-0" counts as none); -1 when not sent */
     char *body; /* memory body, or the first 16 KiB of a non-2xx body; NUL-terminated */
     size_t body_len;
     bool body_cut;      /* a non-2xx body longer than 16 KiB: the rest was not read */
     uint64_t bytes;     /* 2xx body bytes received */
+    uint64_t sent;      /* request body bytes handed to the transfer */
     int transport_code; /* CURLcode, 0 when the exchange completed */
     bool connected;     /* a connection to the server was established */
     al_error *err;      /* transport or sink failure; NULL when a whole response arrived */
@@ -120,6 +146,8 @@ typedef struct al_request {
 
 al_request *al_request_new(const char *url);
 void al_request_free(al_request *r); /* wipes the secrets it holds */
+/* "GET", "HEAD", "POST", "PUT", "PATCH": for messages. */
+const char *al_request_method(const al_request *r);
 
 typedef void (*al_request_done_fn)(al_request *r, void *user);
 
@@ -156,6 +184,7 @@ void al_engine_progress(al_engine *e, al_xfer_event ev, const al_request *r, uin
 typedef struct al_engine_stats {
     uint64_t requests;   /* HTTP requests answered (any status) */
     uint64_t blob_bytes; /* 2xx body bytes written to body functions (blobs) */
+    uint64_t sent_bytes; /* request body bytes sent (uploads, manifests), retries included */
     uint64_t retries;    /* counted by the callers (fetch/call.c) */
 } al_engine_stats;
 const al_engine_stats *al_engine_get_stats(const al_engine *e);

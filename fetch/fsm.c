@@ -20,9 +20,11 @@ static const al_fsm_entry table[] = {
      * keep the result. */
     ROW(CALL, INIT, START, PREPARE),  /* a call starts by looking for an earlier attempt's work */
     ROW(CALL, PREPARE, FRESH, ADMIT), /* nothing to resume */
-    ROW(CALL, PREPARE, PARTIAL, HASHING),     /* a partial download: re-hash it off the loop */
-    ROW(CALL, HASHING, HASHED, ADMIT),        /* resume after the verified prefix (or from 0) */
+    ROW(CALL, PREPARE, PARTIAL, HASHING), /* a partial download: re-hash it off the loop */
+    ROW(CALL, PREPARE, FAIL, FAILED),  /* an upload's store file is missing or of the wrong size */
+    ROW(CALL, HASHING, HASHED, ADMIT), /* resume after the verified prefix (or from 0) */
     ROW(CALL, HASHING, COMPLETE, COMMIT),     /* the partial is the whole blob: no request */
+    ROW(CALL, HASHING, FAIL, FAILED),         /* an upload's store file could not be read */
     ROW(CALL, ADMIT, GO, SEND),               /* the registry lets it go */
     ROW(CALL, ADMIT, WAIT_HOST, WAIT_HOST),   /* another call probes or retries the host */
     ROW(CALL, ADMIT, NEED_TOKEN, WAIT_TOKEN), /* a token for its scope is on the way */
@@ -32,6 +34,10 @@ static const al_fsm_entry table[] = {
     ROW(CALL, WAIT_TOKEN, WAKE, ADMIT),  /* the token arrived (or the scope changed) */
     ROW(CALL, WAIT_TOKEN, FAIL, FAILED), /* the token service refused the scope */
     ROW(CALL, SEND, OK, COMMIT),         /* a 2xx answer, body complete */
+    ROW(CALL, SEND, NEXT, ADMIT),        /* an upload's step done: its next request (POST ->
+                                            PATCH... -> PUT), admitted like any other */
+    ROW(CALL, SEND, PARTIAL, HASHING),   /* the registry holds more of an upload than was hashed:
+                                            hash the store's bytes up to there, off the loop */
     ROW(CALL, SEND, REDIRECT, REDIRECT), /* a 3xx answer with a Location */
     ROW(CALL, SEND, CHALLENGED, ADMIT),  /* 401: new auth scheme, or the token expired */
     ROW(CALL, SEND, USE_GET, ADMIT),     /* HEAD refused on manifests: ask with GET */
@@ -187,13 +193,13 @@ const char *al_fsm_state_name(al_fsm_machine m, int s)
 const char *al_fsm_event_name(al_fsm_event ev)
 {
     static const char *const names[] = {
-        "start",       "fresh",      "partial",  "hashed",  "complete", "go",
-        "wait_host",   "need_token", "wake",     "ok",      "redirect", "follow",
-        "challenged",  "use_get",    "use_http", "retry",   "restart",  "committed",
-        "fail",        "probe",      "open",     "basic",   "bearer",   "bearer_creds",
-        "accepted",    "rejected",   "fetch",    "granted", "refused",  "expired",
-        "conn_fail",   "conn_ok",    "give_up",  "fatal",   "plain",    "head_ok",
-        "head_refused"};
+        "start",        "fresh",       "partial",  "hashed",  "complete", "go",
+        "wait_host",    "need_token",  "wake",     "ok",      "redirect", "follow",
+        "challenged",   "use_get",     "use_http", "retry",   "restart",  "committed",
+        "next",         "fail",        "probe",    "open",    "basic",    "bearer",
+        "bearer_creds", "accepted",    "rejected", "fetch",   "granted",  "refused",
+        "expired",      "conn_fail",   "conn_ok",  "give_up", "fatal",    "plain",
+        "head_ok",      "head_refused"};
     _Static_assert(sizeof(names) / sizeof(names[0]) == AL_EV_N_EVENTS, "event names");
     return (unsigned)ev < AL_EV_N_EVENTS ? names[ev] : "?";
 }

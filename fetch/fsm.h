@@ -3,7 +3,8 @@
  *
  * Six small machines share the table:
  *   CALL    one logical call: resolve a tag, fetch a manifest, a blob into
- *           memory or into the store, a token (fetch/call.c);
+ *           memory or into the store, a token (fetch/call.c); push a blob
+ *           (a sequence of requests: fetch/upload.c) or a manifest;
  *   AUTH    what a registry wants before it answers (fetch/registry.c);
  *   SCOPE   one bearer token scope of a registry: none, being fetched,
  *           held, refused;
@@ -36,8 +37,10 @@ typedef enum {
 
 typedef enum {
     AL_CALL_INIT,       /* created, not started */
-    AL_CALL_PREPARE,    /* look for what an earlier attempt left (a partial download) */
-    AL_CALL_HASHING,    /* a worker thread re-hashes that partial download */
+    AL_CALL_PREPARE,    /* look for what an earlier attempt left (a partial download, an
+                           upload session) */
+    AL_CALL_HASHING,    /* a worker thread re-hashes that partial download, or the store's
+                           bytes of an upload up to where the registry holds them */
     AL_CALL_ADMIT,      /* ask the registry whether the call may go now */
     AL_CALL_WAIT_HOST,  /* the host is being probed or retried by another call */
     AL_CALL_WAIT_TOKEN, /* a token for the call's scope is being fetched */
@@ -90,7 +93,7 @@ typedef enum {
     /* calls */
     AL_EV_START,      /* al_call_start */
     AL_EV_FRESH,      /* nothing to resume */
-    AL_EV_PARTIAL,    /* a partial download to re-hash */
+    AL_EV_PARTIAL,    /* a partial download to re-hash; an upload the registry holds more of */
     AL_EV_HASHED,     /* re-hashed: resume there (or from 0 when it was unusable) */
     AL_EV_COMPLETE,   /* the partial download is the whole blob, verified */
     AL_EV_GO,         /* admitted: send */
@@ -106,6 +109,7 @@ typedef enum {
     AL_EV_RETRY,      /* transient failure, attempts left */
     AL_EV_RESTART,    /* the resume point was wrong: drop the partial, start over */
     AL_EV_COMMITTED,  /* verified and kept */
+    AL_EV_NEXT,       /* an upload's step answered: on to its next request */
     AL_EV_FAIL,
     /* auth */
     AL_EV_PROBE,        /* the first call goes out */

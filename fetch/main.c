@@ -26,6 +26,7 @@
 #include "report.h"
 #include "sanitize.h"
 #include "store.h"
+#include "target.h"
 #include "util.h"
 
 #define AL_FETCH_VERSION "0.1.0"
@@ -140,22 +141,6 @@ enum {
     OPT_IMPORT,
 };
 
-/* HOST[:PORT] as the reference grammar accepts a registry. */
-static bool valid_host(const char *s)
-{
-    if (*s == '\0' || strchr(s, '/') != NULL || strlen(s) > 255)
-        return false;
-    _cleanup_free_ char *probe = al_xasprintf("%s/x/y", s);
-    al_ref *r = NULL;
-    al_error *e = NULL;
-    bool ok = al_ref_parse(&r, probe, &e) == 0 && strcmp(r->domain, s) == 0;
-    al_ref_free(r);
-    al_error_free(e);
-    /* "localhost" and dotted or ported names parse as a domain; a bare word
-     * like "mirror" would have become docker.io/mirror/x/y. */
-    return ok;
-}
-
 /* UPSTREAM=HOST[:PORT][/PREFIX] into m (pointing into the copy *text). */
 static bool parse_mirror(const char *arg, al_mirror *m, char **text)
 {
@@ -172,43 +157,13 @@ static bool parse_mirror(const char *arg, al_mirror *m, char **text)
         *slash = '\0';
         prefix = slash + 1;
     }
-    if (!valid_host(t) || !valid_host(host))
+    if (!al_target_host_valid(t) || !al_target_host_valid(host) ||
+        (prefix != NULL && !al_target_prefix_valid(prefix)))
         return false;
-    if (prefix != NULL) {
-        /* The prefix must be repository path components. */
-        _cleanup_free_ char *probe = al_xasprintf("%s/%s/x", host, prefix);
-        al_ref *r = NULL;
-        bool ok = al_ref_parse(&r, probe, NULL) == 0;
-        al_ref_free(r);
-        if (!ok)
-            return false;
-    }
     m->upstream = strcmp(t, "index.docker.io") == 0 ? "docker.io" : t;
     m->host = host;
     m->prefix = prefix;
     return true;
-}
-
-static char *read_password(void)
-{
-    size_t cap = 4096, len = 0;
-    char *buf = al_xmalloc(cap);
-    ssize_t n;
-    while ((n = read(STDIN_FILENO, buf + len, cap - len - 1)) > 0) {
-        len += (size_t)n;
-        if (len + 1 >= cap) {
-            char *bigger = al_xmalloc(cap * 2);
-            memcpy(bigger, buf, len);
-            explicit_bzero(buf, cap); /* realloc would leave a copy behind */
-            free(buf);
-            buf = bigger;
-            cap *= 2;
-        }
-    }
-    buf[len] = '\0';
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-        buf[--len] = '\0';
-    return buf;
 }
 
 /* The command line as recorded in the runs table: never a secret. The
@@ -293,7 +248,7 @@ static int opt_images(cli *o, int c, const char *arg)
         o->stdin_list |= strcmp(arg, "-") == 0;
         return 0;
     case OPT_REGISTRY:
-        if (!valid_host(arg))
+        if (!al_target_host_valid(arg))
             return al_cli_usage_error("--registry: invalid registry host \"%s\" (want "
                                       "HOST[:PORT])",
                                       arg);
@@ -408,7 +363,7 @@ static int opt_access(cli *o, int c, const char *arg)
     case OPT_CLIENT_KEY: return readable("--client-key", arg, &o->client_key);
     case OPT_CERTS_DIR: o->certs_dir = arg; return 0;
     case OPT_INSECURE:
-        if (!valid_host(arg))
+        if (!al_target_host_valid(arg))
             return al_cli_usage_error("--insecure-registry: invalid host \"%s\" (want "
                                       "HOST[:PORT])",
                                       arg);
@@ -912,7 +867,7 @@ static void session_dispose(session *S)
 static int run(cli *o, int argc, char **argv)
 {
     session S = {.o = o, .started_at = al_now(), .t0 = al_mono()};
-    S.password = o->password_stdin ? read_password() : NULL;
+    S.password = o->password_stdin ? al_creds_read_stdin() : NULL;
     if (o->verbosity > AL_LOG_ERROR) {
         al_progress_mode mode = al_progress_mode_for(STDERR_FILENO);
         /* curl's trace would write through the display. */

@@ -26,6 +26,12 @@ typedef struct blob {
     int64_t size;
     uint64_t have;
     bool done;
+    bool upload; /* pushed, not fetched */
+    /* An upload is several requests (chunks): its line counts from the
+     * first one's start. */
+    bool started;
+    double first_start;
+    uint64_t first_have;
 } blob;
 
 /* A blob transfer in flight. */
@@ -136,9 +142,11 @@ char *al_progress_format_eta(char *buf, size_t len, double s)
 
 /* --- bookkeeping ---------------------------------------------------------- */
 
-static bool is_blob_download(const al_request *r)
+/* A blob's bytes moving: a download into the store, or an upload's
+ * chunk or whole PUT. */
+static bool is_blob_transfer(const al_request *r)
 {
-    return r->blob_download && !r->head && r->blob_digest[0] != '\0';
+    return (r->blob_download || r->blob_upload) && !r->head && r->blob_digest[0] != '\0';
 }
 
 /* "library/busybox" out of ".../v2/library/busybox/blobs/sha256:..."; NULL
@@ -169,6 +177,7 @@ static size_t blob_index(al_progress *p, const al_request *r)
     memset(b, 0, sizeof(*b));
     snprintf(b->digest, sizeof(b->digest), "%s", r->blob_digest);
     b->label = repo_of_url(r->url);
+    b->upload = r->blob_upload;
     b->size = r->blob_size;
     if (b->size > 0)
         p->total += (uint64_t)b->size;
@@ -343,21 +352,24 @@ static void draw(al_progress *p, double t)
     p->last_draw = t;
 }
 
-/* A finished blob download, as a line. */
+/* A finished blob download or upload, as a line. */
 static void blob_line(al_progress *p, const blob *b, const active *a, double t)
 {
     char sd[20], b1[32], b2[32];
     short_digest(sd, b->digest);
-    double secs = a != NULL ? t - a->started : 0;
-    uint64_t got = a != NULL && b->have >= a->start_have ? b->have - a->start_have : b->have;
+    double from = b->upload ? b->first_start : a != NULL ? a->started : t;
+    uint64_t had = b->upload ? b->first_have : a != NULL ? a->start_have : 0;
+    double secs = t - from;
+    uint64_t got = b->have >= had ? b->have - had : b->have;
     if (p->mode == AL_PROGRESS_TTY)
         al_progress_clear(p);
+    const char *verb = b->upload ? "pushed" : "fetched";
     if (secs >= 0.05)
-        plain_line(p, "fetched blob %s%s%s: %s in %.1fs (%s/s)", sd, b->label ? " of " : "",
+        plain_line(p, "%s blob %s%s%s: %s in %.1fs (%s/s)", verb, sd, b->label ? " of " : "",
                    b->label ? b->label : "", al_format_bytes(b1, sizeof(b1), got), secs,
                    al_format_bytes(b2, sizeof(b2), (uint64_t)((double)got / secs)));
     else
-        plain_line(p, "fetched blob %s%s%s: %s", sd, b->label ? " of " : "",
+        plain_line(p, "%s blob %s%s%s: %s", verb, sd, b->label ? " of " : "",
                    b->label ? b->label : "", al_format_bytes(b1, sizeof(b1), got));
 }
 
@@ -366,7 +378,7 @@ static void blob_line(al_progress *p, const blob *b, const active *a, double t)
 static void on_done(al_progress *p, const al_request *r, bool retry, double t)
 {
     bool ok = r->err == NULL && r->status >= 200 && r->status <= 299;
-    if (!is_blob_download(r)) {
+    if (!is_blob_transfer(r)) {
         if (p->requests_active > 0)
             p->requests_active--;
         if (!retry)
@@ -377,7 +389,7 @@ static void on_done(al_progress *p, const al_request *r, bool retry, double t)
             if (r->err != NULL)
                 plain_line(p, "%s", r->err->msg); /* it names the request */
             else
-                plain_line(p, "%s %s: HTTP %ld, %s", r->head ? "HEAD" : "GET", url, r->status,
+                plain_line(p, "%s %s: HTTP %ld, %s", al_request_method(r), url, r->status,
                            al_format_bytes(b, sizeof(b), r->bytes));
         }
         return;
@@ -386,9 +398,10 @@ static void on_done(al_progress *p, const al_request *r, bool retry, double t)
     if (a == NULL)
         return;
     blob *b = &p->blobs[a->blob];
-    /* A 2xx that committed is the blob, whole; a 3xx is a redirect whose
-     * next request carries on. */
-    if (!retry && ok && !b->done) {
+    /* A 2xx that committed is the blob, whole (for an upload, its last
+     * request's: a chunk's is a step); a 3xx is a redirect whose next
+     * request carries on. */
+    if (!retry && ok && !b->done && (r->blob_download || r->blob_final)) {
         set_have(p, b, b->size >= 0 ? (uint64_t)b->size : b->have);
         b->done = true;
         p->n_done_blobs++;
@@ -409,11 +422,11 @@ void al_progress_on_event(void *user, al_xfer_event ev, const al_request *r, uin
     double t = p->now();
     switch (ev) {
     case AL_XFER_QUEUED:
-        if (is_blob_download(r))
+        if (is_blob_transfer(r))
             blob_index(p, r);
         break;
     case AL_XFER_START:
-        if (!is_blob_download(r)) {
+        if (!is_blob_transfer(r)) {
             p->requests_active++;
             break;
         }
@@ -423,6 +436,11 @@ void al_progress_on_event(void *user, al_xfer_event ev, const al_request *r, uin
         }
         size_t bi = blob_index(p, r);
         set_have(p, &p->blobs[bi], have);
+        if (!p->blobs[bi].started) {
+            p->blobs[bi].started = true;
+            p->blobs[bi].first_start = t;
+            p->blobs[bi].first_have = have;
+        }
         p->act[p->n_act++] = (active){.r = r, .blob = bi, .started = t, .start_have = have};
         break;
     case AL_XFER_DATA: {

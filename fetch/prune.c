@@ -1,5 +1,6 @@
 /* The files side of --prune (see prune.h for the order and the rules). */
 #include "prune.h"
+#include "upload-session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,9 @@
 /* A partial download untouched for this long is abandoned (unless an
  * interrupted run may still resume it). */
 #define PARTIAL_MAX_AGE_S (24.0 * 3600.0)
+/* An airlock-push upload session (upload-session.h): kept a week, the age
+ * at which distribution purges the abandoned uploads it would resume. */
+#define UPLOAD_MAX_AGE_S (7 * 24.0 * 3600.0)
 
 static int blob_cmp(const void *a, const void *b)
 {
@@ -155,6 +159,10 @@ static const char *tmp_stale(al_store *store, const char *name, const struct sta
     if (strncmp(name, "quarantine-", 11) == 0) /* kept a day for a look (repair.h) */
         return now - mtime_of(st) > PARTIAL_MAX_AGE_S ? "a damaged blob moved aside over a day ago"
                                                       : NULL;
+    if (al_upload_session_is_name(name))
+        return now - mtime_of(st) > UPLOAD_MAX_AGE_S
+                   ? "an airlock-push upload session left for over a week"
+                   : NULL;
     if (strncmp(name, "partial-", 8) != 0)
         return "left by an interrupted writer";
     _cleanup_free_ char *digest = al_xasprintf("sha256:%s", name + 8);

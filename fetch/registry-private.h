@@ -1,7 +1,7 @@
-/* What fetch/call.c and fetch/registry.c share: the call, the host and the
- * token scope records, and the registry's side of a call's states (the
- * admission gate, request decoration, what an answer means for the host).
- * Nothing outside these two files includes it. */
+/* What fetch/call.c, fetch/registry.c and fetch/upload.c share: the call,
+ * the host and the token scope records, and the registry's side of a
+ * call's states (the admission gate, request decoration, what an answer
+ * means for the host). Nothing outside these files includes it. */
 #ifndef AL_REGISTRY_PRIVATE_H
 #define AL_REGISTRY_PRIVATE_H
 
@@ -47,14 +47,21 @@ struct al_call {
     bool off_host;          /* redirected to another origin: never credentials */
     int redirects;
     int retries;
-    double retry_delay; /* asked for by Retry-After, or -1: back off */
-    bool req_pending;   /* req ended but the progress display has not been told */
-    bool sent_auth;     /* the last request carried our credentials or a token */
-    uint64_t token_gen; /* which token it carried */
-    bool refreshed;     /* the scope's token was renewed once for this call */
-    bool use_get;       /* MANIFEST_HEAD: the registry refused HEAD */
-    bool head_404;      /* ...because HEAD said 404 (a GET that works means it lied) */
-    bool counted_get;   /* counted in the host's manifest GETs in flight */
+    double retry_delay;   /* asked for by Retry-After, or -1: back off */
+    bool req_pending;     /* req ended but the progress display has not been told */
+    bool sent_auth;       /* the last request carried our credentials or a token */
+    uint64_t token_gen;   /* which token it carried */
+    bool refreshed;       /* the scope's token was renewed once for this call */
+    bool use_get;         /* MANIFEST_HEAD: the registry refused HEAD */
+    bool head_404;        /* ...because HEAD said 404 (a GET that works means it lied) */
+    bool counted_get;     /* counted in the host's manifest GETs in flight */
+    bool push;            /* scope "pull,push" */
+    bool absent_ok;       /* HEADs: a 404 is an answer */
+    bool found;           /* HEADs: the registry has it */
+    const char *put_body; /* MANIFEST_PUT (borrowed) */
+    size_t put_len;
+    char *put_type, *put_digest;
+    struct al_upload *up; /* BLOB_UPLOAD (fetch/upload.h) */
     al_timer *timer;
     al_error *err;
     al_call_done_fn done;
@@ -146,6 +153,8 @@ void reg_head_answer(al_registry *r, al_call *c, long status);
 void reg_call_ended(al_registry *r, al_call *c);
 /* "GET URL: HTTP 404 Not Found (CODE: message)" into *err. */
 int reg_http_error(al_error **err, const al_request *q, const char *method);
+/* Whether the registry's error body names code (errors[].code). */
+bool reg_error_code_is(const al_request *q, const char *code);
 bool reg_may_retry(const al_registry *r, const al_call *c);
 
 #endif

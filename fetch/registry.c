@@ -19,6 +19,7 @@
 #include "manifest.h"
 #include "sanitize.h"
 #include "stage.h"
+#include "upload.h"
 #include "url.h"
 #include "util.h"
 
@@ -92,6 +93,12 @@ al_stage *al_registry_stage(al_registry *r, al_store *store)
 bool al_registry_is_insecure(const al_registry *r, const char *name)
 {
     return al_hostpolicy_is_insecure(&r->policy, name);
+}
+
+bool al_registry_plain_http(const al_registry *r, const char *name)
+{
+    const reghost *h = al_strmap_get(r->hosts, name);
+    return h != NULL && h->scheme == AL_SCHEME_HTTP;
 }
 
 reghost *reg_host(al_registry *r, const char *name)
@@ -335,6 +342,21 @@ static char *registry_error_detail(const al_request *q)
     return out;
 }
 
+bool reg_error_code_is(const al_request *q, const char *code)
+{
+    if (q->body == NULL || q->body_len == 0)
+        return false;
+    json_t *root = json_loadb(q->body, q->body_len, 0, NULL);
+    json_t *errors = json_object_get(root, "errors");
+    bool found = false;
+    for (size_t i = 0; i < json_array_size(errors) && !found; i++) {
+        const char *c = json_string_value(json_object_get(json_array_get(errors, i), "code"));
+        found = c != NULL && strcmp(c, code) == 0;
+    }
+    json_decref(root);
+    return found;
+}
+
 int reg_http_error(al_error **err, const al_request *q, const char *method)
 {
     _cleanup_free_ char *url = al_url_redact(q->url);
@@ -385,9 +407,16 @@ static void link_down(reghost *h, al_fsm_event ev, al_error *why)
 
 /* --- the gate -------------------------------------------------------------------------- */
 
-static scope *get_scope(reghost *h, const char *repo)
+/* The token scope a call needs: pull, or pull and push for a push (one
+ * token serves every request of the repository's push, its HEADs too);
+ * a mount also needs pull on the repository it mounts from. Several
+ * scopes are one name, separated by spaces (token_url asks for each). */
+static scope *get_scope(reghost *h, const al_call *c)
 {
-    _cleanup_free_ char *name = al_xasprintf("repository:%s:pull", repo);
+    const char *from = c->up != NULL ? al_upload_mount_from(c->up) : NULL;
+    _cleanup_free_ char *name =
+        from != NULL ? al_xasprintf("repository:%s:pull,push repository:%s:pull", c->repo, from)
+                     : al_xasprintf("repository:%s:%s", c->repo, c->push ? "pull,push" : "pull");
     scope *s = al_strmap_get(h->scopes, name);
     if (s == NULL) {
         s = al_xcalloc(1, sizeof(*s));
@@ -401,7 +430,7 @@ static scope *get_scope(reghost *h, const char *repo)
 /* Bearer hosts: a call goes when its scope holds a live token. */
 static al_fsm_event scope_gate(reghost *h, al_call *c, al_error **why)
 {
-    scope *s = get_scope(h, c->repo);
+    scope *s = get_scope(h, c);
     if (s->state == AL_SCOPE_VALID && s->expires <= al_mono())
         al_fsm_fire(AL_FSM_SCOPE, &s->state, AL_EV_EXPIRED, s->name);
     if (s->state == AL_SCOPE_VALID)
@@ -502,8 +531,12 @@ static char *token_url(const reghost *h, const scope *s)
         _cleanup_free_ char *q = al_xasprintf("service=%s", h->service);
         curl_url_set(u, CURLUPART_QUERY, q, CURLU_APPENDQUERY | CURLU_URLENCODE);
     }
-    _cleanup_free_ char *q2 = al_xasprintf("scope=%s", s->name);
-    curl_url_set(u, CURLUPART_QUERY, q2, CURLU_APPENDQUERY | CURLU_URLENCODE);
+    for (const char *p = s->name; *p != '\0';) {
+        size_t n = strcspn(p, " ");
+        _cleanup_free_ char *q2 = al_xasprintf("scope=%.*s", (int)n, p);
+        curl_url_set(u, CURLUPART_QUERY, q2, CURLU_APPENDQUERY | CURLU_URLENCODE);
+        p += n + (p[n] == ' ');
+    }
     char *url = NULL, *out = NULL;
     if (curl_url_get(u, CURLUPART_URL, &url, 0) == CURLUE_OK)
         out = al_xstrdup(url);
@@ -674,13 +707,21 @@ void reg_fetch_token(al_registry *r, al_call *c)
 
 /* --- requests ---------------------------------------------------------------------- */
 
+static bool manifest_kind(al_call_kind k)
+{
+    return k == AL_CALL_MANIFEST_HEAD || k == AL_CALL_MANIFEST_GET || k == AL_CALL_MANIFEST_PUT;
+}
+
 static char *call_url(const reghost *h, const al_call *c)
 {
-    const char *kind = (c->kind == AL_CALL_MANIFEST_HEAD || c->kind == AL_CALL_MANIFEST_GET)
-                           ? "manifests"
-                           : "blobs";
-    return al_xasprintf("%s://%s/v2/%s/%s/%s", h->scheme == AL_SCHEME_HTTP ? "http" : "https",
-                        h->name, c->repo, kind, c->reference);
+    const char *scheme = h->scheme == AL_SCHEME_HTTP ? "http" : "https";
+    if (c->kind == AL_CALL_BLOB_UPLOAD) {
+        _cleanup_free_ char *base =
+            al_xasprintf("%s://%s/v2/%s/blobs/uploads/", scheme, h->name, c->repo);
+        return al_upload_url(c, base);
+    }
+    return al_xasprintf("%s://%s/v2/%s/%s/%s", scheme, h->name, c->repo,
+                        manifest_kind(c->kind) ? "manifests" : "blobs", c->reference);
 }
 
 /* Authorization for the registry itself: Basic, or the scope's token. */
@@ -693,7 +734,7 @@ static void add_auth(al_registry *r, reghost *h, al_call *c, al_request *q)
             c->sent_auth = true;
         }
     } else if (h->auth == AL_AUTH_BEARER || h->auth == AL_AUTH_BEARER_TRY) {
-        scope *s = get_scope(h, c->repo);
+        scope *s = get_scope(h, c);
         if (s->state == AL_SCOPE_VALID) {
             q->authorization = al_xstrdup(s->token);
             c->sent_auth = true;
@@ -709,7 +750,7 @@ al_request *reg_build_request(al_registry *r, al_call *c)
         c->use_get = true; /* learnt earlier in the run */
     _cleanup_free_ char *own = c->url == NULL ? call_url(h, c) : NULL;
     al_request *q = al_request_new(c->url != NULL ? c->url : own);
-    q->head = c->kind == AL_CALL_MANIFEST_HEAD && !c->use_get;
+    q->head = (c->kind == AL_CALL_MANIFEST_HEAD && !c->use_get) || c->kind == AL_CALL_BLOB_HEAD;
     q->priority = c->priority;
     c->sent_auth = false;
     if (c->off_host) {
@@ -948,12 +989,12 @@ static al_fsm_event bearer_challenge(al_registry *r, reghost *h, al_call *c, al_
         return AL_EV_CHALLENGED;
     }
     if (h->auth != AL_AUTH_BEARER && h->auth != AL_AUTH_BEARER_TRY) {
-        reg_http_error(&c->err, q, q->head ? "HEAD" : "GET");
+        reg_http_error(&c->err, q, al_request_method(q));
         return AL_EV_FAIL; /* a Bearer challenge to Basic credentials */
     }
     if (!c->sent_auth)
         return AL_EV_CHALLENGED; /* it went out before the host asked for tokens */
-    scope *s = get_scope(h, c->repo);
+    scope *s = get_scope(h, c);
     if (!c->refreshed) {
         c->refreshed = true;
         if (s->state == AL_SCOPE_VALID && s->gen == c->token_gen)
@@ -963,13 +1004,13 @@ static al_fsm_event bearer_challenge(al_registry *r, reghost *h, al_call *c, al_
     /* The token service gave a token, the registry refuses it for this
      * repository: a permission matter, per repository. */
     const al_cred *cred = host_cred(r, h);
-    reg_http_error(&c->err, q, q->head ? "HEAD" : "GET");
+    reg_http_error(&c->err, q, al_request_method(q));
     if (has_login(cred))
-        al_error_wrap(&c->err, "%s: credentials from %s give no pull access to %s", h->name,
-                      cred->origin, c->repo);
+        al_error_wrap(&c->err, "%s: credentials from %s give no %s access to %s", h->name,
+                      cred->origin, c->push ? "push" : "pull", c->repo);
     else
-        al_error_wrap(&c->err, "%s: %s needs credentials (anonymous pull refused)", h->name,
-                      c->repo);
+        al_error_wrap(&c->err, "%s: %s needs credentials (anonymous %s refused)", h->name, c->repo,
+                      c->push ? "push" : "pull");
     return AL_EV_FAIL;
 }
 
@@ -1002,7 +1043,7 @@ static al_fsm_event basic_challenge(al_registry *r, reghost *h, al_call *c, cons
     if (e == NULL) {
         /* Accepted credentials refused for this repository, or a Basic
          * challenge from a Bearer registry. */
-        reg_http_error(&c->err, q, q->head ? "HEAD" : "GET");
+        reg_http_error(&c->err, q, al_request_method(q));
         if (h->auth == AL_AUTH_BASIC)
             al_error_wrap(&c->err, "%s: credentials from %s give no access to %s", h->name,
                           cred->origin, c->repo);
@@ -1021,7 +1062,7 @@ al_fsm_event reg_challenge(al_registry *r, al_call *c, const al_request *q)
     al_error *e = NULL;
     if (al_challenge_parse(&ch, q->www_authenticate, &e) < 0) {
         _cleanup_free_ char *url = al_url_redact(q->url);
-        al_error_wrap(&e, "%s %s: HTTP 401", q->head ? "HEAD" : "GET", url);
+        al_error_wrap(&e, "%s %s: HTTP 401", al_request_method(q), url);
         c->err = e;
         return AL_EV_FAIL;
     }

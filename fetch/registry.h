@@ -59,6 +59,10 @@ typedef struct al_quota {
 /* Fills up to max entries; returns how many hosts reported a quota. */
 size_t al_registry_quotas(const al_registry *r, al_quota *out, size_t max);
 
+/* Whether the run spoke to host in plain HTTP (SCHEME machine: a local or
+ * --insecure-registry host that does not speak TLS). */
+bool al_registry_plain_http(const al_registry *r, const char *host);
+
 /* Whether host is listed with --insecure-registry. */
 bool al_registry_is_insecure(const al_registry *r, const char *host);
 

@@ -11,16 +11,22 @@ The kernel here has no netem, so this userspace proxy plays the WAN:
   * bandwidth: server-to-client bytes are paced by two token buckets, one per
     connection (--conn-mbit) and one shared by all (--total-mbit), like a
     registry behind a CDN whose single flows cannot fill the link.
-    Client-to-server bytes (request headers) are not paced.
+    Client-to-server bytes (request headers, and the bodies of a push) are
+    paced the same way by --up-total-mbit and --up-conn-mbit (0, the
+    default: not paced), with at most about a round trip's worth of them
+    held here, so that a client pushing faster than the link is held back
+    by TCP as it would be.
 
 It counts what goes through: requests by method and kind (parsed from the
-request lines of the client's stream: the benchmark sends no request bodies),
+request lines of the client's stream; a push's bodies are binary, and a
+request line in them would be a coincidence),
 and bytes each way. GET http://127.0.0.1:CONTROL/stats returns them as JSON
 (with the number of open connections, so a caller can wait for a client's
 connections to close); GET /reset zeroes them.
 
     shaper.py --listen PORT --upstream HOST:PORT --control PORT
               [--delay-ms 20] [--total-mbit 200] [--conn-mbit 100]
+              [--up-total-mbit 0] [--up-conn-mbit 0]
 
 0 for a rate means unlimited; --delay-ms 0 --total-mbit 0 --conn-mbit 0 is a
 plain relay, which the benchmark measures against a direct connection to
@@ -87,6 +93,9 @@ class Shaper:
         self.delay = args.delay_ms / 1000.0
         self.total = Bucket(args.total_mbit)
         self.conn_mbit = args.conn_mbit
+        self.up_total = Bucket(args.up_total_mbit)
+        self.up_conn_mbit = args.up_conn_mbit
+        self.up_paced = bool(args.up_total_mbit or args.up_conn_mbit)
         # Paced: small chunks, so the buckets interleave connections finely
         # (16 KiB is 0.65 ms at 200 Mbit/s). Unpaced: big reads, fewer wakeups.
         self.chunk = 16384 if (args.total_mbit or args.conn_mbit) else 262144
@@ -105,8 +114,11 @@ class Shaper:
 
     async def client_to_upstream(self, reader, writer):
         """The request direction: a delay line. Each chunk leaves `delay`
-        after it arrived, in order."""
-        q = asyncio.Queue()
+        after it arrived, in order, and no sooner than the upload buckets
+        allow; the queue is bounded, so a fast client waits on TCP."""
+        q = asyncio.Queue(maxsize=64 if self.up_paced else 0)
+        conn = Bucket(self.up_conn_mbit)
+        read_size = 16384 if self.up_paced else 65536
 
         async def pump():
             while True:
@@ -125,14 +137,16 @@ class Shaper:
         task = asyncio.ensure_future(pump())
         try:
             while True:
-                data = await reader.read(65536)
+                data = await reader.read(read_size)
                 if not data:
                     break
                 self.count_requests(data)
                 self.stats.bytes_up += len(data)
-                q.put_nowait((time.monotonic() + self.delay, data))
+                now = time.monotonic()
+                slot = max(conn.reserve(len(data), now), self.up_total.reserve(len(data), now))
+                await q.put((slot + self.delay, data))
         finally:
-            q.put_nowait(None)
+            await q.put(None)
             await task
 
     async def upstream_to_client(self, reader, writer):
@@ -194,6 +208,8 @@ async def main():
     ap.add_argument("--delay-ms", type=float, default=20)
     ap.add_argument("--total-mbit", type=float, default=200)
     ap.add_argument("--conn-mbit", type=float, default=100)
+    ap.add_argument("--up-total-mbit", type=float, default=0)
+    ap.add_argument("--up-conn-mbit", type=float, default=0)
     args = ap.parse_args()
     sh = Shaper(args)
     srv = await asyncio.start_server(sh.handle, "127.0.0.1", args.listen, backlog=256)
@@ -204,7 +220,9 @@ async def main():
         loop.add_signal_handler(sig, stop.set)
     print(f"shaper: 127.0.0.1:{args.listen} -> {args.upstream}, delay {args.delay_ms} ms, "
           f"{args.total_mbit or 'unlimited'} Mbit/s total, {args.conn_mbit or 'unlimited'} "
-          f"Mbit/s per connection; control 127.0.0.1:{args.control}", file=sys.stderr, flush=True)
+          f"Mbit/s per connection; up {args.up_total_mbit or 'unlimited'} Mbit/s total, "
+          f"{args.up_conn_mbit or 'unlimited'} per connection; control 127.0.0.1:{args.control}",
+          file=sys.stderr, flush=True)
     async with srv, ctl:
         await stop.wait()
 

@@ -4,7 +4,9 @@
     fakeregistry.py --port-file F [--bind ADDR] [--tls-cert C --tls-key K]
                     [--log F] [--header-log F] ROUTES.json
 
-ROUTES.json maps "METHOD PATH" (or "PATH" for GET and HEAD) to a response:
+ROUTES.json maps "METHOD PATH" (or "PATH" for GET and HEAD) to a response
+(POST, PUT and PATCH bodies are read and dropped; a push target that refuses
+a manifest answers its PUT):
     {"status": 200, "headers": {"Content-Type": "..."}, "body": "text",
      "body_b64": "...", "body_file": "path", "repeat": N}
 PATH is matched with its query string first, then without it (a token
@@ -94,6 +96,8 @@ def main():
             n = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(n)
             self.respond(False)
+
+        do_PUT = do_PATCH = do_POST
 
     class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True

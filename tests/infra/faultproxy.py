@@ -46,6 +46,11 @@ Actions:
   reset     forward, send headers and "bytes" body bytes, then reset (RST)
   truncate  forward with the full Content-Length but only "bytes" bytes, then
             close cleanly (FIN)
+  cut_request
+            a cut inside an upload: forward the request's headers and only its
+            first "bytes" body bytes to the upstream, then drop both
+            connections (the upstream sees its client vanish mid-body, the
+            client a reset, no answer)
   corrupt   forward, flipping the byte at offset "offset" (default 0); the
             length stays the same
   stall     forward "bytes" body bytes (-1: stall before the status line), then
@@ -94,7 +99,7 @@ HOP_BY_HOP = {
 SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
 SIG_PARAM = "__fault_sig"
 ACTIONS = {"forward", "delay", "status", "html", "close", "reset", "truncate",
-           "corrupt", "stall", "redirect"}
+           "corrupt", "stall", "redirect", "cut_request"}
 
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Network login</title></head>\n"
              b"<body><h1>Please log in to continue</h1>\n"
@@ -552,6 +557,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             for k, v in headers:
                 conn.putheader(k, v)
             conn.endheaders()
+            if action == "cut_request":
+                self.cut_request(conn, body, int(r.get("bytes", 0)))
+                return
             if body is not None:
                 for data in body:
                     if chunked_in:
@@ -571,6 +579,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.relay(resp, r, action)
         finally:
             conn.close()
+
+    def cut_request(self, conn, body, limit):
+        """Send the upstream limit bytes of the body, then hang up on both."""
+        sent = 0
+        for data in body or ():
+            if sent >= limit:
+                break
+            part = data[:limit - sent]
+            conn.send(part)
+            sent += len(part)
+        self.entry["error"] = f"cut_request after {sent} body bytes"
+        self.entry["request_bytes"] = sent
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn.close()
+        self.close_connection = True
+        hard_reset(self)
 
     def relay(self, resp, r, action):
         self.entry["upstream_status"] = resp.status

@@ -14,6 +14,7 @@ AL_SRC=${AL_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 AL_BIN=${AL_BIN:-$AL_SRC/build}
 FETCH=$AL_BIN/airlock-fetch
 EXPORT=$AL_BIN/airlock-export
+PUSH=$AL_BIN/airlock-push
 TEST_NAME=$(basename "${0%.sh}")
 
 # Cleanup: actions run in reverse order on exit, whatever the exit path.
@@ -120,7 +121,15 @@ run_export() {
     "$EXPORT" "$@" >"$out.out" 2>"$out.err" || RC=$?
     echo "\$ airlock-export $* -> exit $RC" >"$out.cmd"
 }
-# expect_rc WANT OUT WHAT: check $RC from run_fetch/run_export, show its
+# run_push OUT [args...]: the same for airlock-push.
+run_push() {
+    local out=$1
+    shift
+    RC=0
+    "$PUSH" "$@" >"$out.out" 2>"$out.err" || RC=$?
+    echo "\$ airlock-push $* -> exit $RC" >"$out.cmd"
+}
+# expect_rc WANT OUT WHAT: check $RC from run_fetch/run_export/run_push, show its
 # output if not.
 expect_rc() {
     if [ "$RC" != "$1" ]; then
@@ -268,6 +277,43 @@ fault_proxy_up() {
     . "$d/fault.env"
     # shellcheck source=infra-lib.sh
     . "$AL_SRC/tests/infra/infra-lib.sh"
+}
+
+# Push targets ----------------------------------------------------------
+# target_up DIR: an empty Debian docker-registry (plain HTTP on 127.0.0.1)
+# to push into, stopped by PID on exit. Sets TARGET (127.0.0.1:PORT),
+# TARGET_LOG (its access log: one line per request) and TARGET_STORAGE.
+target_up() {
+    local d=$1 port pid _
+    mkdir -p "$d/storage"
+    d=$(cd "$d" && pwd)
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+    printf '%s\n' "version: 0.1" "log:" "  level: info" "  formatter: text" \
+        "  accesslog:" "    disabled: false" "storage:" "  filesystem:" \
+        "    rootdirectory: $d/storage" "  maintenance:" "    uploadpurging:" \
+        "      enabled: false" "http:" "  addr: 127.0.0.1:$port" \
+        "  secret: airlock-push-target-not-a-secret" >"$d/config.yml"
+    docker-registry serve "$d/config.yml" </dev/null >>"$d/access.log" 2>>"$d/registry.log" &
+    pid=$!
+    on_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || { show "$d/registry.log"; fail "the target registry exited"; }
+        [ "$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' "http://127.0.0.1:$port/v2/")" = 200 ] && break
+        sleep 0.1
+    done
+    TARGET=127.0.0.1:$port
+    TARGET_LOG=$d/access.log
+    TARGET_STORAGE=$d/storage
+}
+# target_digest URL [curl args...]: the Docker-Content-Digest a registry
+# answers a HEAD of the manifest URL (http[s]://HOST/v2/REPO/manifests/REF)
+# with, every manifest type accepted; empty when it has none.
+target_digest() {
+    local url=$1
+    shift
+    curl -s -I --noproxy '*' "$@" \
+        -H "Accept: application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" \
+        "$url" | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" { print $2 }'
 }
 
 # Hostile servers -------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # --help, the man pages and the flags the programs accept stay in step.
-# For airlock-fetch and airlock-export:
+# For airlock-fetch, airlock-export and airlock-push:
 #   - every long option of the option table in main.c (`struct option
 #     long_opts[]`, or fetch's `options[]` that also names each option's
 #     handler; parsed from the source, so nothing extra ships) appears in
@@ -37,9 +37,17 @@ has_flag() {
 }
 
 checked=0
-for prog in fetch export; do
+# main_of PROG: the source file that holds PROG's option table.
+main_of() {
+    case $1 in
+    push) echo "$AL_SRC/fetch/push-main.c" ;;
+    *) echo "$AL_SRC/$1/main.c" ;;
+    esac
+}
+
+for prog in fetch export push; do
     bin=$AL_BIN/airlock-$prog
-    src=$AL_SRC/$prog/main.c
+    src=$(main_of "$prog")
     man=$work/airlock-$prog.1
     assert_file "$AL_SRC/man/airlock-$prog.1" "man page of airlock-$prog"
     cp "$AL_SRC/man/airlock-$prog.1" "$man"
@@ -98,12 +106,12 @@ for prog in fetch export; do
 done
 [ "$checked" -gt 0 ] || fail "checked nothing"
 
-# 4. cmake --install puts both programs and both man pages in place, and
+# 4. cmake --install puts the programs and their man pages in place, and
 # `man` finds and renders them there.
 need man
 prefix=$(tmpdir prefix)
 cmake --install "$AL_BIN" --prefix "$prefix" >"$prefix.log" 2>&1 || { show "$prefix.log"; fail "cmake --install"; }
-for prog in fetch export; do
+for prog in fetch export push; do
     [ -x "$prefix/bin/airlock-$prog" ] || fail "cmake --install: no bin/airlock-$prog"
     MANPAGER=cat MANWIDTH=80 man -M "$prefix/share/man" "airlock-$prog" >"$prefix.$prog.txt" 2>&1 ||
         { show "$prefix.$prog.txt"; fail "man airlock-$prog after install"; }

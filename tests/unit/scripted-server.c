@@ -14,10 +14,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "digest.h"
+
 typedef struct rule_state {
     ts_rule r;
     int hits;
+    int seen; /* matching requests, answered or let pass (`after`) */
 } rule_state;
+
+/* One upload session of TS_UPLOAD. */
+typedef struct upload {
+    char *data;
+    size_t len, cap;
+    bool done;
+} upload;
+
+#define MAX_UPLOADS 256
 
 struct ts_server {
     int lfd[2];
@@ -35,6 +47,12 @@ struct ts_server {
     int active;
     bool stopping;
     bool tls_hang_up;
+    upload uploads[MAX_UPLOADS];
+    int n_uploads;
+    char (*completed)[AL_DIGEST_BUF];
+    int n_completed;
+    char *last_body;
+    size_t last_body_len;
 };
 
 typedef struct conn {
@@ -77,34 +95,32 @@ static ssize_t read_some(ts_server *s, int fd, char *buf, size_t n)
     return readable(s, fd) ? read(fd, buf, n) : -1;
 }
 
-/* Read one request head (up to the blank line) and its body; false at EOF. */
-static bool read_request(ts_server *s, int fd, char *buf, size_t cap, size_t *len)
+/* Read one request head (up to the blank line) and its body into *buf
+ * (grown as needed; *cap its size), *len bytes in all; false at EOF. */
+static bool read_request(ts_server *s, int fd, char **buf, size_t *cap, size_t *len)
 {
-    size_t n = 0;
+    size_t n = 0, want = 0;
     for (;;) {
-        buf[n] = '\0';
-        char *end = strstr(buf, "\r\n\r\n");
+        (*buf)[n] = '\0';
+        char *end = want == 0 ? strstr(*buf, "\r\n\r\n") : NULL;
         if (end != NULL) {
-            size_t head = (size_t)(end + 4 - buf);
-            const char *cl = strcasestr(buf, "\r\ncontent-length:");
-            size_t body = cl != NULL && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
-            while (n < head + body && n < cap - 1) {
-                ssize_t r = read_some(s, fd, buf + n, cap - 1 - n);
-                if (r <= 0)
-                    return false;
-                n += (size_t)r;
-            }
-            buf[n] = '\0';
+            size_t head = (size_t)(end + 4 - *buf);
+            const char *cl = strcasestr(*buf, "\r\ncontent-length:");
+            want = head + (cl != NULL && cl < end ? strtoul(cl + 17, NULL, 10) : 0);
+        }
+        if (want > 0 && n >= want) {
             *len = n;
             return true;
         }
-        if (n >= cap - 1)
-            return false;
-        ssize_t r = read_some(s, fd, buf + n, cap - 1 - n);
+        if (n + 65536 + 1 > *cap) {
+            *cap = (n + 65536 + 1) * 2;
+            *buf = realloc(*buf, *cap);
+        }
+        ssize_t r = read_some(s, fd, *buf + n, 65536);
         if (r <= 0)
             return false;
         n += (size_t)r;
-        if (buf[0] == 0x16) {
+        if ((*buf)[0] == 0x16) {
             /* A TLS handshake on this plain HTTP socket: say so the way
              * plain servers do, and hang up (curl: "wrong version number"). */
             static const char bad[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
@@ -133,12 +149,16 @@ static void header_copy(const char *buf, const char *name, char *out, size_t cap
     out[n] = '\0';
 }
 
-static void parse_request(const char *buf, int listener, ts_request *q)
+static void parse_request(const char *buf, size_t len, int listener, ts_request *q)
 {
     memset(q, 0, sizeof(*q));
     sscanf(buf, "%15s %1023s", q->method, q->path);
     header_copy(buf, "Authorization", q->auth, sizeof(q->auth));
     header_copy(buf, "Range", q->range, sizeof(q->range));
+    header_copy(buf, "Content-Range", q->content_range, sizeof(q->content_range));
+    header_copy(buf, "Content-Type", q->content_type, sizeof(q->content_type));
+    const char *end = strstr(buf, "\r\n\r\n");
+    q->body_len = end ? len - (size_t)(end + 4 - buf) : 0;
     q->listener = listener;
 }
 
@@ -170,8 +190,9 @@ static bool pick_rule(ts_server *s, const ts_request *q, ts_rule *out)
         const ts_rule *r = &rs->r;
         if ((r->method && strcmp(r->method, q->method) != 0) ||
             (r->path && strstr(q->path, r->path) == NULL) ||
-            (r->listener >= 0 && r->listener != q->listener) || !auth_matches(r->auth, q->auth) ||
-            (r->times > 0 && rs->hits >= r->times))
+            (r->listener >= 0 && r->listener != q->listener) || !auth_matches(r->auth, q->auth))
+            continue;
+        if (rs->seen++ < r->after || (r->times > 0 && rs->hits >= r->times))
             continue;
         rs->hits++;
         *out = *r;
@@ -278,19 +299,146 @@ static bool answer(ts_server *s, int fd, const ts_request *q, const ts_rule *r)
     return r->action == TS_RESPOND;
 }
 
+/* --- TS_UPLOAD: a registry's upload endpoint ---------------------------------------- */
+
+static void keep_body(ts_server *s, const char *body, size_t n)
+{
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&s->lock);
+    free(s->last_body);
+    s->last_body = malloc(n);
+    memcpy(s->last_body, body, n);
+    s->last_body_len = n;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* One answer; with close, "Connection: close" (the caller then closes). */
+static void reply(int fd, bool close, int status, const char *headers, const char *body)
+{
+    char head[2048];
+    int hn =
+        snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s\r\n", status,
+                 reason(status), strlen(body), headers, close ? "Connection: close\r\n" : "");
+    write_all(fd, head, (size_t)hn);
+    write_all(fd, body, strlen(body));
+}
+
+static void append(upload *u, const char *p, size_t n)
+{
+    if (u->len + n + 1 > u->cap) {
+        u->cap = (u->len + n + 1) * 2;
+        u->data = realloc(u->data, u->cap);
+    }
+    memcpy(u->data + u->len, p, n);
+    u->len += n;
+}
+
+/* "/v2/REPO/blobs/uploads/u7?_state=N": session 7, state N (-1: none). */
+static upload *session_of(ts_server *s, const char *path, long *state)
+{
+    const char *u = strstr(path, "/blobs/uploads/u");
+    const char *st = strstr(path, "_state=");
+    *state = st ? strtol(st + 7, NULL, 10) : -1;
+    if (u == NULL)
+        return NULL;
+    int id = atoi(u + 16);
+    return id >= 0 && id < s->n_uploads ? &s->uploads[id] : NULL;
+}
+
+/* Location and Range of a session; the Location is relative, or on the
+ * alt listener (alt_port > 0). */
+static void session_headers(char *out, size_t cap, const char *path, int id, size_t len,
+                            int alt_port)
+{
+    const char *up = strstr(path, "/blobs/uploads/");
+    char origin[64] = "";
+    if (alt_port > 0)
+        snprintf(origin, sizeof(origin), "http://127.0.0.2:%d", alt_port);
+    snprintf(out, cap, "Location: %s%.*s/blobs/uploads/u%d?_state=%zu\r\nRange: 0-%zu\r\n", origin,
+             (int)(up - path), path, id, len, len > 0 ? len - 1 : 0);
+}
+
+static const char *const invalid_body =
+    "{\"errors\":[{\"code\":\"BLOB_UPLOAD_INVALID\",\"message\":\"blob upload invalid\"}]}";
+
+/* PUT ?digest=: the data must hash to it. */
+static void complete(ts_server *s, int fd, bool cl, upload *u, const char *path)
+{
+    const char *d = strstr(path, "digest=");
+    char got[AL_DIGEST_BUF], hdr[160];
+    al_digest_bytes(got, u->data ? u->data : "", u->len);
+    if (d == NULL || strncmp(d + 7, got, AL_DIGEST_LEN) != 0) {
+        reply(fd, cl, 400, "", "{\"errors\":[{\"code\":\"DIGEST_INVALID\"}]}");
+        return;
+    }
+    u->done = true;
+    s->completed = realloc(s->completed, (size_t)(s->n_completed + 1) * sizeof(*s->completed));
+    memcpy(s->completed[s->n_completed++], got, AL_DIGEST_BUF);
+    snprintf(hdr, sizeof(hdr), "Docker-Content-Digest: %s\r\n", got);
+    reply(fd, cl, 201, hdr, "");
+}
+
+/* Answer q as a registry's upload endpoint; false: close the connection. */
+static bool upload_answer(ts_server *s, int fd, const ts_request *q, const ts_rule *r,
+                          const char *body)
+{
+    char hdr[1400];
+    pthread_mutex_lock(&s->lock);
+    long state;
+    upload *u = session_of(s, q->path, &state);
+    bool go_on = !r->close_after;
+    bool cl = r->close_after;
+    int alt = r->elsewhere ? s->port[1] : 0;
+    if (strcmp(q->method, "POST") == 0 && r->mount && strstr(q->path, "mount=") != NULL) {
+        reply(fd, cl, 201, "", "");
+    } else if (strcmp(q->method, "POST") == 0 && s->n_uploads < MAX_UPLOADS) {
+        int id = s->n_uploads++;
+        memset(&s->uploads[id], 0, sizeof(upload));
+        session_headers(hdr, sizeof(hdr), q->path, id, 0, alt);
+        reply(fd, cl, 202, hdr, "");
+    } else if (u == NULL || u->done || (state >= 0 && (size_t)state != u->len)) {
+        reply(fd, cl, 404, "", invalid_body); /* distribution: the state says another size */
+    } else if (r->drop) {
+        append(u, body, r->cut < q->body_len ? r->cut : q->body_len);
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        go_on = false;
+    } else if (strcmp(q->method, "GET") == 0) {
+        session_headers(hdr, sizeof(hdr), q->path, (int)(u - s->uploads), u->len, alt);
+        reply(fd, cl, 204, hdr, "");
+    } else if (strcmp(q->method, "PATCH") == 0 && strtoul(q->content_range, NULL, 10) != u->len) {
+        reply(fd, cl, 416, "", "{\"errors\":[{\"code\":\"BLOB_UPLOAD_INVALID\"}]}");
+    } else if (strcmp(q->method, "PATCH") == 0) {
+        append(u, body, q->body_len);
+        session_headers(hdr, sizeof(hdr), q->path, (int)(u - s->uploads), u->len, alt);
+        reply(fd, cl, 202, hdr, "");
+    } else {
+        append(u, body, q->body_len);
+        complete(s, fd, cl, u, q->path);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return go_on;
+}
+
 static void *conn_main(void *arg)
 {
     conn *c = arg;
     ts_server *s = c->s;
-    char *buf = malloc(1 << 16);
-    size_t len;
-    while (!s->stopping && read_request(s, c->fd, buf, 1 << 16, &len)) {
+    size_t cap = 1 << 17, len;
+    char *buf = malloc(cap);
+    while (!s->stopping && read_request(s, c->fd, &buf, &cap, &len)) {
         ts_request q;
-        parse_request(buf, c->listener, &q);
+        parse_request(buf, len, c->listener, &q);
+        keep_body(s, buf + len - q.body_len, q.body_len);
         ts_rule r;
         if (!pick_rule(s, &q, &r))
             r = (ts_rule){.status = 404, .body = "{\"errors\":[{\"code\":\"NOT_SCRIPTED\"}]}"};
-        if (!answer(s, c->fd, &q, &r))
+        if (r.delay_ms > 0)
+            nap(s, r.delay_ms);
+        bool go_on = r.action == TS_UPLOAD ? upload_answer(s, c->fd, &q, &r, buf + len - q.body_len)
+                                           : answer(s, c->fd, &q, &r);
+        if (!go_on)
             break;
     }
     free(buf);
@@ -371,6 +519,10 @@ void ts_stop(ts_server *s)
     close(s->stop_pipe[1]);
     free(s->rules);
     free(s->log);
+    for (int i = 0; i < s->n_uploads; i++)
+        free(s->uploads[i].data);
+    free(s->completed);
+    free(s->last_body);
     free(s);
 }
 
@@ -403,6 +555,21 @@ void ts_set_rules(ts_server *s, const ts_rule *rules, size_t n)
         s->rules[i].r = rules[i];
     s->n_rules = n;
     s->n_log = 0;
+    for (int i = 0; i < s->n_uploads; i++)
+        free(s->uploads[i].data);
+    s->n_uploads = 0;
+    s->n_completed = 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void ts_swap_rules(ts_server *s, const ts_rule *rules, size_t n)
+{
+    pthread_mutex_lock(&s->lock);
+    free(s->rules);
+    s->rules = calloc(n ? n : 1, sizeof(*s->rules));
+    for (size_t i = 0; i < n; i++)
+        s->rules[i].r = rules[i];
+    s->n_rules = n;
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -460,4 +627,34 @@ int ts_dead_port(void)
     int fd = listen_on("127.0.0.1", &port);
     close(fd); /* nothing listens there now */
     return port;
+}
+
+int ts_uploads_completed(ts_server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = s->n_completed;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+bool ts_upload_has(ts_server *s, const char *digest)
+{
+    bool found = false;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->n_completed && !found; i++)
+        found = strcmp(s->completed[i], digest) == 0;
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+size_t ts_last_body(ts_server *s, char *buf, size_t cap)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t n = s->last_body_len < cap - 1 ? s->last_body_len : cap - 1;
+    if (s->last_body != NULL)
+        memcpy(buf, s->last_body, n);
+    buf[n] = '\0';
+    size_t len = s->last_body_len;
+    pthread_mutex_unlock(&s->lock);
+    return len;
 }
