@@ -30,6 +30,8 @@ enum stmt_id {
     ST_TAG_UPDATE,
     ST_HISTORY_ADD,
     ST_TAG_GET,
+    ST_TAG_WALK_GET,
+    ST_TAG_WALK_SET,
     ST_TAG_TOUCH,
     ST_TAGS_LIST,
     ST_RUN_BEGIN,
@@ -59,11 +61,19 @@ static const char *const stmt_sql[ST_COUNT] = {
      * digest because SET expressions see the row before the update. */
     [ST_TAG_UPDATE] = "UPDATE tags SET digest = ?2, media_type = ?3, size = ?4, source = ?5,"
                       " checked_at = ?6,"
-                      " changed_at = CASE WHEN digest = ?2 THEN changed_at ELSE ?6 END"
+                      " changed_at = CASE WHEN digest = ?2 THEN changed_at ELSE ?6 END,"
+                      " walk_selection = CASE WHEN digest = ?2 THEN walk_selection END,"
+                      " walk_platforms = CASE WHEN digest = ?2 THEN walk_platforms END,"
+                      " walk_blobs = CASE WHEN digest = ?2 THEN walk_blobs END"
                       " WHERE full_name = ?1",
     [ST_HISTORY_ADD] = "INSERT INTO tag_history (full_name, old_digest, new_digest, at, run_id)"
                        " VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_TAG_GET] = "SELECT " TAG_COLUMNS " FROM tags WHERE full_name = ?1",
+    /* Schema 3: only airlock-fetch, which migrates, uses these two. */
+    [ST_TAG_WALK_GET] = "SELECT digest, walk_selection, walk_platforms, walk_blobs FROM tags"
+                        " WHERE full_name = ?1",
+    [ST_TAG_WALK_SET] = "UPDATE tags SET walk_selection = ?2, walk_platforms = ?3, walk_blobs = ?4"
+                        " WHERE full_name = ?1 AND digest = ?5",
     [ST_TAG_TOUCH] = "UPDATE tags SET checked_at = ?2 WHERE full_name = ?1",
     [ST_TAGS_LIST] = "SELECT " TAG_COLUMNS " FROM tags ORDER BY full_name",
     [ST_RUN_BEGIN] = "INSERT INTO runs (started_at, argv) VALUES (?1, ?2)",
@@ -767,6 +777,50 @@ int al_db_tag_get(al_db *db, const char *full_name, al_tag *out, bool *found, al
         return db_fail(db, err, "look up tag %s", full_name);
     }
     return 0;
+}
+
+void al_tag_walk_dispose(al_tag_walk *w)
+{
+    if (w == NULL)
+        return;
+    free(w->selection);
+    free(w->platforms);
+    memset(w, 0, sizeof(*w));
+}
+
+int al_db_tag_walk_get(al_db *db, const char *full_name, al_tag_walk *out, bool *found,
+                       al_error **err)
+{
+    memset(out, 0, sizeof(*out));
+    *found = false;
+    _cleanup_stmt_ sqlite3_stmt *st = stmt_get(db, ST_TAG_WALK_GET, err);
+    if (st == NULL)
+        return AL_E_DB;
+    if (bind_text(st, 1, full_name))
+        return db_fail(db, err, "look up tag %s", full_name);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        column_digest(out->digest, st, 0);
+        out->selection = column_dup(st, 1);
+        out->platforms = column_dup(st, 2);
+        out->blobs = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 3);
+        *found = true;
+    } else if (rc != SQLITE_DONE) {
+        return db_fail(db, err, "look up tag %s", full_name);
+    }
+    return 0;
+}
+
+int al_db_tag_walk_set(al_db *db, const char *full_name, const char *digest, const char *selection,
+                       const char *platforms, int blobs, al_error **err)
+{
+    _cleanup_stmt_ sqlite3_stmt *st = stmt_get(db, ST_TAG_WALK_SET, err);
+    if (st == NULL)
+        return AL_E_DB;
+    if (bind_text(st, 1, full_name) || bind_text(st, 2, selection) || bind_text(st, 3, platforms) ||
+        sqlite3_bind_int(st, 4, blobs) || bind_text(st, 5, digest))
+        return db_fail(db, err, "record the walk of tag %s", full_name);
+    return step_done(db, st, err, "record the walk of tag", full_name);
 }
 
 int al_db_tag_touch(al_db *db, const char *full_name, al_error **err)

@@ -100,6 +100,27 @@ void al_tag_dispose(al_tag *t);
 
 /* *found false when no such tag. */
 int al_db_tag_get(al_db *db, const char *full_name, al_tag *out, bool *found, al_error **err);
+/* What airlock-fetch's walk of a tag's graph found, kept for the next run:
+ * a tag whose digest and selection (--platform, --include-attestations)
+ * are those of its last walk is one HEAD, its graph not read again. The
+ * graph a digest names never changes, and every row of it exists only when
+ * its content is present, so the walk would find the same. Cleared
+ * whenever the tag moves (al_db_graph_commit, al_db_graph_apply). */
+typedef struct al_tag_walk {
+    char digest[AL_DIGEST_BUF];
+    char *selection; /* NULL: no walk recorded for this digest */
+    char *platforms; /* "linux/amd64,linux/arm64" or "" */
+    int blobs;       /* distinct blobs of the graph; -1 when unknown */
+} al_tag_walk;
+void al_tag_walk_dispose(al_tag_walk *w);
+/* *found false when no such tag. Needs schema 3 (a store airlock-fetch
+ * opened). */
+int al_db_tag_walk_get(al_db *db, const char *full_name, al_tag_walk *out, bool *found,
+                       al_error **err);
+/* Record a walk of the tag at digest (nothing happens when the tag points
+ * elsewhere). */
+int al_db_tag_walk_set(al_db *db, const char *full_name, const char *digest, const char *selection,
+                       const char *platforms, int blobs, al_error **err);
 /* Set checked_at = now (a HEAD found the digest unchanged). */
 int al_db_tag_touch(al_db *db, const char *full_name, al_error **err);
 /* The same for n tags, a statement per 256 names (the tags a run found

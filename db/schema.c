@@ -82,6 +82,14 @@ const char *const al_db_migrations[] = {
     "  bytes        INTEGER NOT NULL"
     ");"
     "CREATE INDEX bundles_source ON bundles(source_store, created_at);",
+
+    /* 2 -> 3: what a fetch's walk of a tag's graph found (db.h,
+     * al_tag_walk): a nightly run skips the walk of a tag whose digest and
+     * selection did not change. NULL until a fetch walks the tag; cleared
+     * whenever the tag moves. */
+    "ALTER TABLE tags ADD COLUMN walk_selection TEXT;"
+    "ALTER TABLE tags ADD COLUMN walk_platforms TEXT;"
+    "ALTER TABLE tags ADD COLUMN walk_blobs INTEGER;",
 };
 
 const size_t al_db_n_migrations = sizeof(al_db_migrations) / sizeof(al_db_migrations[0]);

@@ -681,7 +681,7 @@ static int print_verify_report(FILE *out, bool json, void *ud, al_error **err)
         else
             fprintf(out,
                     "%zu problem%s (%zu error%s, %zu note%s); %llu blobs, %llu bytes (%s) "
-                    "verified, %zu tags\n",
+                    "verified, %zu tags; airlock-fetch --repair mends damaged blobs\n",
                     rep->n_problems, rep->n_problems == 1 ? "" : "s", rep->n_errors,
                     rep->n_errors == 1 ? "" : "s", rep->n_infos, rep->n_infos == 1 ? "" : "s",
                     (unsigned long long)rep->blobs_hashed, (unsigned long long)rep->bytes_hashed, b,

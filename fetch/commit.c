@@ -272,6 +272,22 @@ static void touch_later(image *im)
     rn->touched[rn->n_touched++] = al_xstrdup(im->tag_key);
 }
 
+bool al_commit_known(image *im, const char *digest)
+{
+    const al_tag_walk *w = &im->walked;
+    if (w->selection == NULL || !im->had_tag || strcmp(im->stored_digest, digest) != 0)
+        return false;
+    al_image_result *r = im->res;
+    memcpy(r->digest, digest, sizeof(r->digest));
+    r->status = AL_IMG_UNCHANGED;
+    free(r->platforms);
+    r->platforms = al_xstrdup(w->platforms);
+    r->graph_blobs = w->blobs;
+    im->phase = IMG_KNOWN;
+    touch_later(im);
+    return true;
+}
+
 /* The group's write transaction, begun at its first write: a group of
  * unchanged tags writes nothing. */
 typedef struct group {
@@ -285,6 +301,24 @@ static bool group_write(group *g)
     if (!g->open && g->err == NULL && al_db_begin(g->rn->ctx->db, &g->err) == 0)
         g->open = true;
     return g->open;
+}
+
+/* Keep what the walk found for the next run (al_commit_known), unless it
+ * is what the tag's row says already. Without it the next run walks the
+ * graph again: a warning, not a failure. */
+static void record_walk(group *grp, image *im)
+{
+    const al_image_result *r = im->res;
+    const al_tag_walk *w = &im->walked;
+    if (w->selection != NULL && strcmp(im->stored_digest, r->digest) == 0)
+        return;
+    al_error *e = NULL;
+    if (group_write(grp) &&
+        al_db_tag_walk_set(im->ctx->db, im->tag_key, r->digest, im->rn->selection, r->platforms,
+                           r->graph_blobs, &e) < 0) {
+        al_warn("%s: %s (the next run reads its graph again)", im->tag_key, e->msg);
+        al_error_free(e);
+    }
 }
 
 /* One image's graph and tag, inside the group's transaction. */
@@ -317,9 +351,11 @@ static void commit_graph(group *grp, image *im)
     if (unchanged(im, &g)) {
         touch_later(im);
         set_result(im, &g, moved_from, &plats);
+        record_walk(grp, im);
     } else if (group_write(grp) &&
                al_db_graph_commit(im->ctx->db, &g, im->ctx->run_id, moved_from, &e) == 0) {
         set_result(im, &g, moved_from, &plats);
+        record_walk(grp, im);
     } else if (e != NULL) {
         al_image_fail(im, e);
     }

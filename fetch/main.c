@@ -759,7 +759,8 @@ static int fetch_images(session *S)
                  .no_fallback = o->mirror_only,
                  .platforms = o->plats,
                  .n_platforms = o->n_plats,
-                 .include_attestations = o->attest},
+                 .include_attestations = o->attest,
+                 .rewalk = o->repair},
         .run_id = S->run_id,
     };
     S->t0 = al_mono();

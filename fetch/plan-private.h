@@ -38,8 +38,10 @@ typedef struct mnode {
 struct run;
 
 /* An image walks its graph; then what came from the registry is staged
- * (made durable); then it waits for the next group commit of rows. */
-typedef enum { IMG_WALKING, IMG_STAGING, IMG_QUEUED, IMG_DONE } image_phase;
+ * (made durable); then it waits for the next group commit of rows. A tag
+ * the HEAD found where the store has it, walked before for this run's
+ * selection, skips all that (KNOWN: db.h, al_tag_walk). */
+typedef enum { IMG_WALKING, IMG_STAGING, IMG_QUEUED, IMG_KNOWN, IMG_DONE } image_phase;
 
 /* A blob row to write with the next group commit. */
 typedef struct row {
@@ -61,6 +63,7 @@ typedef struct image {
     bool failed;
     bool had_tag;
     char stored_digest[AL_DIGEST_BUF];
+    al_tag_walk walked; /* the tag's last walk; its selection NULL when unusable */
     mnode *nodes;
     size_t n_nodes;
     int pending; /* calls, blob waits and staged bodies outstanding */
@@ -96,8 +99,9 @@ typedef struct run {
     size_t n;
     row *rows; /* blob rows for the next group commit */
     size_t n_rows, cap_rows;
-    image *ready;   /* staged images for the next group commit */
-    char **touched; /* tags found unchanged: checked_at, once at the end */
+    image *ready;    /* staged images for the next group commit */
+    char **touched;  /* tags found unchanged: checked_at, once at the end */
+    char *selection; /* what decides the part of a graph the run keeps */
     size_t n_touched;
 } run;
 
@@ -109,6 +113,10 @@ void al_image_hold(image *im);
 void al_image_release(image *im);
 /* Committed (or failed at commit): fall back or be done. */
 void al_image_settle(image *im);
+
+/* commit.c: the HEAD found a tag where its last walk left it (IMG_KNOWN):
+ * its result from that walk, its checked_at with the others. */
+bool al_commit_known(image *im, const char *digest);
 
 /* walk.c */
 void al_walk_start(image *im);

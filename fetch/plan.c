@@ -159,16 +159,39 @@ static int image_init(al_fetch_ctx *ctx, run *rn, image *im, const al_reflist_en
     im->tag_key = al_ref_full(entry->ref);
     res->full_name = al_xstrdup(im->tag_key);
     set_endpoint(im, 0);
-    al_tag t;
     bool found = false;
-    if (al_db_tag_get(ctx->db, im->tag_key, &t, &found, err) < 0)
+    if (al_db_tag_walk_get(ctx->db, im->tag_key, &im->walked, &found, err) < 0)
         return al_error_wrap(err, "tag %s", im->tag_key);
     if (found) {
         im->had_tag = true;
-        memcpy(im->stored_digest, t.digest, sizeof(im->stored_digest));
-        al_tag_dispose(&t);
+        memcpy(im->stored_digest, im->walked.digest, sizeof(im->stored_digest));
+    }
+    /* Another selection (or --repair) walks the graph again. */
+    if (im->walked.selection != NULL &&
+        (ctx->opts.rewalk || strcmp(im->walked.selection, rn->selection) != 0 ||
+         im->walked.platforms == NULL || im->walked.blobs < 0)) {
+        free(im->walked.selection);
+        im->walked.selection = NULL;
     }
     return 0;
+}
+
+/* What decides the part of a graph a run keeps, as a key for al_tag_walk:
+ * the same key and the same root digest keep the same graph. */
+static char *selection_key(const al_fetch_opts *o)
+{
+    char *s = al_xstrdup("v1 platforms=");
+    for (size_t i = 0; i < o->n_platforms; i++) {
+        char pb[96];
+        char *t = al_xasprintf("%s%s%s", s, i > 0 ? "," : "",
+                               al_platform_format(&o->platforms[i], pb, sizeof(pb)));
+        free(s);
+        s = t;
+    }
+    char *t = al_xasprintf("%s%s attestations=%s", s, o->n_platforms == 0 ? "*" : "",
+                           o->include_attestations ? "yes" : "no");
+    free(s);
+    return t;
 }
 
 static void image_dispose(image *im)
@@ -178,6 +201,7 @@ static void image_dispose(image *im)
     free(im->host);
     free(im->repo);
     free(im->source);
+    al_tag_walk_dispose(&im->walked);
 }
 
 /* After every loop iteration: the rows of what it finished. */
@@ -191,7 +215,11 @@ int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **re
 {
     size_t n = list->n;
     al_image_result *res = al_xcalloc(n ? n : 1, sizeof(*res));
-    run rn = {.ctx = ctx, .blobs = al_strmap_new(), .warned = al_strmap_new(), .n = n};
+    run rn = {.ctx = ctx,
+              .blobs = al_strmap_new(),
+              .warned = al_strmap_new(),
+              .n = n,
+              .selection = selection_key(&ctx->opts)};
     rn.images = al_xcalloc(n ? n : 1, sizeof(image));
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
@@ -218,6 +246,7 @@ int al_fetch_run(al_fetch_ctx *ctx, const al_reflist *list, al_image_result **re
     al_blobs_free(&rn);
     al_commit_free(&rn);
     al_strmap_free(rn.warned);
+    free(rn.selection);
     *results_out = res;
     return rc;
 }

@@ -39,6 +39,7 @@ typedef struct al_fetch_opts {
     const al_platform *platforms; /* --platform; n_platforms == 0: all */
     size_t n_platforms;
     bool include_attestations;
+    bool rewalk; /* --repair: walk every graph, even of a tag that did not move */
 } al_fetch_opts;
 
 typedef enum { AL_IMG_OK, AL_IMG_UNCHANGED, AL_IMG_MOVED, AL_IMG_FAILED } al_image_status;

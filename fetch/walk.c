@@ -324,8 +324,11 @@ static void on_head(al_call *c, void *user)
     } else if (al_call_has_body(c)) {
         on_manifest(c, user); /* ends the step */
     } else if (q->docker_digest != NULL && al_digest_valid(q->docker_digest)) {
-        memcpy(im->nodes[0].digest, q->docker_digest, AL_DIGEST_BUF);
-        resolve_node(im, 0);
+        /* Unchanged since a walk of the same selection: nothing to read. */
+        if (!al_commit_known(im, q->docker_digest)) {
+            memcpy(im->nodes[0].digest, q->docker_digest, AL_DIGEST_BUF);
+            resolve_node(im, 0);
+        }
         end_step(s, c);
     } else {
         get_manifest(im, 0, im->entry->ref->tag); /* no usable digest header */

@@ -10,7 +10,10 @@
 #   - what a run makes durable (strace): index.json is rewritten once per
 #     run, not per image; a run that finds every tag unchanged renames
 #     nothing else, makes a handful of fsyncs whatever the number of tags,
-#     and still sets every tag's checked_at (in one batch at its end).
+#     and still sets every tag's checked_at (in one batch at its end);
+#   - a run that finds every tag unchanged opens no blob of the store (the
+#     walk recorded in the tag row stands for the graph, db.h al_tag_walk),
+#     while a run with another --platform walks the graph again.
 . "$(dirname "$0")/lib.sh"
 rig_up
 
@@ -175,5 +178,27 @@ assert_eq 0 "$(db "$store3" 'SELECT count(*) FROM tags WHERE checked_at <= 1')" 
 assert_eq "$changed" "$(db "$store3" 'SELECT full_name, changed_at FROM tags ORDER BY 1')" \
     "changed_at after a run that changed nothing"
 note "durability calls: a first run of $n images wrote index.json once; a no-op run: $renames rename, $syncs fsyncs, as for one tag"
+
+# 6. The no-op run reads no graph; another selection does ------------------------
+# strace -y names each open's directory: a blob is a 64-hex name in blobs/sha256.
+opened_blobs() { grep -cE 'openat\([0-9]+</[^>]*/blobs/sha256>, "[0-9a-f]{64}"' "$1" || true; }
+ASAN_OPTIONS=$no_lsan strace -f -qq -y -e trace=openat -o "$work/noop-open.trace" \
+    "$FETCH" --store "$store3" -f "$list" "${reg_args[@]}" >"$work/noop-open.out" 2>&1 ||
+    fail "the no-op run traced for opens failed: $(tail -n 3 "$work/noop-open.out")"
+assert_eq 0 "$(opened_blobs "$work/noop-open.trace")" "blobs opened by a run of $n unchanged tags"
+bb_key=library/busybox:1.36
+bb_name=$(seed_name "$bb_key")
+all_plats=$(line_for "$work/noop.out" "$bb_name" | awk '{print $4}')
+assert_eq linux/amd64,linux/arm64 "$all_plats" "platforms of $bb_name in the no-op run"
+ASAN_OPTIONS=$no_lsan strace -f -qq -y -e trace=openat -o "$work/sel.trace" \
+    "$FETCH" --store "$store3" --platform linux/arm64 "${reg_args[@]}" "$bb_key" \
+    >"$work/sel.out" 2>&1 || fail "fetch --platform linux/arm64 of $bb_key: $(tail -n 3 "$work/sel.out")"
+assert_eq "unchanged linux/arm64" "$(line_for "$work/sel.out" "$bb_name" | awk '{print $1, $4}')" \
+    "result and platforms of $bb_name with --platform linux/arm64"
+[ "$(opened_blobs "$work/sel.trace")" -gt 0 ] || fail "a run with another --platform did not read the graph"
+run_fetch "$work/sel2" --store "$store3" "${reg_args[@]}" "$bb_key"
+assert_eq "unchanged $all_plats" "$(line_for "$work/sel2.out" "$bb_name" | awk '{print $1, $4}')" \
+    "result and platforms of $bb_name without --platform again"
+note "a no-op run opened no blob; --platform read the graph again"
 
 note "ok"

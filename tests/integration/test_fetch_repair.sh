@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Damaged blobs in the store are repaired (issue 15, item 13):
-#   1. a layer truncated in the store: the next fetch moves it aside
+#   1. a layer truncated in the store: a nightly run of the unchanged tag
+#      does not read its graph (one HEAD, "unchanged"; --verify-store finds
+#      the damage and names --repair); a fetch that reads the graph (here:
+#      another --platform than the last one) moves it aside
 #      (tmp/quarantine-<hex>), downloads it again, and the image is ok;
 #   2. a byte flipped in a stored manifest: the same, when the fetch reads
 #      the manifest (the tag is unchanged, the graph is read from the store);
@@ -35,7 +38,17 @@ sound() { [ "$(sha256sum <"$(blob_file "$1")" | cut -d' ' -f1)" = "${1#sha256:}"
 layer=$(seed_blobs library/alpine-ish:3.19 '.kind == "layer"' | tail -1)
 truncate -s 100 "$(blob_file "$layer")"
 mark=$(log_mark "$AL_REG_PLAIN_LOG")
-run_fetch "$work/trunc" --store "$store" "${reg[@]}" library/alpine-ish:3.19
+run_fetch "$work/nightly" --store "$store" "${reg[@]}" library/alpine-ish:3.19
+expect_rc 0 "$work/nightly" "the nightly fetch of the damaged, unchanged tag"
+assert_eq unchanged "$(word_for "$work/nightly.out" docker.io/library/alpine-ish:3.19)" "its result"
+assert_eq 0 "$(log_since "$AL_REG_PLAIN_LOG" "$mark" | grep -c "/blobs/")" "blob GETs of the nightly fetch"
+RC=0
+"$EXPORT" --store "$store" --verify-store >"$work/verify-bad.out" 2>&1 || RC=$?
+assert_eq 1 "$RC" "--verify-store of the store with a truncated layer: exit"
+assert_grep "airlock-fetch --repair mends damaged blobs" "$work/verify-bad.out" "--verify-store's summary"
+# Another selection than the last fetch's reads the graph from the store.
+mark=$(log_mark "$AL_REG_PLAIN_LOG")
+run_fetch "$work/trunc" --store "$store" "${reg[@]}" --platform linux/amd64 library/alpine-ish:3.19
 expect_rc 0 "$work/trunc" "fetch after a layer was truncated"
 assert_eq ok "$(word_for "$work/trunc.out" docker.io/library/alpine-ish:3.19)" "result"
 assert_grep "blob $layer: the store holds 100 bytes .*moving it aside" "$work/trunc.err" "the warning"
@@ -48,6 +61,8 @@ note "a truncated layer: moved aside and downloaded again"
 # 2. A flipped byte in a stored manifest --------------------------------------------
 manifest=$(seed_digest library/alpine-ish:3.19)
 flip_byte "$(blob_file "$manifest")" 10
+# The last fetch of the tag kept linux/amd64; this one's selection (every
+# platform) differs, so it reads the graph.
 run_fetch "$work/flip-m" --store "$store" "${reg[@]}" library/alpine-ish:3.19
 expect_rc 0 "$work/flip-m" "fetch after a manifest was damaged"
 assert_grep "blob $manifest is corrupt.*moving it aside" "$work/flip-m.err" "the warning"

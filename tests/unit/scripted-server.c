@@ -431,7 +431,7 @@ static void *conn_main(void *arg)
         ts_request q;
         parse_request(buf, len, c->listener, &q);
         keep_body(s, buf + len - q.body_len, q.body_len);
-        ts_rule r;
+        ts_rule r = {0}; /* pick_rule fills it; gcc -O2 cannot see that */
         if (!pick_rule(s, &q, &r))
             r = (ts_rule){.status = 404, .body = "{\"errors\":[{\"code\":\"NOT_SCRIPTED\"}]}"};
         if (r.delay_ms > 0)

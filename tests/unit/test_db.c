@@ -11,7 +11,7 @@
 #include "digest.h"
 #include "test-helpers.h"
 
-#define SCHEMA_VERSION 2 /* bump with each migration */
+#define SCHEMA_VERSION 3 /* bump with each migration */
 
 typedef struct {
     char *tmp;

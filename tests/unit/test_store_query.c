@@ -77,7 +77,8 @@ static void edge(const char *path, int parent, int child, const char *kind, int 
 static void tag(const char *path, const char *name, int root)
 {
     _cleanup_free_ char *sql = al_xasprintf(
-        "INSERT INTO tags VALUES ('%s', '%s', 'application/vnd.oci.image.index.v1+json', %lld,"
+        "INSERT INTO tags (full_name, digest, media_type, size, source, first_seen, checked_at,"
+        " changed_at) VALUES ('%s', '%s', 'application/vnd.oci.image.index.v1+json', %lld,"
         " 'reg/x', 1714530000, 1714600000, 1714540000)",
         name, D[root], (long long)size_of(root));
     raw_exec(path, sql);
