@@ -640,12 +640,18 @@ http:
 
 def busy_others():
     """Other processes using a CPU now (the machine may be shared): their
-    names and %CPU, for the record."""
-    r = subprocess.run(["ps", "-eo", "pcpu=,comm=", "--sort=-pcpu"], capture_output=True,
+    names and %CPU (ps: over each one's lifetime), for the record. A
+    stopped process (state T, e.g. a fuzzer paused for the benchmark) uses
+    none."""
+    r = subprocess.run(["ps", "-eo", "pcpu=,stat=,comm=", "--sort=-pcpu"], capture_output=True,
                        text=True, check=False)
     out = []
-    for line in r.stdout.splitlines()[:5]:
-        pc, _, name = line.strip().partition(" ")
+    for line in r.stdout.splitlines()[:8]:
+        pc, _, rest = line.strip().partition(" ")
+        stat, _, name = rest.strip().partition(" ")
+        name = name.strip()
+        if stat.startswith("T"):
+            continue
         try:
             if float(pc) >= 20 and name not in ("ps", "python3"):
                 out.append(f"{name.strip()} {float(pc):.0f}%")
