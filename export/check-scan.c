@@ -15,8 +15,8 @@
 
 /* 128 KiB: what zstd's streaming API recommends for each side
  * (ZSTD_DStreamInSize/OutSize), and plenty for sequential reads; 1 MiB
- * buffers were no faster and made each check (and the fuzzer's every run)
- * map and fault in 3 MiB. */
+ * buffers made each check (and each of the fuzzer's runs) map and fault
+ * in 3 MiB. */
 #define READ_BUF (1u << 17)
 #define OUT_BUF (1u << 17)
 /* Enough bytes for any zstd frame header (ZSTD_FRAMEHEADERSIZE_MAX). */
