@@ -81,6 +81,8 @@ static char *normalize(const char *path)
 /* Where a link member points, as an archive path; NULL when outside. */
 static char *link_target(const al_member *m)
 {
+    if (m->link == NULL) /* a tar header may name no target at all */
+        return NULL;
     if (m->type == AL_MEMBER_HARDLINK)
         return normalize(strncmp(m->link, "./", 2) == 0 ? m->link + 2 : m->link);
     if (m->link[0] == '/')
@@ -143,7 +145,11 @@ static void check_members(ctx *c)
         if (m->type == AL_MEMBER_OTHER)
             al_check_add(c->r, AL_CHECK_ERROR, m->name,
                          "a device, fifo or socket member: image archives hold none");
-        if (m->type == AL_MEMBER_SYMLINK || m->type == AL_MEMBER_HARDLINK) {
+        if ((m->type == AL_MEMBER_SYMLINK || m->type == AL_MEMBER_HARDLINK) &&
+            (m->link == NULL || m->link[0] == '\0')) {
+            al_check_add(c->r, AL_CHECK_ERROR, m->name, "%s with an empty target",
+                         m->type == AL_MEMBER_SYMLINK ? "symlink" : "hard link");
+        } else if (m->type == AL_MEMBER_SYMLINK || m->type == AL_MEMBER_HARDLINK) {
             _cleanup_free_ char *t = link_target(m);
             _cleanup_free_ char *shown = al_check_printable(m->link);
             if (t == NULL)
