@@ -325,12 +325,13 @@ static int check_files_vs_rows(verifier *v, al_error **err)
             int64_t size = 0;
             if (al_db_blob_get(v->db, f->digest, &found, &size, err) < 0)
                 return al_error_wrap(err, "verify");
-            /* A fetch records the layers it downloads only once the
-             * whole batch is in, so while one runs this is normal. */
+            /* A fetch writes a blob's row with the group commit after
+             * the file's rename (DESIGN.md, "Crash rules"), so while one
+             * runs a file may briefly have none. */
             if (!found && v->rep->writer_active)
                 vinfo(v, "unindexed",
                       "blobs/sha256/%s (%lld bytes) has no blobs row yet (airlock-fetch is "
-                      "running: it adds the row when its downloads end)",
+                      "running: it adds the row with its next group commit)",
                       al_digest_hex(f->digest), (long long)f->size);
             else if (!found)
                 /* Not an error: the file was checked against its name
