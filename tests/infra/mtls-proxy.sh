@@ -12,13 +12,18 @@
 #   DIR/certs.d/127.0.0.1:PORT/{ca.crt,client.cert,client.key}
 # and a client certificate from another CA (AL_MTLS_BAD_CLIENT_*) that nginx
 # must refuse.
+#
+# MTLS_HTTP2=1 makes nginx offer HTTP/2 (ALPN h2) to clients; it still
+# forwards each request (an HTTP/2 stream) as an HTTP/1.1 request of its own
+# to UPSTREAM, on a connection of its own. Its access log's "$request" ends
+# with the client's protocol (HTTP/1.1 or HTTP/2.0).
 set -euo pipefail
 
 NGINX=${NGINX:-/usr/sbin/nginx}
 
 log() { echo "mtls-proxy: $*" >&2; }
 die() { echo "mtls-proxy: $*" >&2; exit 1; }
-usage() { sed -n '2,15p' "$0" >&2; exit 2; }
+usage() { sed -n '2,20p' "$0" >&2; exit 2; }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -74,7 +79,8 @@ make_certs() {
 }
 
 write_conf() { # DIR PORT UPSTREAM-URL
-    local dir=$1 port=$2 up=$3 user_line="" up_tls=""
+    local dir=$1 port=$2 up=$3 user_line="" up_tls="" h2=""
+    [ -n "${MTLS_HTTP2:-}" ] && h2=" http2"
     # Run as root (a test sandbox), workers must write the temp dirs under
     # DIR, which is 0700: keep them root too. As non-root nginx ignores this.
     [ "$(id -u)" = 0 ] && user_line="user root root;"
@@ -102,7 +108,7 @@ http {
     uwsgi_temp_path $dir/tmp/uwsgi;
     scgi_temp_path $dir/tmp/scgi;
     server {
-        listen 127.0.0.1:$port ssl;
+        listen 127.0.0.1:$port ssl$h2;
         ssl_certificate $dir/tls/server.crt;
         ssl_certificate_key $dir/tls/server.key;
         ssl_client_certificate $dir/tls/ca.crt;

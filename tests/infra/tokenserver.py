@@ -35,10 +35,15 @@ POLICY.json (re-read on every request, so a test can change it live):
      {"match": "public/*", "anonymous": ["pull"],
       "users": {"*": ["pull"], "NAME": ["pull", "push"]}},
      ...],
-   "expires_in": 300, "hard_expiry": false}
+   "expires_in": 300, "hard_expiry": false, "jwt_expiry": 4}
 The first repository rule whose fnmatch pattern matches the name applies;
 "*" in users means any authenticated user. The "registry:catalog:*" scope is
-granted to authenticated users.
+granted to authenticated users. "expires_in" and "hard_expiry" override
+--expiry and --hard-expiry. "jwt_expiry" (optional; default expires_in) sets
+the token's exp claim alone: now + jwt_expiry (minus the leeway when
+hard_expiry), while the answer still announces expires_in. So a registry can
+refuse a token long before its announced expiry, as one does after a key
+rotation or a revocation: the client's own clock never tells it to renew.
 
 LOG.jsonl: one line per request: ts, method, path, user (null when
 anonymous), auth ("none", "ok", "bad"), status, requested, granted,
@@ -161,7 +166,8 @@ class Issuer:
         expires_in = int(pol.get("expires_in", self.args.expiry))
         hard = bool(pol.get("hard_expiry", self.args.hard_expiry))
         now = int(time.time())
-        exp = now + expires_in - (LEEWAY if hard else 0)
+        jwt_expiry = int(pol.get("jwt_expiry", expires_in))
+        exp = now + jwt_expiry - (LEEWAY if hard else 0)
         jti = secrets.token_hex(12)
         claims = {"iss": self.args.issuer, "sub": user or "", "aud": service,
                   "exp": exp, "nbf": now - (LEEWAY if hard else 1) - 1, "iat": now,

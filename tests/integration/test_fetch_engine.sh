@@ -7,7 +7,9 @@
 #     starts at 1/2 s, doubles, and jitter takes at most half of it), and
 #     the waits of parallel requests differ;
 #   - -j N: with every blob request held 0.5 s in the proxy, the number of
-#     requests in flight at once reaches N and never exceeds it;
+#     requests in flight at once reaches N and never exceeds it; also over
+#     HTTP/2 (nginx in front of the proxy), where requests are streams on
+#     one connection and curl's per-host connection cap does not limit them;
 #   - --connect-timeout SEC: a registry address that never completes a TCP
 #     handshake (a listening socket whose accept queue is full) is given up
 #     after about SEC seconds, with a clear message.
@@ -18,6 +20,7 @@ rig_up
 need jq
 need curl
 need python3
+need nginx
 
 work=$(tmpdir engine)
 fault_proxy_up "$work/proxy" "http://$AL_REG_PLAIN"
@@ -75,6 +78,31 @@ for jobs in 3; do
     assert_eq "$jobs" "$got" "requests in flight at once with -j $jobs"
     note "-j $jobs: at most $got requests at once, $(fault_count 'true' "$m") in all"
 done
+# Over HTTP/1.1 curl's per-host connection cap (-j connections) would hold the
+# line even if the engine started more transfers. Over HTTP/2 the requests
+# are streams on one connection and only -j limits them. nginx speaks HTTP/2
+# (TLS, ALPN h2) to airlock and forwards each stream to the fault proxy as an
+# HTTP/1.1 request of its own, sent once the stream is open and answered
+# before the stream ends: the proxy never sees more requests at once than
+# airlock has streams open.
+MTLS_HTTP2=1 bash "$AL_SRC/tests/infra/mtls-proxy.sh" start "$work/h2" "$AL_FAULT_URL" >"$work/h2.log" 2>&1 ||
+    { show "$work/h2.log"; fail "the HTTP/2 proxy (nginx) did not start"; }
+on_exit "bash '$AL_SRC/tests/infra/mtls-proxy.sh' stop '$work/h2' >/dev/null 2>&1"
+# shellcheck disable=SC1091
+. "$work/h2/mtls.env"
+m=$(fault_mark)
+am=$(log_mark "$AL_MTLS_LOG")
+run_fetch "$work/h2jobs3" --store "$work/h2jobs3.store" --registry "$AL_MTLS_REG" --certs-dir "$AL_MTLS_CERTS_D" \
+    -j 3 "${images[@]}"
+expect_rc 0 "$work/h2jobs3" "fetch over HTTP/2 with -j 3"
+sleep 0.3
+tail -n +"$((am + 1))" "$AL_MTLS_LOG" >"$work/h2jobs3.access"
+[ "$(grep -c '"GET /v2/[^ ]*/blobs/[^ ]* HTTP/2.0"' "$work/h2jobs3.access" || true)" -ge 8 ] ||
+    { show "$work/h2jobs3.access"; fail "too few blob requests over HTTP/2 to test -j 3 on it"; }
+assert_eq 0 "$(grep -vc 'HTTP/2.0" ' "$work/h2jobs3.access" || true)" "requests to nginx not over HTTP/2"
+got=$(max_in_flight "$m")
+assert_eq 3 "$got" "requests in flight at once with -j 3 over HTTP/2"
+note "-j 3 over HTTP/2: at most $got requests at once, $(fault_count 'true' "$m") in all"
 fault_rules '{"rules": []}'
 
 # --- 3. --connect-timeout --------------------------------------------------------------

@@ -11,6 +11,8 @@
 #     one per image or blob;
 #   - a token that expires mid-run: the registry refuses it (its log says the
 #     token expired), airlock gets a new one and fetches that blob again;
+#     also when the token server announced it for 300 s and the registry
+#     refuses it after 4 (only the 401 can tell airlock to renew);
 #   - credentials given for one registry are never sent to another registry
 #     of the same run (its log shows no Authorization; its images fail);
 #   - TLS with a custom CA from a certs.d directory (--certs-dir);
@@ -176,6 +178,40 @@ tail -n +"$((tmark + 1))" "$AL_TOKEN_LOG" >"$work/expiry.tokens"
     { show "$work/expiry.tokens"; fail "no token was granted after the registry refused the expired one"; }
 assert_eq 1 "$(jq -c --argjson t "$held_ts" --arg p "$held_path" \
     'select(.path == $p and .ts > $t and .status == 200 and .auth_scheme == "Bearer")' "$work/expiry.wire" | wc -l)" \
+    "requests that fetched the refused blob again with a new token"
+
+# --- a token refused before its announced expiry ---------------------------------------
+# The token server announces expires_in 300 s, but the token's exp claim is 4 s
+# away (jwt_expiry), as after a revocation or a key rotation. The client's own
+# clock says the token is good for minutes: only the registry's 401 can tell
+# it to get a new one. The first blob request waits 6 s in the proxy.
+jq '.expires_in = 300 | .hard_expiry = true | .jwt_expiry = 4' "$work/policy.saved" >"$AL_TOKEN_POLICY"
+fault_rules '{"rules":[{"id":"slow","path":"/blobs/","method":"GET","nth":1,"action":"delay","seconds":6}]}'
+fmark=$(fault_mark)
+tmark=$(wc -l <"$AL_TOKEN_LOG")
+rmark=$(wc -l <"$AL_TOKEN_REG_APPLOG")
+RC=0
+clean_env "$FETCH" --store "$work/revoked.store" --insecure-registry "$AL_FAULT_PROXY" \
+    --username "$AL_TOKEN_USER" --password-stdin "$AL_FAULT_PROXY/private/app:1" \
+    <"$AL_TOKEN_PASS_FILE" >"$work/revoked.out" 2>"$work/revoked.err" || RC=$?
+cat "$work/policy.saved" >"$AL_TOKEN_POLICY"
+expect_rc 0 "$work/revoked" "fetch with a token refused before its announced expiry"
+fault_since "$fmark" >"$work/revoked.wire"
+held=$(jq -c 'select(.fault.id == "slow")' "$work/revoked.wire")
+assert_eq "Bearer 401" "$(jq -r '"\(.auth_scheme) \(.status)"' <<<"$held")" "the held request: its Authorization and the answer"
+tail -n +"$((rmark + 1))" "$AL_TOKEN_REG_APPLOG" >"$work/revoked.reglog"
+assert_grep 'token not to be used after' "$work/revoked.reglog" "the registry's log: the expired token refused"
+held_ts=$(jq -r .ts <<<"$held")
+held_path=$(jq -r .path <<<"$held")
+tail -n +"$((tmark + 1))" "$AL_TOKEN_LOG" >"$work/revoked.tokens"
+# Every token of the run was announced for 300 s: none was renewed by the clock.
+assert_eq 300 "$(jq -r 'select(.status == 200) | .expires_in' "$work/revoked.tokens" | sort -u)" \
+    "expires_in announced by the token server"
+[ "$(jq -c --argjson t "$held_ts" 'select(.status == 200 and .auth == "ok" and .ts > $t
+    and (.granted | index("repository:private/app:pull")))' "$work/revoked.tokens" | wc -l)" -ge 1 ] ||
+    { show "$work/revoked.tokens"; fail "no token was granted after the registry refused the one it announced for 300 s"; }
+assert_eq 1 "$(jq -c --argjson t "$held_ts" --arg p "$held_path" \
+    'select(.path == $p and .ts > $t and .status == 200 and .auth_scheme == "Bearer")' "$work/revoked.wire" | wc -l)" \
     "requests that fetched the refused blob again with a new token"
 
 # --- credentials go to their registry only ---------------------------------------------
