@@ -49,7 +49,7 @@ cmd_stop() {
     pid=$(cat "$dir/faultproxy.pid")
     # Only our process: its command line names our rules file.
     if [[ $pid =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/rules.json"; then
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F -- "$dir/rules.json" >/dev/null; then
         kill -TERM "$pid" 2>/dev/null || true
         for ((i = 0; i < 50; i++)); do
             kill -0 "$pid" 2>/dev/null || break

@@ -34,7 +34,7 @@ stop_pid() {
     local pid=$1 mark=$2 i
     [[ $pid =~ ^[0-9]+$ ]] || return 0
     [ -r "/proc/$pid/cmdline" ] || return 0
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$mark" || return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F -- "$mark" >/dev/null || return 0
     kill -TERM "$pid" 2>/dev/null || return 0
     for ((i = 0; i < 50; i++)); do
         kill -0 "$pid" 2>/dev/null || return 0

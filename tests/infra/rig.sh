@@ -225,7 +225,7 @@ cmd_stop_pids() {
 stop_pid() {
     local pid=$1 cfg=$2 _
     [ -n "$pid" ] || return 0
-    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$cfg"; then
+    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F -- "$cfg" >/dev/null; then
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 50); do
             kill -0 "$pid" 2>/dev/null || return 0

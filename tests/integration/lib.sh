@@ -65,6 +65,13 @@ assert_file() { [ -f "$1" ] || fail "${2:-file} $1 is missing"; }
 assert_grep() {
     grep -qiE -- "$1" "$2" || { show "$2"; fail "${3:-output} does not match /$1/"; }
 }
+# PRODUCER | matches [GREP OPTIONS] PATTERN: true when a line matches. Use it
+# in place of `| grep -q`: grep -q stops reading at the first match, the
+# producer's next write then dies of SIGPIPE, and pipefail turns that race
+# into a failed (or, after &&, a silently skipped) check. Likewise take a
+# first line with `sed -n 1p`, never `head -1`. tests/style/check_pipes.sh
+# holds the tests to this.
+matches() { grep "$@" >/dev/null; }
 assert_no_grep() {
     if grep -qiE -- "$1" "$2"; then show "$2"; fail "${3:-output} matches /$1/"; fi
 }
@@ -358,7 +365,7 @@ netns_up() {
     for _ in $(seq 1 50); do
         x=$((RANDOM % 256))
         y=$(((RANDOM % 32) * 8))
-        ip -4 -o addr show | grep -q " 10\.231\.$x\.$((y + 1))/" || break
+        ip -4 -o addr show | matches " 10\.231\.$x\.$((y + 1))/" || break
     done
     NETNS=airlock-$TEST_NAME-$$
     ip netns add "$NETNS" 2>/dev/null || skip "cannot create a network namespace here"

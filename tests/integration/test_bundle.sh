@@ -58,7 +58,7 @@ assert_file "$full" "the bundle"
 assert_file "$full.json" "the manifest beside the bundle"
 validate bundle-report.schema.json "$work/b1.json"
 validate bundle-manifest.schema.json "$full.json"
-ls "$work" | grep -q 'partial' && fail "a .partial file is left beside the bundle"
+ls "$work" | matches 'partial' && fail "a .partial file is left beside the bundle"
 zstd -dc "$full" | tar -tv --numeric-owner >"$work/b1.list" || fail "the bundle is not a tar.zst"
 assert_eq "airlock-bundle.json" "$(awk 'NR == 1 { print $6 }' "$work/b1.list")" "first member"
 zstd -dc "$full" | tar -xO airlock-bundle.json | cmp -s - "$full.json" ||
@@ -149,13 +149,13 @@ run_fetch "$work/i2" --store "$far" --import "$delta" --json "$work/i2.json"
 expect_rc 0 "$work/i2" "import of the delta"
 validate fetch-report.schema.json "$work/i2.json"
 assert_eq moved "$(word_for "$work/i2.out" "$mv_name")" "result of the moved tag"
-line_for "$work/i2.out" "$mv_name" | grep -qF "$old -> $new" || fail "the moved line lacks OLD -> NEW"
+line_for "$work/i2.out" "$mv_name" | matches -F "$old -> $new" || fail "the moved line lacks OLD -> NEW"
 assert_eq "${#keys[@]}" "$(grep -c '^unchanged ' "$work/i2.out")" "unchanged tags in the delta"
 assert_eq "$(echo "$want" | wc -l)" "$(jq .import.blobs_new "$work/i2.json")" "blobs the delta brought"
 run_export "$work/l2" --store "$far" --list
 expect_rc 0 "$work/l2" "--list of the far store"
-awk -v n="$mv_name" '$1 == n' "$work/l2.out" | grep -qF "$new" || { show "$work/l2.out"; fail "--list lacks the new digest"; }
-grep -A1 -F "$mv_name " "$work/l2.out" | grep -qE "^  was $old until " || { show "$work/l2.out"; fail "--list lacks the move"; }
+awk -v n="$mv_name" '$1 == n' "$work/l2.out" | matches -F "$new" || { show "$work/l2.out"; fail "--list lacks the new digest"; }
+grep -A1 -F "$mv_name " "$work/l2.out" | matches -E "^  was $old until " || { show "$work/l2.out"; fail "--list lacks the move"; }
 run_export "$work/l2j" --store "$far" --list --json -
 assert_eq "$new $old" "$(jq -r --arg n "$mv_name" '.tags[] | select(.name == $n) | "\(.digest) \(.history[0].old_digest)"' "$work/l2j.out")" \
     "--list --json digest and history of the moved tag"

@@ -45,12 +45,12 @@ for k in $(seq 1 "$nv"); do
 done
 [ ! -e "$(printf '%s.%03d' "$out" $((nv + 1)))" ] || fail "a volume beyond $nv"
 assert_eq airlock-bundle.json "$(sed -n 2p "$work/v1.list")" "second member of volume 1"
-split=$(jq -r '.blobs[] | select(.parts) | .digest' "$out.json" | head -1)
+split=$(jq -r '.blobs[] | select(.parts) | .digest' "$out.json" | sed -n 1p)
 [ -n "$split" ] || fail "no blob was cut into parts"
 for p in $(jq -r --arg d "$split" '.blobs[] | select(.digest == $d) | .parts[].digest' "$out.json"); do
-    cat "$work"/v*.list | grep -qx "blobs/sha256/${p#sha256:}" || fail "part $p is no member"
+    cat "$work"/v*.list | matches -x "blobs/sha256/${p#sha256:}" || fail "part $p is no member"
 done
-cat "$work"/v*.list | grep -qx "blobs/sha256/${split#sha256:}" && fail "the split blob is a member whole too"
+cat "$work"/v*.list | matches -x "blobs/sha256/${split#sha256:}" && fail "the split blob is a member whole too"
 
 # A bundle that fits in one volume is still OUT.001, with its header.
 run_export "$work/b1v" --store "$conn" rancher/mirrored-pause:3.6 --bundle "$work/one.tar" --volume-size 1M

@@ -54,7 +54,7 @@ check_store() {
     bad=$(cd "$s/blobs/sha256" && find . -maxdepth 1 -type f -printf '%f\0' | xargs -0 -r sha256sum |
         awk '$1 != $2 { print $2 }')
     [ -z "$bad" ] || fail "$when: blobs/sha256/$(head -1 <<<"$bad") does not match its name"
-    sqlite3 "$s/airlock.db" 'PRAGMA integrity_check' | grep -qx ok || fail "$when: database integrity"
+    sqlite3 "$s/airlock.db" 'PRAGMA integrity_check' | matches -x ok || fail "$when: database integrity"
     # every row has its file, of the row's size
     (cd "$s/blobs/sha256" && find . -maxdepth 1 -type f -printf '%f %s\n') >"$work/files"
     sqlite3 -separator ' ' "$s/airlock.db" 'SELECT substr(digest, 8), size FROM blobs' >"$work/rows"

@@ -117,7 +117,7 @@ layer=$(jq -r '.[] | select(.RepoTags | index("docker.io/library/busybox:1.36"))
 
 # A layer whose content does not match its diff_id: docker save's layer.tar
 # replaced by other (valid tar) bytes.
-dl=$(tar -tf "$out/docker-save.tar" | grep '/layer.tar$' | head -n 1)
+dl=$(tar -tf "$out/docker-save.tar" | grep '/layer.tar$' | sed -n 1p)
 mutate "$out/docker-save.tar" "$work/baddiff.tar" "
 if m.name == '$dl':
     import io, tarfile

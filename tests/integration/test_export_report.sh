@@ -134,7 +134,7 @@ note "missing ref and platform: reported, nothing written"
 # 3. A corrupt layer: the write fails, no tarball ------------------------------------
 bad=$work/bad-store
 cp -a "$store" "$bad"
-layer=$(seed_blobs rancher/mirrored-pause:3.6 '.kind == "layer" and (.platforms | index("linux/amd64"))' | head -1)
+layer=$(seed_blobs rancher/mirrored-pause:3.6 '.kind == "layer" and (.platforms | index("linux/amd64"))' | sed -n 1p)
 printf 'X' | dd of="$bad/blobs/sha256/${layer#sha256:}" bs=1 seek=5 conv=notrunc 2>/dev/null
 R=$work/corrupt.json
 run_export "$work/corrupt" --store "$bad" --platform linux/amd64 -o "$out2/c.tar" \
@@ -200,6 +200,6 @@ expect_export 0 "$work/list" "--list --json -"
 assert_eq "${#keys[@]}" "$(jq '.tags | length' "$work/list.out")" "--list --json - tags"
 
 # Atomic: no temp file left next to any report.
-leftover=$(find "$work" -maxdepth 1 -name '*.tmp.*' | head -1)
+leftover=$(find "$work" -maxdepth 1 -name '*.tmp.*' | sed -n 1p)
 [ -z "$leftover" ] || fail "temp file left behind: $leftover"
 note "ok"

@@ -10,7 +10,7 @@ need curl
 
 work=$(tmpdir faults)
 
-layer=$(seed_blobs library/busybox:1.36 '.kind == "layer"' | head -1)
+layer=$(seed_blobs library/busybox:1.36 '.kind == "layer"' | sed -n 1p)
 [ -n "$layer" ] || fail "no busybox layer in the seed description"
 
 # fetch_via NAME EXPECTED_RC [args...]: a fresh store through the proxy.

@@ -52,7 +52,7 @@ expect_rc 0 "$work/run1" "first fetch"
 for k in "${keys[@]}"; do
     name=$(seed_name "$k")
     assert_eq ok "$(word_for "$work/run1.out" "$name")" "result word of $name"
-    line_for "$work/run1.out" "$name" | grep -qF "$(seed_digest "$k")" ||
+    line_for "$work/run1.out" "$name" | matches -F "$(seed_digest "$k")" ||
         fail "the line of $name does not show its digest $(seed_digest "$k")"
 done
 assert_eq $((n + 1)) "$(wc -l <"$work/run1.out" | tr -d ' ')" "stdout lines (one per image + summary)"

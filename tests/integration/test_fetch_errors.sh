@@ -84,8 +84,8 @@ assert_grep "no-such-list\.txt" "$work/nolist.all" "message for a missing list f
 victim_ref=library/victim:1
 victim=$(seed '[.images[].blobs[]] | group_by(.digest)[] | select(length == 1) | .[0]
     | select(.kind == "layer") | .digest' | while read -r d; do
-    if seed_blobs "$victim_ref" 'true' | grep -qx "$d"; then echo "$d"; fi
-done | head -n1)
+    if seed_blobs "$victim_ref" 'true' | matches -x "$d"; then echo "$d"; fi
+done | sed -n 1p)
 [ -n "$victim" ] || fail "test setup: no blob used by $victim_ref alone"
 data=$(blob_in_registry "$AL_REG_PLAIN_STORAGE" "$victim")
 assert_file "$data" "registry data of $victim"

@@ -109,7 +109,7 @@ expect_rc 0 "$work/mv-b" "fetch after the move"
 log_since "$AL_REG_PLAIN_LOG" "$mark" >"$work/log-mv"
 assert_eq moved "$(word_for "$work/mv-b.out" "$mv_name")" "result word of the moved tag"
 assert_eq unchanged "$(word_for "$work/mv-b.out" docker.io/library/busybox:1.36)" "busybox next to it"
-line_for "$work/mv-b.out" "$mv_name" | grep -qF "$new" || fail "the moved line does not show the new digest"
+line_for "$work/mv-b.out" "$mv_name" | matches -F "$new" || fail "the moved line does not show the new digest"
 assert_eq "$missing" "$(blob_gets <"$work/log-mv" | sort)" "blobs downloaded after the move"
 assert_eq "$new" "$(db "$store2" "SELECT digest FROM tags WHERE full_name = '$mv_name'")" "tag row after the move"
 assert_eq "1" "$(db "$store2" "SELECT count(*) FROM tag_history WHERE full_name = '$mv_name'

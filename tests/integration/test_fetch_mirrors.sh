@@ -24,7 +24,7 @@ for n in docker.io/library/busybox:1.36 docker.io/rancher/mirrored-pause:3.6; do
 done
 assert_grep "$dead failed" "$work/down.err" "warning about the dead mirror"
 assert_eq "docker.io/library/busybox:1.36" \
-    "$(jq -r '.manifests[].annotations["io.containerd.image.name"]' "$store/index.json" | sort | head -1)" \
+    "$(jq -r '.manifests[].annotations["io.containerd.image.name"]' "$store/index.json" | sort | sed -n 1p)" \
     "upstream name in index.json"
 assert_blobs_match_registry "$store" "$AL_REG_PLAIN_STORAGE"
 

@@ -71,7 +71,7 @@ verify_store() {
     assert_eq "$(db "$store" 'SELECT digest FROM tags ORDER BY full_name' | tr '\n' ' ')" \
         "$(jq -r '.manifests | sort_by(.annotations["io.containerd.image.name"]) | .[].digest' "$store/index.json" | tr '\n' ' ')" \
         "$what: index.json digests"
-    if "$EXPORT" --help 2>&1 | grep -q -- --verify-store; then
+    if "$EXPORT" --help 2>&1 | matches -- --verify-store; then
         "$EXPORT" --store "$store" --verify-store >"$work/verify.out" 2>&1 ||
             { show "$work/verify.out"; fail "$what: airlock-export --verify-store"; }
     fi

@@ -72,7 +72,7 @@ verify_clean "after the damaged manifest"
 note "a damaged manifest: moved aside and downloaded again"
 
 # 3. A flipped byte in a layer: only --repair reads layers -------------------------
-layer2=$(seed_blobs library/busybox:1.36 '.kind == "layer"' | head -1)
+layer2=$(seed_blobs library/busybox:1.36 '.kind == "layer"' | sed -n 1p)
 flip_byte "$(blob_file "$layer2")" 5000
 run_fetch "$work/plain" --store "$store" "${reg[@]}" library/busybox:1.36
 expect_rc 0 "$work/plain" "a plain fetch"

@@ -75,7 +75,7 @@ assert_eq 0 "$(img "$bb" .bytes)" "bytes of busybox"
 assert_eq "$(seed_blobs library/busybox:1.36 | sort -u | wc -l | tr -d ' ')" "$(img "$bb" .blobs.present)" "present blobs of busybox"
 assert_eq failed "$(img "$missing_name" .status)" "status of the missing image"
 assert_eq NOT_FOUND "$(img "$missing_name" .error.code)" "error code of the missing image"
-img "$missing_name" .error.message | grep -q 404 || fail "the error message does not say 404"
+img "$missing_name" .error.message | matches 404 || fail "the error message does not say 404"
 assert_eq null "$(img "$missing_name" .digest)" "digest of the missing image"
 
 assert_eq '3 2 1 1 1' "$(q '.totals | "\(.images) \(.ok) \(.unchanged) \(.moved) \(.failed)"')" "totals"
@@ -88,7 +88,7 @@ assert_eq "$(realpath "$store")" "$(realpath "$(q .store)")" "store"
 run_id=$(q .run_id)
 assert_eq "$(db "$store" 'SELECT max(id) FROM runs')" "$run_id" "run_id"
 assert_eq "2|1|$(q .totals.bytes)" "$(db "$store" "SELECT images_ok || '|' || images_failed || '|' || bytes FROM runs WHERE id = $run_id")" "runs row"
-db "$store" "SELECT finished_at >= started_at FROM runs WHERE id = $run_id" | grep -qx 1 ||
+db "$store" "SELECT finished_at >= started_at FROM runs WHERE id = $run_id" | matches -x 1 ||
     fail "runs row not finished"
 # The summary line says the same.
 assert_grep "^3 images: 2 ok, 1 failed; $(q .totals.new_blobs) new blob" "$work/run2.out" "summary line"
@@ -133,7 +133,7 @@ validate "$work/busy.json"
 assert_eq "3 BUSY null 0" "$(jq -r '"\(.exit_status) \(.error.code) \(.run_id) \(.images | length)"' "$work/busy.json")" "report of a busy store"
 
 # 6. Atomic: no temp file left next to the report --------------------------------
-leftover=$(find "$work" -maxdepth 1 -name '*.tmp.*' | head -1)
+leftover=$(find "$work" -maxdepth 1 -name '*.tmp.*' | sed -n 1p)
 [ -z "$leftover" ] || fail "temp file left behind: $leftover"
 
 # 7. Text from a registry reaches no output raw ---------------------------------

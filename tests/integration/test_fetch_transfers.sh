@@ -29,7 +29,7 @@ slow_cfg=$(seed_config_for library/alpine-ish:3.19 linux/amd64)
 others=()
 for k in rancher/zstd-image:1 rancher/local-path-provisioner:v0.0.26; do
     while read -r l; do
-        seed_blobs library/alpine-ish:3.19 | grep -qx "$l" || others+=("$l")
+        seed_blobs library/alpine-ish:3.19 | matches -x "$l" || others+=("$l")
     done < <(seed_blobs "$k" '.kind == "layer"')
 done
 [ "${#others[@]}" -ge 2 ] || fail "test setup: the other images have no layer of their own"
@@ -43,7 +43,7 @@ fault_since "$m" | jq -r '.path' >"$work/slow.order"
 cfg_line=$(grep -n "/blobs/$slow_cfg" "$work/slow.order" | cut -d: -f1)
 [ -n "$cfg_line" ] || { show "$work/slow.order"; fail "the delayed config is not in the proxy's log"; }
 for l in "${others[@]}"; do
-    n=$(grep -n "/blobs/$l" "$work/slow.order" | head -1 | cut -d: -f1)
+    n=$(grep -n "/blobs/$l" "$work/slow.order" | sed -n 1p | cut -d: -f1)
     [ -n "$n" ] || { show "$work/slow.order"; fail "layer $l was not requested"; }
     [ "$n" -lt "$cfg_line" ] || { show "$work/slow.order"; fail "layer $l was served after the delayed config"; }
 done

@@ -72,7 +72,7 @@ assert_eq 0 "$(jq -r 'select(.method == "POST")' "$work/fake/headers.jsonl" | wc
 target_up "$work/target"
 victim_layer=$(seed_blobs library/victim:1 '.kind == "layer"' | while read -r d; do
     [ "$(seed -r --arg d "$d" '[.images[] | .blobs[] | select(.digest == $d)] | length')" = 1 ] && echo "$d"
-done | head -1)
+done | sed -n 1p)
 [ -n "$victim_layer" ] || fail "library/victim:1 has no layer of its own"
 f=$store/blobs/sha256/${victim_layer#sha256:}
 python3 -c 'import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 2] ^= 1; open(p, "wb").write(b)' "$f"

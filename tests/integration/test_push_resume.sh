@@ -86,9 +86,9 @@ run_push "$work/p2" "${push_args[@]}" --to "$AL_FAULT_PROXY/resume" --json "$wor
 expect_rc 0 "$work/p2" "the rerun"
 log_since "$TARGET_LOG" "$mark" >"$work/p2.log"
 assert_no_grep '^POST ' "$work/p2.log" "the target's log of the rerun (a new upload)"
-grep -E '^(GET|PATCH|PUT) /v2/resume/library/big/blobs/uploads/' "$work/p2.log" | head -1 >"$work/first"
+grep -E '^(GET|PATCH|PUT) /v2/resume/library/big/blobs/uploads/' "$work/p2.log" | sed -n 1p >"$work/first"
 assert_grep "^GET /v2/resume/library/big/blobs/uploads/$uuid" "$work/first" "the rerun's first request of the upload"
-first_range=$(fault_since "$fmark" | jq -r 'select(.method == "PATCH") | .headers["Content-Range"]' | head -1)
+first_range=$(fault_since "$fmark" | jq -r 'select(.method == "PATCH") | .headers["Content-Range"]' | sed -n 1p)
 assert_eq "$((2 * chunk))-$((3 * chunk - 1))" "$first_range" "the rerun's first chunk"
 [ -z "$(ls "$store"/tmp/upload-* 2>/dev/null)" ] || fail "the session file stayed after the upload completed"
 assert_eq "$big_digest" "$(target_digest "http://$TARGET/v2/resume/library/big/manifests/1")" "the target's digest"

@@ -276,6 +276,6 @@ for f in "$work"/*.out "$work"/*.err "$work"/*.store; do
 done
 for s in "$work"/*.store; do
     [ -f "$s/airlock.db" ] || continue
-    sqlite3 "$s/airlock.db" .dump | grep -qF -e "$AL_TOKEN_PASS" -e "$b64" && fail "a password is in $s/airlock.db"
+    sqlite3 "$s/airlock.db" .dump | matches -F -e "$AL_TOKEN_PASS" -e "$b64" && fail "a password is in $s/airlock.db"
 done
 note "token auth, credential sources, refresh, certs.d, mTLS"

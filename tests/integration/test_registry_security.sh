@@ -41,7 +41,7 @@ FAKE_NETNS=$NETNS fake_registry_up "$work/realm" "$work/realm-routes.json" --bin
 realm_hp=$NETNS_ADDR1:$FAKE_PORT
 realm_url=http://$realm_hp/token
 # The namespace is reachable: a plain GET gets the token.
-curl -sf --max-time 5 "$realm_url" | grep -q t0k3n || fail "the realm in $NETNS does not answer"
+curl -sf --max-time 5 "$realm_url" | matches t0k3n || fail "the realm in $NETNS does not answer"
 : >"$work/realm/headers.jsonl"
 
 challenge="Bearer realm=\\\"$realm_url\\\",service=\\\"fake\\\""
@@ -86,7 +86,7 @@ expect_rc 1 "$work/flag" "fetch with --insecure-registry for the realm"
 sleep 0.3
 [ -n "$(realm_auth)" ] || fail "with --insecure-registry $realm_hp the credentials did not go to the realm"
 jq -r '.headers[] | select(.[0] | ascii_downcase == "authorization") | .[1]' \
-    "$work/realm/headers.jsonl" | grep -qx 'Basic <redacted>' || fail "no Basic credentials at the realm"
+    "$work/realm/headers.jsonl" | matches -x 'Basic <redacted>' || fail "no Basic credentials at the realm"
 note "anonymous token request sent; credentials sent with --insecure-registry $realm_hp"
 
 # 2. Text from outside, sanitised -----------------------------------------------

@@ -93,7 +93,7 @@ for d in $failed_blobs; do
     assert_eq 0 "$(db "$fs" "SELECT count(*) FROM blobs WHERE digest = '$d'")" "rows of the failed blob $d"
 done
 assert_eq docker.io/rancher/mirrored-pause:3.6 "$(db "$fs" 'SELECT full_name FROM tags')" "tags after the full disk"
-sqlite3 "$fs/airlock.db" 'PRAGMA integrity_check' | grep -qx ok || fail "full disk: database damaged"
+sqlite3 "$fs/airlock.db" 'PRAGMA integrity_check' | matches -x ok || fail "full disk: database damaged"
 RC=0
 "$EXPORT" --store "$fs" --verify-store >"$work/enospc-verify.out" 2>&1 || RC=$?
 [ "$RC" = 0 ] || { show "$work/enospc-verify.out"; fail "full disk: --verify-store exit $RC"; }

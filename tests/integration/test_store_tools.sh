@@ -51,7 +51,7 @@ shared_expected() {
     local k
     for k in "${keys[@]}"; do
         [ "$k" = "$1" ] && continue
-        if seed_blobs "$k" | grep -qx "$2"; then seed_name "$k"; fi
+        if seed_blobs "$k" | matches -x "$2"; then seed_name "$k"; fi
     done | sort | paste -sd, -
 }
 
@@ -115,7 +115,7 @@ for k in "${keys[@]}"; do
     assert_eq "$(seed_size "$k")" "$(jq -r .total_size "$o")" "--inspect total size of $k"
     assert_eq "$AL_REG_PLAIN/$(seed --arg r "$k" '.images[$r].repository')" "$(jq -r .source "$o")" "--inspect source of $k"
     for f in first_seen checked_at changed_at; do
-        jq -r ".$f" "$o" | grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$' ||
+        jq -r ".$f" "$o" | matches -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$' ||
             fail "--inspect $f of $k is not ISO-8601 UTC: $(jq -r ".$f" "$o")"
     done
     # Every seeded image manifest is there, with its config and layers.
@@ -134,9 +134,9 @@ done
 run_export "$work/inspt" --store "$store" --inspect busybox:1.36
 expect_export 0 "$work/inspt" "--inspect busybox:1.36"
 shared_layer=$(comm -12 <(seed_blobs library/busybox:1.36 '.kind == "layer"' | sort) \
-    <(seed_blobs library/alpine-ish:3.19 '.kind == "layer"' | sort) | head -1)
+    <(seed_blobs library/alpine-ish:3.19 '.kind == "layer"' | sort) | sed -n 1p)
 [ -n "$shared_layer" ] || fail "the seed has no layer shared by busybox and alpine-ish"
-grep -F "$shared_layer" "$work/inspt.out" | grep -qF "shared with docker.io/library/alpine-ish:3.19" ||
+grep -F "$shared_layer" "$work/inspt.out" | matches -F "shared with docker.io/library/alpine-ish:3.19" ||
     { show "$work/inspt.out"; fail "--inspect text: layer $shared_layer is not shown shared with alpine-ish"; }
 assert_grep "^  source: +$AL_REG_PLAIN/library/busybox$" "$work/inspt.out" "--inspect source line"
 assert_grep "^linux/arm64 " "$work/inspt.out" "--inspect platform block"
