@@ -1,4 +1,4 @@
-/* Command-line helpers shared by airlock-fetch and airlock-export (see cli.h). */
+/* Command-line helpers shared by the programs (see cli.h). */
 #include "cli.h"
 
 #include <ctype.h>
@@ -20,6 +20,16 @@ int al_cli_usage_error(const char *fmt, ...)
     al_error_log("%s", msg);
     fprintf(stderr, "Try '%s --help'.\n", al_log_get_prog());
     return AL_EXIT_USAGE;
+}
+
+int al_cli_platforms(const char *arg, al_platform **plats, size_t *n)
+{
+    al_error *e = NULL;
+    if (arg == NULL || al_platform_parse_list(plats, n, arg, &e) >= 0)
+        return -1;
+    int rc = al_cli_usage_error("--platform: %s", e->msg);
+    al_error_free(e);
+    return rc;
 }
 
 bool al_cli_parse_long(const char *s, long lo, long hi, long *out)

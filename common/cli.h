@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "platform.h"
 #include "reflist.h"
 
 #define AL_CLI_DEFAULT_STORE "./airlock-store"
@@ -27,6 +28,10 @@ bool al_cli_parse_size(const char *s, uint64_t *out);
 
 /* dir when given and not empty, else $AIRLOCK_STORE, else the default. */
 const char *al_cli_store_dir(const char *dir);
+
+/* --platform LIST into *plats (n of them) when arg is not NULL. Returns
+ * -1 to go on, or the exit code of a usage error (already told). */
+int al_cli_platforms(const char *arg, al_platform **plats, size_t *n);
 
 /* Add refs given as arguments (argv[first..argc)) and the lists named by
  * files (n of them) to l. Every problem is logged ("FILE:LINE: reason")

@@ -1,14 +1,13 @@
 /* airlock-push: the command line; the work is in push-select.c (what to
  * push), push-run.c and push-blobs.c (the transfers), push-config.c (the
  * cluster's registries.yaml and hosts.toml) and push-report.c (--json). */
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
+#include "cmdline.h"
 #include "credentials.h"
 #include "db.h"
 #include "engine.h"
@@ -28,6 +27,8 @@
 
 #define AL_PUSH_VERSION "0.1.0"
 
+/* The help text laid out as it prints, the lines both programs share by name. */
+/* clang-format off */
 static const char usage_text[] =
     "Usage: airlock-push [OPTIONS] --to HOST[:PORT][/PREFIX] [REF]... | --all\n"
     "Push images from an airlock store into a registry, byte for byte: the target keeps\n"
@@ -35,7 +36,7 @@ static const char usage_text[] =
     "\n"
     "Images:\n"
     "  REF                        an image of the store (busybox:1.36, rancher/pause:3.6, ...)\n"
-    "  -f, --file FILE            read refs from FILE, one per line ('-' = stdin; repeatable)\n"
+    AL_CMDLINE_HELP_FILE
     "      --all                  every tag in the store\n"
     "      --to HOST[:PORT][/PREFIX]\n"
     "                             the target registry; an image keeps its upstream path, under\n"
@@ -49,29 +50,17 @@ static const char usage_text[] =
     "                             held, under a new digest (default: refuse the image)\n"
     "\n"
     "Store:\n"
-    "      --store DIR            the store (default: $AIRLOCK_STORE, else ./airlock-store)\n"
+    AL_CMDLINE_HELP_STORE
     "\n"
     "Transfers:\n"
-    "  -j, --jobs N               concurrent requests (default: 8)\n"
+    AL_CMDLINE_HELP_TRANSFERS
     "      --chunk-size SIZE      largest body of one upload request (default: 16M); a larger\n"
     "                             blob goes in chunks, resumable after a cut\n"
-    "      --retries N            retries of a transient failure (default: 4)\n"
-    "      --connect-timeout SEC  connection timeout (default: 30)\n"
-    "      --stall-timeout SEC    cut a transfer slower than 1 kB/s for SEC (default: 60)\n"
-    "      --max-wait SEC         longest Retry-After to wait (default: 60)\n"
     "\n"
     "Registry access:\n"
     "      --username USER        user name for the target (needs --password-stdin)\n"
     "      --password-stdin       read the password from stdin\n"
-    "      --ca-cert FILE         trust the CA certificates in FILE (PEM) as well as the system's\n"
-    "      --client-cert FILE     client certificate (PEM) for a registry that requires one\n"
-    "      --client-key FILE      its private key (default: in the --client-cert file)\n"
-    "      --certs-dir DIR        per-registry TLS files DIR/HOST[:PORT]/{*.crt,client.cert,\n"
-    "                             client.key} (default: /etc/docker/certs.d and\n"
-    "                             /etc/containers/certs.d)\n"
-    "      --insecure-registry HOST[:PORT]\n"
-    "                             allow plain HTTP or unverified TLS for HOST; localhost,\n"
-    "                             127.0.0.0/8 and ::1 may use plain HTTP without it\n"
+    AL_CMDLINE_HELP_TLS
     "  Without --username, credentials come from containers auth.json, then docker's\n"
     "  config.json, as for airlock-fetch.\n"
     "\n"
@@ -84,86 +73,47 @@ static const char usage_text[] =
     "Output:\n"
     "      --json FILE            write a machine-readable report of the run to FILE\n"
     "                             (docs/push-report.schema.json)\n"
-    "  -q, --quiet                errors only on stderr\n"
-    "  -v, --verbose              more detail on stderr (AL_DEBUG_HTTP=1 traces HTTP)\n"
-    "  -h, --help                 this help\n"
-    "      --version              print the version\n"
+    AL_CMDLINE_HELP_VERBOSITY
     "  Results go to stdout, one line per image, then a summary; progress to stderr.\n"
     "\n"
     "Exit status: 0 every image pushed or unchanged, 1 some failed (nothing is tagged\n"
     "for those), 2 usage or input error (nothing sent), 3 store unusable.\n";
+/* clang-format on */
 
 enum {
-    OPT_FILE = 'f',
-    OPT_JOBS = 'j',
-    OPT_QUIET = 'q',
-    OPT_VERBOSE = 'v',
-    OPT_HELP = 'h',
-    OPT_ALL = 256,
+    OPT_ALL = AL_CMDLINE_OWN_FIRST,
     OPT_TO,
-    OPT_PLATFORM,
     OPT_PARTIAL,
-    OPT_STORE,
     OPT_CHUNK,
-    OPT_RETRIES,
-    OPT_CONNECT_TIMEOUT,
-    OPT_STALL_TIMEOUT,
-    OPT_MAX_WAIT,
-    OPT_USERNAME,
-    OPT_PASSWORD_STDIN,
-    OPT_CA_CERT,
-    OPT_CLIENT_CERT,
-    OPT_CLIENT_KEY,
-    OPT_CERTS_DIR,
-    OPT_INSECURE,
     OPT_REGISTRIES_YAML,
     OPT_HOSTS_DIR,
-    OPT_JSON,
-    OPT_VERSION,
 };
 
 /* Everything the command line asks for; owned pointers are freed by
  * cli_dispose. */
 typedef struct cli {
-    const char *store_dir, *username, *ca_cert, *client_cert, *client_key, *certs_dir;
+    al_cmdline cmd;      /* refs, store, transfers, registry access, output */
     char *host, *prefix; /* --to */
-    bool all, partial, password_stdin, stdin_list;
-    char **files; /* borrowed from argv */
-    size_t n_files;
-    char **insecure; /* borrowed from argv */
-    size_t n_insecure;
-    const char *platform_arg;
-    al_platform *plats;
-    size_t n_plats;
+    bool all, partial;
     int64_t chunk;
-    al_engine_opts eopts;
-    const char *registries_yaml, *hosts_dir, *json_path;
-    int verbosity;
-    al_reflist list;
+    const char *registries_yaml, *hosts_dir;
 } cli;
 
 static void cli_dispose(cli *o)
 {
     free(o->host);
     free(o->prefix);
-    free(o->files);
-    free(o->insecure);
-    free(o->plats);
-    al_reflist_dispose(&o->list);
+    al_cmdline_dispose(&o->cmd);
 }
 
-/* --- options, by group of the help text ---------------------------------------------------
- * Each returns 0 when it took the option, 1 when it is another group's,
- * or the exit code of a usage error. */
+/* --- options ------------------------------------------------------------------------------
+ * The handlers of airlock-push's own flags (cmdline.c has the shared
+ * ones) return 0, or the exit code of a usage error. */
 
-static int opt_images(cli *o, int c, const char *arg)
+static int opt_images(void *prog, int c, const char *arg)
 {
+    cli *o = prog;
     switch (c) {
-    case OPT_FILE:
-        o->files = al_xrealloc(o->files, (o->n_files + 1) * sizeof(char *));
-        o->files[o->n_files++] = (char *)arg;
-        o->stdin_list |= strcmp(arg, "-") == 0;
-        return 0;
     case OPT_ALL: o->all = true; return 0;
     case OPT_TO:
         free(o->host);
@@ -174,216 +124,59 @@ static int opt_images(cli *o, int c, const char *arg)
                                       "registry.local:5000/mirror, got \"%s\"",
                                       arg);
         return 0;
-    case OPT_PLATFORM: o->platform_arg = arg; return 0;
-    case OPT_PARTIAL: o->partial = true; return 0;
-    case OPT_STORE:
-        if (*arg == '\0')
-            return al_cli_usage_error("--store: expected a directory, got an empty string");
-        o->store_dir = arg;
-        return 0;
-    default: return 1;
+    default: o->partial = true; return 0; /* OPT_PARTIAL */
     }
 }
 
-static int opt_transfers(cli *o, int c, const char *arg)
+static int opt_chunk(void *prog, int c, const char *arg)
 {
-    static const struct {
-        int opt;
-        const char *name;
-        long lo, hi;
-    } ranges[] = {
-        {OPT_JOBS, "--jobs", 1, 256},
-        {OPT_RETRIES, "--retries", 0, 100},
-        {OPT_CONNECT_TIMEOUT, "--connect-timeout", 1, 3600},
-        {OPT_STALL_TIMEOUT, "--stall-timeout", 1, 3600},
-        {OPT_MAX_WAIT, "--max-wait", 0, 86400},
-    };
     uint64_t size = 0;
-    if (c == OPT_CHUNK) {
-        if (!al_cli_parse_size(arg, &size) || size < 64 * 1024 || size > (uint64_t)1 << 32)
-            return al_cli_usage_error("--chunk-size: expected a size from 64K to 4G (16M, "
-                                      "1048576), got \"%s\"",
-                                      arg);
-        o->chunk = (int64_t)size;
-        return 0;
-    }
-    for (size_t i = 0; i < AL_ARRAY_SIZE(ranges); i++) {
-        long v;
-        if (ranges[i].opt != c)
-            continue;
-        if (!al_cli_parse_long(arg, ranges[i].lo, ranges[i].hi, &v))
-            return al_cli_usage_error("%s: expected a number from %ld to %ld, got \"%s\"",
-                                      ranges[i].name, ranges[i].lo, ranges[i].hi, arg);
-        switch (c) {
-        case OPT_JOBS: o->eopts.jobs = (int)v; break;
-        case OPT_RETRIES: o->eopts.max_retries = (int)v; break;
-        case OPT_CONNECT_TIMEOUT: o->eopts.connect_timeout = v; break;
-        case OPT_STALL_TIMEOUT: o->eopts.low_speed_time = v; break;
-        default: o->eopts.max_wait = (double)v; break;
-        }
-        return 0;
-    }
-    return 1;
-}
-
-/* A file named by a flag must be readable now, not at the first request. */
-static int readable(const char *flag, const char *path, const char **slot)
-{
-    if (access(path, R_OK) != 0)
-        return al_cli_usage_error("%s: cannot read \"%s\"", flag, path);
-    *slot = path;
+    (void)c;
+    if (!al_cli_parse_size(arg, &size) || size < 64 * 1024 || size > (uint64_t)1 << 32)
+        return al_cli_usage_error("--chunk-size: expected a size from 64K to 4G (16M, "
+                                  "1048576), got \"%s\"",
+                                  arg);
+    ((cli *)prog)->chunk = (int64_t)size;
     return 0;
 }
 
-static int opt_access(cli *o, int c, const char *arg)
+static int opt_config(void *prog, int c, const char *arg)
 {
-    switch (c) {
-    case OPT_USERNAME: o->username = arg; return 0;
-    case OPT_PASSWORD_STDIN: o->password_stdin = true; return 0;
-    case OPT_CA_CERT: return readable("--ca-cert", arg, &o->ca_cert);
-    case OPT_CLIENT_CERT: return readable("--client-cert", arg, &o->client_cert);
-    case OPT_CLIENT_KEY: return readable("--client-key", arg, &o->client_key);
-    case OPT_CERTS_DIR: o->certs_dir = arg; return 0;
-    case OPT_INSECURE:
-        if (!al_target_host_valid(arg))
-            return al_cli_usage_error("--insecure-registry: invalid host \"%s\" (want "
-                                      "HOST[:PORT])",
-                                      arg);
-        o->insecure = al_xrealloc(o->insecure, (o->n_insecure + 1) * sizeof(char *));
-        o->insecure[o->n_insecure++] = (char *)arg;
-        return 0;
-    default: return 1;
-    }
+    cli *o = prog;
+    if (c == OPT_HOSTS_DIR)
+        return al_cmdline_output_path("--hosts-dir", "directory", arg, &o->hosts_dir);
+    return al_cmdline_output_path("--registries-yaml", "file", arg, &o->registries_yaml);
 }
 
-static int opt_output(cli *o, int c, const char *arg)
-{
-    switch (c) {
-    case OPT_REGISTRIES_YAML:
-    case OPT_HOSTS_DIR:
-    case OPT_JSON:
-        if (*arg == '\0' || strcmp(arg, "-") == 0)
-            return al_cli_usage_error("--%s: expected a %s name (stdout carries the results)",
-                                      c == OPT_JSON              ? "json"
-                                      : c == OPT_REGISTRIES_YAML ? "registries-yaml"
-                                                                 : "hosts-dir",
-                                      c == OPT_HOSTS_DIR ? "directory" : "file");
-        *(c == OPT_JSON        ? &o->json_path
-          : c == OPT_HOSTS_DIR ? &o->hosts_dir
-                               : &o->registries_yaml) = arg;
-        return 0;
-    case OPT_QUIET: o->verbosity = AL_LOG_ERROR; return 0;
-    case OPT_VERBOSE: o->verbosity = AL_LOG_DEBUG; return 0;
-    case OPT_HELP: fputs(usage_text, stdout); return -2;
-    case OPT_VERSION: puts("airlock-push " AL_PUSH_VERSION); return -2;
-    default: return 1;
-    }
-}
-
-typedef int (*take_fn)(cli *o, int c, const char *arg);
-static const struct push_option {
-    const char *name;
-    int has_arg;
-    int id;
-    take_fn take;
-} options[] = {
-    {"file", required_argument, OPT_FILE, opt_images},
+/* This program's own long options (cmdline.c holds the shared ones). */
+static const al_cmdline_option options[] = {
     {"all", no_argument, OPT_ALL, opt_images},
     {"to", required_argument, OPT_TO, opt_images},
-    {"platform", required_argument, OPT_PLATFORM, opt_images},
     {"partial-index", no_argument, OPT_PARTIAL, opt_images},
-    {"store", required_argument, OPT_STORE, opt_images},
-    {"jobs", required_argument, OPT_JOBS, opt_transfers},
-    {"chunk-size", required_argument, OPT_CHUNK, opt_transfers},
-    {"retries", required_argument, OPT_RETRIES, opt_transfers},
-    {"connect-timeout", required_argument, OPT_CONNECT_TIMEOUT, opt_transfers},
-    {"stall-timeout", required_argument, OPT_STALL_TIMEOUT, opt_transfers},
-    {"max-wait", required_argument, OPT_MAX_WAIT, opt_transfers},
-    {"username", required_argument, OPT_USERNAME, opt_access},
-    {"password-stdin", no_argument, OPT_PASSWORD_STDIN, opt_access},
-    {"ca-cert", required_argument, OPT_CA_CERT, opt_access},
-    {"client-cert", required_argument, OPT_CLIENT_CERT, opt_access},
-    {"client-key", required_argument, OPT_CLIENT_KEY, opt_access},
-    {"certs-dir", required_argument, OPT_CERTS_DIR, opt_access},
-    {"insecure-registry", required_argument, OPT_INSECURE, opt_access},
-    {"registries-yaml", required_argument, OPT_REGISTRIES_YAML, opt_output},
-    {"hosts-dir", required_argument, OPT_HOSTS_DIR, opt_output},
-    {"json", required_argument, OPT_JSON, opt_output},
-    {"quiet", no_argument, OPT_QUIET, opt_output},
-    {"verbose", no_argument, OPT_VERBOSE, opt_output},
-    {"help", no_argument, OPT_HELP, opt_output},
-    {"version", no_argument, OPT_VERSION, opt_output},
+    {"chunk-size", required_argument, OPT_CHUNK, opt_chunk},
+    {"registries-yaml", required_argument, OPT_REGISTRIES_YAML, opt_config},
+    {"hosts-dir", required_argument, OPT_HOSTS_DIR, opt_config},
 };
 
-static const struct option *long_options(void)
+static int check_cli(void *prog)
 {
-    static struct option out[AL_ARRAY_SIZE(options) + 1];
-    for (size_t i = 0; i < AL_ARRAY_SIZE(options); i++)
-        out[i] = (struct option){options[i].name, options[i].has_arg, NULL, options[i].id};
-    return out;
-}
-
-static int take_option(cli *o, int c, const char *arg)
-{
-    for (size_t i = 0; i < AL_ARRAY_SIZE(options); i++)
-        if (options[i].id == c)
-            return options[i].take(o, c, arg);
-    fputs("Try 'airlock-push --help'.\n", stderr); /* getopt said what was wrong */
-    return AL_EXIT_USAGE;
-}
-
-/* Flags that only make sense together. */
-static int check_cli(cli *o)
-{
-    if (o->host == NULL)
+    if (((cli *)prog)->host == NULL)
         return al_cli_usage_error("no target: --to HOST[:PORT][/PREFIX] says where to push");
-    if (o->password_stdin && o->username == NULL)
-        return al_cli_usage_error("--password-stdin needs --username");
-    if (o->username != NULL && !o->password_stdin)
-        return al_cli_usage_error("--username needs --password-stdin (passwords are never taken "
-                                  "from the command line)");
-    if (o->password_stdin && o->stdin_list)
-        return al_cli_usage_error("--password-stdin and -f - both want stdin");
-    if (o->client_key != NULL && o->client_cert == NULL)
-        return al_cli_usage_error("--client-key needs --client-cert");
-    if (o->platform_arg != NULL) {
-        al_error *e = NULL;
-        if (al_platform_parse_list(&o->plats, &o->n_plats, o->platform_arg, &e) < 0) {
-            int rc = al_cli_usage_error("--platform: %s", e->msg);
-            al_error_free(e);
-            return rc;
-        }
-    }
     return -1;
 }
+
+static const al_cmdline_program program = {"airlock-push", AL_PUSH_VERSION,        usage_text,
+                                           options,        AL_ARRAY_SIZE(options), check_cli};
 
 /* Returns -1 to go on, or the exit code. */
 static int parse_cli(cli *o, int argc, char **argv)
 {
-    o->verbosity = AL_LOG_INFO;
     o->chunk = AL_PUSH_CHUNK_DEFAULT;
-    al_engine_opts_default(&o->eopts);
-    al_reflist_init(&o->list);
-    int c;
-    const struct option *long_opts = long_options();
-    while ((c = getopt_long(argc, argv, "f:j:qvh", long_opts, NULL)) != -1) {
-        int rc = take_option(o, c, optarg);
-        if (rc == -2)
-            return 0; /* --help, --version */
-        if (rc != 0)
-            return rc;
-    }
-    o->store_dir = al_cli_store_dir(o->store_dir);
-    al_log_set_level((al_log_level)o->verbosity);
-    const char *dbg = getenv("AL_DEBUG_HTTP");
-    o->eopts.debug_http = dbg != NULL && strcmp(dbg, "1") == 0;
-    int rc = check_cli(o);
+    al_cmdline_init(&o->cmd);
+    int rc = al_cmdline_parse(&o->cmd, &program, o, argc, argv);
     if (rc >= 0)
         return rc;
-    /* Every ref and every list line is validated before anything else. */
-    if ((rc = al_cli_read_refs(&o->list, argv, optind, argc, o->files, o->n_files)) != 0)
-        return rc;
-    if (o->list.n == 0 && !o->all)
+    if (o->cmd.list.n == 0 && !o->all)
         return al_cli_usage_error("no images given (REF arguments, -f FILE or --all)");
     return -1;
 }
@@ -427,15 +220,13 @@ static void print_result(const al_push_result *r)
            counts);
 }
 
-static void print_results(const al_push_result *res, size_t n, const al_engine *engine,
+/* The summary line after the images' lines. */
+static void print_summary(const al_push_totals *tp, size_t n, const al_engine *engine,
                           double elapsed)
 {
-    for (size_t i = 0; i < n; i++)
-        print_result(&res[i]);
-    char b[32];
-    al_push_totals t;
-    al_push_totals_of(&t, res, n);
+    const al_push_totals t = *tp;
     const al_engine_stats *st = engine ? al_engine_get_stats(engine) : NULL;
+    char b[32];
     printf("%zu image%s: %d pushed, %d unchanged, %d failed; %d blob%s pushed (%d mounted, %d "
            "present), %s uploaded in %.1fs (%llu requests)\n",
            n, n == 1 ? "" : "s", t.pushed, t.unchanged, t.failed, t.blobs_pushed,
@@ -450,13 +241,9 @@ static void print_results(const al_push_result *res, size_t n, const al_engine *
 /* Everything a run holds, released in one place. */
 typedef struct session {
     cli *o;
-    char *password;
+    al_cmdline_net net; /* password, credentials, progress, engine, registry */
     al_store *store;
     al_db *db;
-    al_creds *creds;
-    al_engine *engine;
-    al_registry *reg;
-    al_progress *progress;
     al_push_plan *plan;
     al_push_result *results;
     size_t n_results;
@@ -468,9 +255,7 @@ typedef struct session {
 
 static int open_store(session *S)
 {
-    if (al_creds_new(&S->creds, S->o->username, S->password, NULL, &S->err) < 0)
-        return S->exit_code = AL_EXIT_USAGE;
-    if (al_store_open(&S->store, S->o->store_dir, AL_STORE_READONLY, &S->err) < 0 ||
+    if (al_store_open(&S->store, S->o->cmd.store_dir, AL_STORE_READONLY, &S->err) < 0 ||
         al_db_open(&S->db, al_store_db_path(S->store), true, &S->err) < 0)
         return S->exit_code = AL_EXIT_STORE;
     return 0;
@@ -481,38 +266,30 @@ static int select_images(session *S)
     cli *o = S->o;
     al_push_opts po = {.host = o->host,
                        .prefix = o->prefix,
-                       .platforms = o->plats,
-                       .n_platforms = o->n_plats,
+                       .platforms = o->cmd.plats,
+                       .n_platforms = o->cmd.n_plats,
                        .partial_index = o->partial,
                        .chunk = o->chunk};
-    if (al_push_select(&S->plan, S->store, S->db, &o->list, o->all, &po, &S->err) < 0)
+    if (al_push_select(&S->plan, S->store, S->db, &o->cmd.list, o->all, &po, &S->err) < 0)
         return S->exit_code = S->err->code == AL_E_USAGE ? AL_EXIT_USAGE : AL_EXIT_STORE;
     return 0;
 }
 
 static int push_images(session *S)
 {
-    cli *o = S->o;
-    if (al_engine_new(&S->engine, &o->eopts, &S->err) < 0)
-        return S->exit_code = al_errc_exit(S->err->code);
-    const char *certs_dirs[] = {o->certs_dir, NULL};
-    al_registry_opts ropts = {.creds = S->creds,
-                              .insecure_hosts = o->insecure,
-                              .n_insecure = o->n_insecure,
-                              .ca_cert = o->ca_cert,
-                              .client_cert = o->client_cert,
-                              .client_key = o->client_key,
-                              .certs_dirs = o->certs_dir ? certs_dirs : NULL};
-    if (al_registry_new(&S->reg, S->engine, &ropts, &S->err) < 0)
-        return S->exit_code = AL_EXIT_FAILED;
+    int rc = al_cmdline_net_connect(&S->net, &S->o->cmd, &S->err);
+    if (rc != 0)
+        return S->exit_code = rc;
     S->t0 = al_mono();
     S->n_results = al_push_plan_count(S->plan);
-    al_push_run(S->plan, S->reg, &S->results);
+    al_push_run(S->plan, S->net.reg, &S->results);
     S->elapsed = al_mono() - S->t0;
-    al_progress_clear(S->progress);
-    print_results(S->results, S->n_results, S->engine, S->elapsed);
+    al_progress_clear(S->net.progress);
+    for (size_t i = 0; i < S->n_results; i++)
+        print_result(&S->results[i]);
     al_push_totals t;
     al_push_totals_of(&t, S->results, S->n_results);
+    print_summary(&t, S->n_results, S->net.engine, S->elapsed);
     return S->exit_code = t.failed > 0 ? AL_EXIT_FAILED : 0;
 }
 
@@ -575,14 +352,14 @@ static int cluster_config(session *S)
         return 0;
     const char **ups = al_xcalloc(S->n_results + 1, sizeof(char *));
     size_t n = pushed_upstreams(S, ups);
-    _cleanup_free_ char *ca = absolute(o->ca_cert);
-    _cleanup_free_ char *cert = absolute(o->client_cert);
-    _cleanup_free_ char *key = absolute(o->client_key);
-    bool plain = al_registry_plain_http(S->reg, o->host);
+    _cleanup_free_ char *ca = absolute(o->cmd.ca_cert);
+    _cleanup_free_ char *cert = absolute(o->cmd.client_cert);
+    _cleanup_free_ char *key = absolute(o->cmd.client_key);
+    bool plain = al_registry_plain_http(S->net.reg, o->host);
     al_push_site site = {.host = o->host,
                          .prefix = o->prefix,
                          .plain_http = plain,
-                         .skip_verify = !plain && al_registry_is_insecure(S->reg, o->host),
+                         .skip_verify = !plain && al_registry_is_insecure(S->net.reg, o->host),
                          .ca_file = ca,
                          .client_cert = cert,
                          .client_key = key};
@@ -599,66 +376,52 @@ static int cluster_config(session *S)
 static void write_report(session *S)
 {
     cli *o = S->o;
-    if (o->json_path == NULL)
+    if (o->cmd.json_path == NULL)
         return;
-    bool spoke =
-        S->reg != NULL && S->engine != NULL && al_engine_get_stats(S->engine)->requests > 0;
+    bool spoke = S->net.reg != NULL && S->net.engine != NULL &&
+                 al_engine_get_stats(S->net.engine)->requests > 0;
     al_push_report rep = {
         .version = AL_PUSH_VERSION,
-        .store_dir = o->store_dir,
+        .store_dir = o->cmd.store_dir,
         .host = o->host,
         .prefix = o->prefix,
-        .scheme = !spoke                                    ? NULL
-                  : al_registry_plain_http(S->reg, o->host) ? "http"
-                                                            : "https",
+        .scheme = !spoke                                        ? NULL
+                  : al_registry_plain_http(S->net.reg, o->host) ? "http"
+                                                                : "https",
         .started_at = S->started_at,
         .finished_at = al_now(),
         .t0 = S->t0,
         .seconds = S->elapsed,
         .results = S->results,
         .n_results = S->n_results,
-        .stats = S->engine ? al_engine_get_stats(S->engine) : NULL,
+        .stats = S->net.engine ? al_engine_get_stats(S->net.engine) : NULL,
         .registries_yaml = S->wrote_yaml,
         .hosts_dir = S->wrote_hosts,
         .exit_status = S->exit_code,
         .error = S->err,
     };
     _cleanup_free_ char *json = al_push_report_json(&rep);
-    al_error *we = NULL;
-    if (al_file_write_atomic(o->json_path, json, strlen(json), &we) < 0) {
-        al_error_log("--json: %s", we->msg);
-        al_error_free(we);
-        if (S->exit_code == 0)
-            S->exit_code = AL_EXIT_FAILED;
-    }
+    al_cmdline_write_output("--json", o->cmd.json_path, json, &S->exit_code);
 }
 
-static void session_dispose(session *S)
+/* Release everything; the run's exit code. */
+static int session_close(session *S)
 {
     al_error_free(S->err);
     al_push_results_free(S->results, S->n_results);
     al_push_plan_free(S->plan);
-    al_registry_free(S->reg); /* joins its worker thread */
-    al_engine_free(S->engine);
-    al_progress_free(S->progress);
+    al_cmdline_net_end(&S->net);
     al_db_free(S->db);
     al_store_free(S->store); /* releases the GC lock */
-    al_creds_free(S->creds);
-    al_free_secret(S->password);
+    return S->exit_code;
 }
 
 static int run(cli *o)
 {
     session S = {.o = o, .started_at = al_now(), .t0 = al_mono()};
-    S.password = o->password_stdin ? al_creds_read_stdin() : NULL;
-    if (o->verbosity > AL_LOG_ERROR) {
-        al_progress_mode mode = al_progress_mode_for(STDERR_FILENO);
-        if (o->eopts.debug_http)
-            mode = AL_PROGRESS_PLAIN; /* curl's trace would write through the display */
-        S.progress = al_progress_new(mode, stderr, "airlock-push", o->verbosity >= AL_LOG_DEBUG);
-        al_progress_attach(S.progress, &o->eopts);
-    }
-    int rc = open_store(&S);
+    int rc = S.exit_code = al_cmdline_net_begin(&S.net, &o->cmd, "airlock-push", &S.err);
+    if (rc == 0)
+        rc = open_store(&S);
     if (rc == 0)
         rc = select_images(&S);
     if (rc == 0)
@@ -670,9 +433,7 @@ static int run(cli *o)
     else if (S.err != NULL)
         al_error_log("%s", S.err->msg);
     write_report(&S);
-    int exit_code = S.exit_code;
-    session_dispose(&S);
-    return exit_code;
+    return session_close(&S);
 }
 
 int main(int argc, char **argv)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # --help, the man pages and the flags the programs accept stay in step.
 # For airlock-fetch, airlock-export and airlock-push:
-#   - every long option of the option table in main.c (`struct option
-#     long_opts[]`, or fetch's `options[]` that also names each option's
-#     handler; parsed from the source, so nothing extra ships) appears in
-#     --help and in man/PROG.1, and every short option of the getopt
-#     string appears in --help as "-X,";
+#   - every long option of the option tables (export/main.c's `struct
+#     option long_opts[]`; for fetch and push, the `options[]` of their
+#     main file, which also names each option's handler, and the shared
+#     one of fetch/cmdline.c; parsed from the source, so nothing extra
+#     ships) appears in --help and in man/PROG.1, and every short option
+#     of the getopt string appears in --help as "-X,";
 #   - every --flag that --help or the man page mentions is in the table,
 #     and the program, run with it, does not call it unrecognized;
 #   - the man page renders without groff warnings (when groff is here).
@@ -14,13 +15,16 @@
 
 work=$(tmpdir help)
 
-# long_options SRC: the names in the option table, one per line.
+# long_options SRC...: the names in the option tables, one per line.
 long_options() {
-    sed -nE '/(struct option long_opts|\} options)\[\] *= *\{/,/^\};/p' "$1" | grep -oE '\{"[a-z0-9][a-z0-9-]*"' | tr -d '{"'
+    local f
+    for f in "$@"; do
+        sed -nE '/(struct option long_opts|[} ]options)\[\] *= *\{/,/^\};/p' "$f" | grep -oE '\{"[a-z0-9][a-z0-9-]*"' | tr -d '{"'
+    done
 }
-# short_options SRC: the letters of the getopt_long optstring.
+# short_options SRC...: the letters of the getopt_long optstring.
 short_options() {
-    grep -oE 'getopt_long\(argc, argv, "[^"]*"' "$1" | sed -E 's/.*"([^"]*)"/\1/' | tr -d ':' | grep -o .
+    cat "$@" | grep -oE 'getopt_long\(argc, argv, "[^"]*"' | sed -E 's/.*"([^"]*)"/\1/' | tr -d ':' | grep -o .
 }
 # Files are read through plain() (roff's \- read as -), into a file:
 # with pipefail, `sed | grep -q` would fail when grep stops reading early.
@@ -54,9 +58,11 @@ for prog in fetch export push; do
     [ -x "$bin" ] || fail "airlock-$prog is not built: $bin"
     assert_file "$src" "source of airlock-$prog"
 
-    mapfile -t longs < <(long_options "$src")
-    [ "${#longs[@]}" -ge 5 ] || fail "found only ${#longs[@]} long options in $src: is the table still called long_opts?"
-    mapfile -t shorts < <(short_options "$src")
+    tables=("$src")
+    [ "$prog" = export ] || tables+=("$AL_SRC/fetch/cmdline.c")
+    mapfile -t longs < <(long_options "${tables[@]}")
+    [ "${#longs[@]}" -ge 5 ] || fail "found only ${#longs[@]} long options in ${tables[*]}: is the table still called long_opts or options?"
+    mapfile -t shorts < <(short_options "${tables[@]}")
     [ "${#shorts[@]}" -ge 2 ] || fail "found no getopt_long optstring in $src"
 
     help=$work/$prog.help
@@ -81,7 +87,7 @@ for prog in fetch export push; do
         # Not `printf | grep -q`: with pipefail, grep stopping at the
         # first match can fail printf with SIGPIPE (seen under load).
         grep -qxF -- "$name" <<<"$(printf '%s\n' "${longs[@]}")" ||
-            fail "airlock-$prog: --help or its man page mentions $f, which is not in the long_opts table"
+            fail "airlock-$prog: --help or its man page mentions $f, which is not in its option tables"
     done
     for f in $(flags_in "$help"); do
         # An empty store path and no refs: every flag ends in a usage or
