@@ -291,14 +291,14 @@ int al_cmdline_net_connect(al_cmdline_net *n, const al_cmdline *c, al_error **er
 {
     if (al_engine_new(&n->engine, &c->eopts, err) < 0)
         return al_errc_exit((*err)->code);
-    const char *certs_dirs[] = {c->certs_dir, NULL};
+    n->certs_dirs[0] = c->certs_dir;
     al_registry_opts ropts = {.creds = n->creds,
                               .insecure_hosts = c->insecure,
                               .n_insecure = c->n_insecure,
                               .ca_cert = c->ca_cert,
                               .client_cert = c->client_cert,
                               .client_key = c->client_key,
-                              .certs_dirs = c->certs_dir ? certs_dirs : NULL};
+                              .certs_dirs = c->certs_dir ? n->certs_dirs : NULL};
     if (al_registry_new(&n->reg, n->engine, &ropts, err) < 0)
         return AL_EXIT_FAILED;
     return 0;

@@ -121,6 +121,7 @@ typedef struct al_cmdline_net {
     al_progress *progress; /* the display on stderr; NULL when quiet */
     al_engine *engine;
     al_registry *reg;
+    const char *certs_dirs[2]; /* --certs-dir, NULL-terminated: the registry keeps a pointer */
 } al_cmdline_net;
 
 /* The password, the progress display at the run's verbosity (attached to
