@@ -1,6 +1,7 @@
 /* The bundle manifest and volume header: JSON in and out, the checksum,
  * member and volume names (see bundle.h). */
 #include "bundle.h"
+#include "jsondoc.h"
 #include "ref.h"
 #include "sanitize.h"
 #include "util.h"
@@ -117,18 +118,6 @@ void al_bundle_checksum(const al_bundle_manifest *m, char out[AL_DIGEST_BUF])
 
 /* --- writing ------------------------------------------------------------- */
 
-static json_t *jstr_or_null(const char *s)
-{
-    json_t *j = s != NULL && *s != '\0' ? json_string(s) : NULL;
-    return j != NULL ? j : json_null();
-}
-
-static json_t *jtime(double t)
-{
-    char buf[40];
-    return json_string(al_format_utc(buf, sizeof(buf), t));
-}
-
 static json_t *part_json(const al_bundle_part *p)
 {
     return json_pack("{s:s, s:I}", "digest", p->digest, "size", (json_int_t)p->size);
@@ -137,21 +126,21 @@ static json_t *part_json(const al_bundle_part *p)
 static json_t *tag_json(const al_bundle_tag *t)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "name", jstr_or_null(t->name));
+    json_object_set_new(o, "name", al_json_str_or_null(t->name));
     json_object_set_new(o, "digest", json_string(t->digest));
-    json_object_set_new(o, "media_type", jstr_or_null(t->media_type));
+    json_object_set_new(o, "media_type", al_json_str_or_null(t->media_type));
     json_object_set_new(o, "size", json_integer((json_int_t)t->size));
     json_t *pl = json_array();
     for (size_t i = 0; i < t->n_platforms; i++)
-        json_array_append_new(pl, jstr_or_null(t->platforms[i]));
+        json_array_append_new(pl, al_json_str_or_null(t->platforms[i]));
     json_object_set_new(o, "platforms", pl);
     json_t *hist = json_array();
     for (size_t i = 0; i < t->n_history; i++) {
         const al_bundle_history *h = &t->history[i];
         json_t *e = json_object();
         json_object_set_new(e, "digest", json_string(h->digest));
-        json_object_set_new(e, "old_digest", jstr_or_null(h->old_digest));
-        json_object_set_new(e, "at", jtime(h->at));
+        json_object_set_new(e, "old_digest", al_json_str_or_null(h->old_digest));
+        json_object_set_new(e, "at", al_json_utc(h->at));
         json_array_append_new(hist, e);
     }
     json_object_set_new(o, "history", hist);
@@ -188,12 +177,12 @@ char *al_bundle_manifest_json(const al_bundle_manifest *m, size_t *len_out)
     json_t *o = json_object();
     json_object_set_new(o, "bundle_format", json_integer(m->format));
     json_object_set_new(o, "tool", json_string("airlock-export"));
-    json_object_set_new(o, "version", jstr_or_null(m->version));
+    json_object_set_new(o, "version", al_json_str_or_null(m->version));
     json_object_set_new(o, "bundle_id", json_string(m->id));
     json_object_set_new(o, "source_store", json_string(m->source_store));
-    json_object_set_new(o, "base_bundle", jstr_or_null(m->base));
-    json_object_set_new(o, "since", jstr_or_null(m->since_kind));
-    json_object_set_new(o, "created_at", jtime(m->created_at));
+    json_object_set_new(o, "base_bundle", al_json_str_or_null(m->base));
+    json_object_set_new(o, "since", al_json_str_or_null(m->since_kind));
+    json_object_set_new(o, "created_at", al_json_utc(m->created_at));
     json_object_set_new(o, "volumes", json_integer(m->volumes));
     json_t *tags = json_array();
     for (size_t i = 0; i < m->n_tags; i++)
@@ -210,8 +199,9 @@ char *al_bundle_manifest_json(const al_bundle_manifest *m, size_t *len_out)
     json_object_set_new(o, "omitted", om);
     json_t *holds = json_array();
     for (size_t i = 0; i < m->n_holds; i++)
-        json_array_append_new(holds, json_pack("{s:o, s:s}", "name", jstr_or_null(m->holds[i].name),
-                                               "digest", m->holds[i].digest));
+        json_array_append_new(holds,
+                              json_pack("{s:o, s:s}", "name", al_json_str_or_null(m->holds[i].name),
+                                        "digest", m->holds[i].digest));
     json_object_set_new(o, "holds", holds);
     return dump(o, len_out);
 }
@@ -223,7 +213,7 @@ char *al_bundle_volume_json(const al_bundle_volume *v, size_t *len_out)
     json_object_set_new(o, "bundle_id", json_string(v->bundle_id));
     json_object_set_new(o, "volume", json_integer(v->volume));
     json_object_set_new(o, "volumes", json_integer(v->volumes));
-    json_object_set_new(o, "manifest_digest", jstr_or_null(v->manifest_digest));
+    json_object_set_new(o, "manifest_digest", al_json_str_or_null(v->manifest_digest));
     json_t *mem = json_array();
     for (size_t i = 0; i < v->n_members; i++)
         json_array_append_new(mem, part_json(&v->members[i]));

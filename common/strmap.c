@@ -93,10 +93,12 @@ size_t al_strmap_count(const al_strmap *m)
     return m->n;
 }
 
-void al_strmap_each(const al_strmap *m, void (*fn)(const char *key, void *value, void *user),
-                    void *user)
+void al_strmap_free_with(al_strmap *m, void (*free_value)(void *value))
 {
+    if (m == NULL)
+        return;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].key != NULL)
-            fn(m->slots[i].key, m->slots[i].value, user);
+            free_value(m->slots[i].value);
+    al_strmap_free(m);
 }

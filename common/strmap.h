@@ -3,9 +3,9 @@
  * duplicates): constant time where a scan of every earlier entry would make
  * a run of n tags cost n^2.
  *
- * Keys are copied; values are borrowed (the map never frees them). Open
- * addressing with linear probing; the table doubles at 70% load. No
- * removal: a run only ever adds. */
+ * Keys are copied; values are the caller's (al_strmap_free_with frees
+ * them, for a map that owns them). Open addressing with linear probing;
+ * the table doubles at 70% load. No removal: a run only ever adds. */
 #ifndef AL_STRMAP_H
 #define AL_STRMAP_H
 
@@ -22,8 +22,8 @@ void *al_strmap_get(const al_strmap *m, const char *key);
 void *al_strmap_put(al_strmap *m, const char *key, void *value);
 size_t al_strmap_count(const al_strmap *m);
 
-/* Calls fn for every entry, in no particular order. */
-void al_strmap_each(const al_strmap *m, void (*fn)(const char *key, void *value, void *user),
-                    void *user);
+/* al_strmap_free, after free_value has been called on every value: for a
+ * map that owns its values after all. Accepts NULL. */
+void al_strmap_free_with(al_strmap *m, void (*free_value)(void *value));
 
 #endif

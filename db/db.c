@@ -779,6 +779,31 @@ int al_db_tag_get(al_db *db, const char *full_name, al_tag *out, bool *found, al
     return 0;
 }
 
+/* Export and push both start from what the store holds for a ref; this is
+ * the one place that says what that is. */
+int al_db_ref_root(al_db *db, const al_store *store, const al_ref *ref, char out[AL_DIGEST_BUF],
+                   char **media_type, al_error **err)
+{
+    out[0] = '\0';
+    *media_type = NULL;
+    if (ref->digest != NULL && al_store_has_blob(store, ref->digest, NULL)) {
+        snprintf(out, AL_DIGEST_BUF, "%s", ref->digest);
+        return 0;
+    }
+    _cleanup_free_ char *name = al_ref_name(ref);
+    _cleanup_free_ char *key = ref->digest ? al_xasprintf("%s@%s", name, ref->digest)
+                                           : al_xasprintf("%s:%s", name, ref->tag);
+    al_tag t;
+    bool found = false;
+    int r = al_db_tag_get(db, key, &t, &found, err);
+    if (r == 0 && found) {
+        snprintf(out, AL_DIGEST_BUF, "%s", t.digest);
+        *media_type = al_steal_ptr(&t.media_type);
+    }
+    al_tag_dispose(&t);
+    return r;
+}
+
 void al_tag_walk_dispose(al_tag_walk *w)
 {
     if (w == NULL)

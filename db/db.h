@@ -19,6 +19,8 @@
 #include "../common/digest.h"
 #include "../common/error.h"
 #include "../common/platform.h"
+#include "../common/ref.h"
+#include "../common/store.h"
 
 typedef struct al_db al_db;
 
@@ -100,6 +102,12 @@ void al_tag_dispose(al_tag *t);
 
 /* *found false when no such tag. */
 int al_db_tag_get(al_db *db, const char *full_name, al_tag *out, bool *found, al_error **err);
+/* The store's root digest of ref into out, "" when the store has none: a
+ * digest ref whose manifest file is present is its own root; otherwise the
+ * tag row of "name:tag" (or "name@digest") answers, and *media_type is its
+ * media type (malloc'd; NULL when the row has none or there is no row). */
+int al_db_ref_root(al_db *db, const al_store *store, const al_ref *ref, char out[AL_DIGEST_BUF],
+                   char **media_type, al_error **err);
 /* What airlock-fetch's walk of a tag's graph found, kept for the next run:
  * a tag whose digest and selection (--platform, --include-attestations)
  * are those of its last walk is one HEAD, its graph not read again. The

@@ -4,6 +4,7 @@
 #include "bundle-write.h"
 #include "export-report.h"
 #include "since.h"
+#include "../common/jsondoc.h"
 #include "../common/log.h"
 #include "../common/sanitize.h"
 #include "../common/store.h"
@@ -66,26 +67,14 @@ static void draw(void *ud, uint64_t done, uint64_t total)
 
 /* --- the report ------------------------------------------------------------- */
 
-static json_t *jstr(const char *s)
-{
-    json_t *j = s != NULL && *s != '\0' ? json_string(s) : NULL;
-    return j != NULL ? j : json_null();
-}
-
-static json_t *jtime(double t)
-{
-    char buf[40];
-    return json_string(al_format_utc(buf, sizeof(buf), t));
-}
-
 static json_t *bundle_json(const brun *R)
 {
     const al_bundle_plan *p = &R->plan;
     json_t *b = json_object();
     json_object_set_new(b, "id", json_string(p->m.id));
     json_object_set_new(b, "source_store", json_string(p->m.source_store));
-    json_object_set_new(b, "base_bundle", jstr(p->m.base));
-    json_object_set_new(b, "since", jstr(p->m.since_kind));
+    json_object_set_new(b, "base_bundle", al_json_str_or_null(p->m.base));
+    json_object_set_new(b, "since", al_json_str_or_null(p->m.since_kind));
     json_object_set_new(b, "tags", json_integer((json_int_t)p->m.n_tags));
     json_object_set_new(b, "blobs", json_integer((json_int_t)p->m.n_blobs));
     json_object_set_new(b, "blob_bytes", json_integer((json_int_t)p->carried_bytes));
@@ -94,8 +83,9 @@ static json_t *bundle_json(const brun *R)
     json_object_set_new(b, "volumes", json_integer(p->m.volumes));
     json_t *files = json_array();
     for (size_t i = 0; R->written && i < R->files.n; i++)
-        json_array_append_new(files, json_pack("{s:o, s:I}", "path", jstr(R->files.paths[i]),
-                                               "bytes", (json_int_t)R->files.bytes[i]));
+        json_array_append_new(files, json_pack("{s:o, s:I}", "path",
+                                               al_json_str_or_null(R->files.paths[i]), "bytes",
+                                               (json_int_t)R->files.bytes[i]));
     json_object_set_new(b, "files", files);
     return b;
 }
@@ -108,11 +98,11 @@ static char *report_json(const brun *R, int exit_code)
     json_object_set_new(root, "tool", json_string("airlock-export"));
     json_object_set_new(root, "command", json_string("bundle"));
     json_object_set_new(root, "version", json_string(o->version));
-    json_object_set_new(root, "store", jstr(o->store_dir));
-    json_object_set_new(root, "output", jstr(o->out));
-    json_object_set_new(root, "since", jstr(o->since_path));
-    json_object_set_new(root, "started_at", jtime(R->started_at));
-    json_object_set_new(root, "finished_at", jtime(al_now()));
+    json_object_set_new(root, "store", al_json_str_or_null(o->store_dir));
+    json_object_set_new(root, "output", al_json_str_or_null(o->out));
+    json_object_set_new(root, "since", al_json_str_or_null(o->since_path));
+    json_object_set_new(root, "started_at", al_json_utc(R->started_at));
+    json_object_set_new(root, "finished_at", al_json_utc(al_now()));
     json_object_set_new(root, "exit_status", json_integer(exit_code));
     json_t *err = json_null();
     if (R->error != NULL) {

@@ -285,16 +285,13 @@ static json_t *output_json(const al_export_output *o, size_t skipped)
 
 char *al_export_report_json(const al_export_report *rep)
 {
-    char t1[40], t2[40];
     json_t *root = json_object();
     json_object_set_new(root, "report_format", json_integer(AL_EXPORT_REPORT_FORMAT));
     json_object_set_new(root, "tool", json_string("airlock-export"));
     json_object_set_new(root, "version", str(rep->version ? rep->version : ""));
     json_object_set_new(root, "store", str(rep->store_dir ? rep->store_dir : ""));
-    json_object_set_new(root, "started_at",
-                        json_string(al_format_utc(t1, sizeof(t1), rep->started_at)));
-    json_object_set_new(root, "finished_at",
-                        json_string(al_format_utc(t2, sizeof(t2), rep->finished_at)));
+    json_object_set_new(root, "started_at", al_json_utc(rep->started_at));
+    json_object_set_new(root, "finished_at", al_json_utc(rep->finished_at));
     json_object_set_new(root, "format", json_string(al_export_format_name(rep->format)));
     json_object_set_new(root, "compression", json_string(al_sink_kind_name(rep->compression)));
     json_object_set_new(root, "level", rep->level > 0 ? json_integer(rep->level) : json_null());

@@ -176,33 +176,6 @@ static void add_image(al_export_set *set, al_export_image *im)
     set->images[set->n_images++] = *im;
 }
 
-/* Resolve a ref to its root digest; false when it is not in the store. */
-static int resolve(root *rt, al_store *store, al_db *db, al_error **err)
-{
-    const al_ref *ref = rt->ref;
-    _cleanup_free_ char *name = al_ref_name(ref);
-    if (ref->digest != NULL) {
-        if (al_store_has_blob(store, ref->digest, NULL)) {
-            snprintf(rt->digest, sizeof(rt->digest), "%s", ref->digest);
-            return 0;
-        }
-    }
-    _cleanup_free_ char *key = ref->digest ? al_xasprintf("%s@%s", name, ref->digest)
-                                           : al_xasprintf("%s:%s", name, ref->tag);
-    al_tag t;
-    bool found = false;
-    memset(&t, 0, sizeof(t));
-    int r = al_db_tag_get(db, key, &t, &found, err);
-    if (r < 0)
-        return r;
-    if (found) {
-        snprintf(rt->digest, sizeof(rt->digest), "%s", t.digest);
-        rt->media_type = t.media_type ? al_xstrdup(t.media_type) : NULL;
-    }
-    al_tag_dispose(&t);
-    return 0;
-}
-
 /* A named ref without the platform is an error; an image that only --all
  * brought in is skipped for that platform: "everything there is". */
 static void lack_platform(al_selection *out, const root *rt, int platform, char *msg)
@@ -322,7 +295,7 @@ int al_export_select(al_selection *out, al_store *store, al_db *db, al_ref *cons
 
     /* Phase 1: every ref to a root digest; all the missing ones listed. */
     for (size_t i = 0; i < n_roots; i++) {
-        r = resolve(&roots[i], store, db, err);
+        r = al_db_ref_root(db, store, roots[i].ref, roots[i].digest, &roots[i].media_type, err);
         if (r < 0)
             goto out;
         if (roots[i].digest[0] == '\0')

@@ -12,10 +12,8 @@
 #include "log.h"
 #include "util.h"
 
-static void blob_free(const char *key, void *value, void *user)
+static void blob_free(void *value)
 {
-    (void)key;
-    (void)user;
     blob *b = value;
     while (b->waiters != NULL) {
         blob_waiter *w = b->waiters;
@@ -30,8 +28,7 @@ static void blob_free(const char *key, void *value, void *user)
 
 void al_blobs_free(run *rn)
 {
-    al_strmap_each(rn->blobs, blob_free, NULL);
-    al_strmap_free(rn->blobs);
+    al_strmap_free_with(rn->blobs, blob_free);
     rn->blobs = NULL;
 }
 

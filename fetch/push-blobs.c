@@ -44,10 +44,8 @@ typedef struct holder {
     al_error *store_err; /* the store's copy is unusable: every task fails with this */
 } holder;
 
-static void free_task(const char *key, void *value, void *user)
+static void free_task(void *value)
 {
-    (void)key;
-    (void)user;
     task *t = value;
     while (t->waiters != NULL) {
         waiter *w = t->waiters;
@@ -59,10 +57,8 @@ static void free_task(const char *key, void *value, void *user)
     free(t);
 }
 
-static void free_holder(const char *key, void *value, void *user)
+static void free_holder(void *value)
 {
-    (void)key;
-    (void)user;
     holder *h = value;
     free(h->repo);
     al_error_free(h->store_err);
@@ -71,10 +67,8 @@ static void free_holder(const char *key, void *value, void *user)
 
 void al_push_blobs_free(push_run *run)
 {
-    al_strmap_each(run->tasks, free_task, NULL);
-    al_strmap_each(run->holders, free_holder, NULL);
-    al_strmap_free(run->tasks);
-    al_strmap_free(run->holders);
+    al_strmap_free_with(run->tasks, free_task);
+    al_strmap_free_with(run->holders, free_holder);
     run->tasks = run->holders = NULL;
 }
 

@@ -35,19 +35,11 @@ index_rewrite *al_push_rewrite_new(void)
     return w;
 }
 
-static void free_kept(const char *key, void *value, void *user)
-{
-    (void)key;
-    (void)user;
-    free(value);
-}
-
 void al_push_rewrite_free(index_rewrite *w)
 {
     if (w == NULL)
         return;
-    al_strmap_each(w->kept, free_kept, NULL);
-    al_strmap_free(w->kept);
+    al_strmap_free_with(w->kept, free);
     free(w);
 }
 

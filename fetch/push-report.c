@@ -5,8 +5,6 @@
 #include <string.h>
 
 #include "jsondoc.h"
-#include "sanitize.h"
-#include "util.h"
 
 void al_push_totals_of(al_push_totals *out, const al_push_result *r, size_t n)
 {
@@ -35,35 +33,6 @@ const char *al_push_status_name(al_push_status s)
     return "failed";
 }
 
-static json_t *str_or_null(const char *s)
-{
-    return s != NULL && *s != '\0' ? json_string(s) : json_null();
-}
-
-/* Messages may quote a registry: sanitised, like every report's. */
-static json_t *error_json(const al_error *e)
-{
-    if (e == NULL)
-        return json_null();
-    _cleanup_free_ char *msg = al_sanitize(e->msg, AL_SANITIZE_LINE);
-    return json_pack("{s:s, s:s}", "message", msg, "code", al_errc_name(e->code));
-}
-
-/* "a, b" or "a,b" into ["a", "b"]. */
-static json_t *list_json(const char *list)
-{
-    json_t *a = json_array();
-    for (const char *p = list; p != NULL && *p != '\0';) {
-        while (*p == ' ')
-            p++;
-        size_t n = strcspn(p, ",");
-        if (n > 0)
-            json_array_append_new(a, json_stringn(p, n));
-        p += n + (p[n] == ',');
-    }
-    return a;
-}
-
 static json_t *image_json(const al_push_report *rep, const al_push_result *r)
 {
     bool failed = r->status == AL_PUSH_FAILED;
@@ -73,12 +42,12 @@ static json_t *image_json(const al_push_report *rep, const al_push_result *r)
     json_object_set_new(o, "upstream", json_string(r->upstream ? r->upstream : ""));
     json_object_set_new(o, "target", json_string(r->target ? r->target : ""));
     json_object_set_new(o, "status", json_string(al_push_status_name(r->status)));
-    json_object_set_new(o, "digest", failed ? json_null() : str_or_null(r->digest));
-    json_object_set_new(o, "stored_digest", str_or_null(r->stored_digest));
+    json_object_set_new(o, "digest", failed ? json_null() : al_json_str_or_null(r->digest));
+    json_object_set_new(o, "stored_digest", al_json_str_or_null(r->stored_digest));
     json_object_set_new(o, "index_rewritten",
                         json_boolean(!failed && strcmp(r->digest, r->stored_digest) != 0));
-    json_object_set_new(o, "left_out", list_json(r->left_out));
-    json_object_set_new(o, "platforms", list_json(failed ? NULL : r->platforms));
+    json_object_set_new(o, "left_out", al_json_list(r->left_out));
+    json_object_set_new(o, "platforms", al_json_list(failed ? NULL : r->platforms));
     json_object_set_new(o, "blobs",
                         json_pack("{s:i, s:i, s:i}", "pushed", r->blobs_pushed, "mounted",
                                   r->blobs_mounted, "present", r->blobs_present));
@@ -86,7 +55,7 @@ static json_t *image_json(const al_push_report *rep, const al_push_result *r)
     json_object_set_new(o, "restarted_uploads", json_integer(r->restarts));
     json_object_set_new(o, "bytes", json_integer((json_int_t)r->bytes));
     json_object_set_new(o, "seconds", json_real(secs));
-    json_object_set_new(o, "error", error_json(failed ? r->err : NULL));
+    json_object_set_new(o, "error", al_json_error(failed ? r->err : NULL));
     return o;
 }
 
@@ -111,7 +80,6 @@ static json_t *totals_json(const al_push_report *rep)
 
 char *al_push_report_json(const al_push_report *rep)
 {
-    char t1[40], t2[40];
     json_t *images = json_array();
     for (size_t i = 0; i < rep->n_results; i++)
         json_array_append_new(images, image_json(rep, &rep->results[i]));
@@ -122,19 +90,17 @@ char *al_push_report_json(const al_push_report *rep)
     json_object_set_new(root, "store", json_string(rep->store_dir ? rep->store_dir : ""));
     json_object_set_new(root, "target",
                         json_pack("{s:s, s:o, s:o}", "registry", rep->host ? rep->host : "",
-                                  "prefix", str_or_null(rep->prefix), "scheme",
-                                  str_or_null(rep->scheme)));
-    json_object_set_new(root, "started_at",
-                        json_string(al_format_utc(t1, sizeof(t1), rep->started_at)));
-    json_object_set_new(root, "finished_at",
-                        json_string(al_format_utc(t2, sizeof(t2), rep->finished_at)));
+                                  "prefix", al_json_str_or_null(rep->prefix), "scheme",
+                                  al_json_str_or_null(rep->scheme)));
+    json_object_set_new(root, "started_at", al_json_utc(rep->started_at));
+    json_object_set_new(root, "finished_at", al_json_utc(rep->finished_at));
     json_object_set_new(root, "exit_status", json_integer(rep->exit_status));
-    json_object_set_new(root, "error", error_json(rep->error));
+    json_object_set_new(root, "error", al_json_error(rep->error));
     json_object_set_new(root, "images", images);
     json_object_set_new(root, "totals", totals_json(rep));
     json_object_set_new(root, "files",
                         json_pack("{s:o, s:o}", "registries_yaml",
-                                  str_or_null(rep->registries_yaml), "hosts_dir",
-                                  str_or_null(rep->hosts_dir)));
+                                  al_json_str_or_null(rep->registries_yaml), "hosts_dir",
+                                  al_json_str_or_null(rep->hosts_dir)));
     return al_json_document(root);
 }

@@ -217,30 +217,6 @@ static void walk_image(push_image *im, al_store *store, const char *media_type,
     al_error_free(w.err);
 }
 
-/* The store's root digest of ref (and the media type its tag row has). */
-static int resolve(const al_ref *ref, al_store *store, al_db *db, char digest[AL_DIGEST_BUF],
-                   char **media_type, al_error **err)
-{
-    digest[0] = '\0';
-    if (ref->digest != NULL && al_store_has_blob(store, ref->digest, NULL)) {
-        snprintf(digest, AL_DIGEST_BUF, "%s", ref->digest);
-        return 0;
-    }
-    _cleanup_free_ char *name = al_ref_name(ref);
-    _cleanup_free_ char *key = ref->digest ? al_xasprintf("%s@%s", name, ref->digest)
-                                           : al_xasprintf("%s:%s", name, ref->tag);
-    al_tag t;
-    bool found = false;
-    memset(&t, 0, sizeof(t));
-    int r = al_db_tag_get(db, key, &t, &found, err);
-    if (r == 0 && found) {
-        snprintf(digest, AL_DIGEST_BUF, "%s", t.digest);
-        *media_type = t.media_type ? al_xstrdup(t.media_type) : NULL;
-    }
-    al_tag_dispose(&t);
-    return r;
-}
-
 static int image_init(push_image *im, al_push_result *res, const al_ref *ref, al_store *store,
                       al_db *db, const al_push_opts *o, al_error **err)
 {
@@ -253,7 +229,7 @@ static int image_init(push_image *im, al_push_result *res, const al_ref *ref, al
     res->target = ref->tag ? al_xasprintf("%s/%s:%s", o->host, im->repo, ref->tag)
                            : al_xasprintf("%s/%s@%s", o->host, im->repo, ref->digest);
     _cleanup_free_ char *media_type = NULL;
-    if (resolve(ref, store, db, res->stored_digest, &media_type, err) < 0)
+    if (al_db_ref_root(db, store, ref, res->stored_digest, &media_type, err) < 0)
         return -1;
     if (res->stored_digest[0] == '\0')
         image_fail(im, AL_E_NOT_FOUND, "not in the store");

@@ -25,10 +25,8 @@
 
 #define TOKEN_MAX (1024u * 1024u)
 
-static void scope_free(const char *key, void *value, void *user)
+static void scope_free(void *value)
 {
-    (void)key;
-    (void)user;
     scope *s = value;
     free(s->name);
     al_free_secret(s->token);
@@ -41,8 +39,7 @@ static void host_free(reghost *h)
     char *owned[] = {h->name, h->ca_pem, h->client_cert, h->client_key, h->realm, h->service};
     for (size_t i = 0; i < AL_ARRAY_SIZE(owned); i++)
         free(owned[i]);
-    al_strmap_each(h->scopes, scope_free, NULL);
-    al_strmap_free(h->scopes);
+    al_strmap_free_with(h->scopes, scope_free);
     al_error_free(h->cred_err);
     al_error_free(h->auth_err);
     al_error_free(h->down_err);

@@ -44,38 +44,6 @@ const char *al_report_status_name(al_image_status s)
 
 /* --- JSON ------------------------------------------------------------------ */
 
-static json_t *str_or_null(const char *s)
-{
-    return s != NULL && *s != '\0' ? json_string(s) : json_null();
-}
-
-/* Messages may quote a registry: the report holds them sanitised, so that
- * `jq -r` of a report never prints a control byte either. */
-static json_t *error_json(const al_error *e)
-{
-    if (e == NULL)
-        return json_null();
-    _cleanup_free_ char *msg = al_sanitize(e->msg, AL_SANITIZE_LINE);
-    return json_pack("{s:s, s:s}", "message", msg, "code", al_errc_name(e->code));
-}
-
-static json_t *platforms_json(const char *list)
-{
-    json_t *a = json_array();
-    if (list == NULL)
-        return a;
-    const char *p = list;
-    while (*p != '\0') {
-        size_t n = strcspn(p, ",");
-        if (n > 0)
-            json_array_append_new(a, json_stringn(p, n));
-        p += n;
-        if (*p == ',')
-            p++;
-    }
-    return a;
-}
-
 static json_t *image_json(const al_report *rep, const al_image_result *r)
 {
     bool failed = r->status == AL_IMG_FAILED;
@@ -83,12 +51,12 @@ static json_t *image_json(const al_report *rep, const al_image_result *r)
     double secs = r->done_at > 0 && r->done_at >= rep->t0 ? r->done_at - rep->t0 : 0;
     return json_pack("{s:s, s:s, s:o, s:o, s:o, s:{s:i, s:i}, s:I, s:f, s:o}", "ref",
                      r->full_name ? r->full_name : "", "status", al_report_status_name(r->status),
-                     "digest", failed ? json_null() : str_or_null(r->digest), "old_digest",
-                     r->status == AL_IMG_MOVED ? str_or_null(r->old_digest) : json_null(),
-                     "platforms", platforms_json(failed ? NULL : r->platforms), "blobs", "new",
+                     "digest", failed ? json_null() : al_json_str_or_null(r->digest), "old_digest",
+                     r->status == AL_IMG_MOVED ? al_json_str_or_null(r->old_digest) : json_null(),
+                     "platforms", al_json_list(failed ? NULL : r->platforms), "blobs", "new",
                      r->new_blobs, "present", present < 0 ? 0 : present, "bytes",
                      (json_int_t)r->new_bytes, "seconds", secs, "error",
-                     error_json(failed ? r->err : NULL));
+                     al_json_error(failed ? r->err : NULL));
 }
 
 static json_t *prune_json(const al_prune_report *p)
@@ -120,8 +88,7 @@ static json_t *prune_json(const al_prune_report *p)
 
 static json_t *time_or_null(double t)
 {
-    char buf[40];
-    return t > 0 ? json_string(al_format_utc(buf, sizeof(buf), t)) : json_null();
+    return t > 0 ? al_json_utc(t) : json_null();
 }
 
 static json_t *import_json(const al_import_summary *s)
@@ -129,17 +96,17 @@ static json_t *import_json(const al_import_summary *s)
     _cleanup_free_ char *path = al_sanitize(s->bundle, AL_SANITIZE_LINE);
     /* "o" hands each value over; the order is the schema's. */
     return json_pack("{s:s?, s:o, s:o, s:o, s:o, s:I, s:s?, s:o, s:I, s:I, s:I, s:I}", "bundle",
-                     path, "bundle_id", str_or_null(s->id), "source_store",
-                     str_or_null(s->source_store), "base_bundle", str_or_null(s->base),
-                     "created_at", time_or_null(s->created_at), "volumes", (json_int_t)s->volumes,
-                     "status", s->status, "applied_at", time_or_null(s->applied_at), "blobs",
-                     (json_int_t)s->blobs, "blobs_new", (json_int_t)s->blobs_new, "omitted",
-                     (json_int_t)s->omitted, "bytes_new", (json_int_t)s->bytes_new);
+                     path, "bundle_id", al_json_str_or_null(s->id), "source_store",
+                     al_json_str_or_null(s->source_store), "base_bundle",
+                     al_json_str_or_null(s->base), "created_at", time_or_null(s->created_at),
+                     "volumes", (json_int_t)s->volumes, "status", s->status, "applied_at",
+                     time_or_null(s->applied_at), "blobs", (json_int_t)s->blobs, "blobs_new",
+                     (json_int_t)s->blobs_new, "omitted", (json_int_t)s->omitted, "bytes_new",
+                     (json_int_t)s->bytes_new);
 }
 
 char *al_report_json(const al_report *rep)
 {
-    char t1[40], t2[40];
     al_report_totals tot;
     al_report_totals_of(&tot, rep->results, rep->n_results);
     json_t *images = json_array();
@@ -152,13 +119,12 @@ char *al_report_json(const al_report *rep)
                   (json_int_t)(rep->stats ? rep->stats->requests : 0), "retries",
                   (json_int_t)(rep->stats ? rep->stats->retries : 0), "seconds", rep->seconds);
     json_t *root = json_pack(
-        "{s:i, s:s, s:s, s:o, s:s, s:s, s:s, s:i, s:o, s:o, s:o}", "report_format",
+        "{s:i, s:s, s:s, s:o, s:s, s:o, s:o, s:i, s:o, s:o, s:o}", "report_format",
         AL_REPORT_FORMAT, "tool", "airlock-fetch", "version", rep->version ? rep->version : "",
         "run_id", rep->run_id > 0 ? json_integer(rep->run_id) : json_null(), "store",
-        rep->store_dir ? rep->store_dir : "", "started_at",
-        al_format_utc(t1, sizeof(t1), rep->started_at), "finished_at",
-        al_format_utc(t2, sizeof(t2), rep->finished_at), "exit_status", rep->exit_status, "error",
-        error_json(rep->error), "images", images, "totals", totals);
+        rep->store_dir ? rep->store_dir : "", "started_at", al_json_utc(rep->started_at),
+        "finished_at", al_json_utc(rep->finished_at), "exit_status", rep->exit_status, "error",
+        al_json_error(rep->error), "images", images, "totals", totals);
     if (rep->prune != NULL)
         json_object_set_new(root, "prune", prune_json(rep->prune));
     if (rep->import != NULL)

@@ -915,6 +915,68 @@ static void test_readonly_dir_with_wal(void **state)
     free(dir);
 }
 
+/* What the store holds for a ref: a present digest is its own root, else the
+ * tag row of name:tag or name@digest answers, else nothing. */
+static void test_ref_root(void **state)
+{
+    fixture *f = *state;
+    char *dir = al_xasprintf("%s/store", f->tmp);
+    al_store *store = NULL;
+    al_error *err = NULL;
+    assert_int_equal(al_store_open(&store, dir, AL_STORE_WRITE, &err), 0);
+    al_db *db = open_db(al_store_db_path(store), false);
+    test_graph t;
+    graph_init(&t, "docker.io/library/busybox:1.36", "v1");
+    graph_add_blobs(db, &t, NULL);
+    int64_t run = 0;
+    assert_int_equal(al_db_run_begin(db, "airlock-fetch busybox", &run, &err), 0);
+    assert_int_equal(al_db_graph_commit(db, &t.g, run, NULL, &err), 0);
+    char *by_digest = al_xasprintf("docker.io/library/busybox@%s", t.man[1]);
+    t.g.full_name = by_digest; /* a tag row for a digest ref, its file absent */
+    assert_int_equal(al_db_graph_commit(db, &t.g, run, NULL, &err), 0);
+    char *file = al_xasprintf("%s/blobs/sha256/%s", dir, al_digest_hex(t.man[0]));
+    th_write_file(file, "x", 1);
+    char absent[AL_DIGEST_BUF];
+    dg(absent, "absent");
+
+    char *ref_man0 = al_xasprintf("busybox@%s", t.man[0]);
+    char *ref_man1 = al_xasprintf("busybox@%s", t.man[1]);
+    char *ref_absent = al_xasprintf("busybox@%s", absent);
+    const struct {
+        const char *ref, *digest, *media_type;
+    } cases[] = {
+        {"busybox:1.36", t.index, MT_INDEX}, /* the tag row */
+        {"busybox:1.37", "", NULL},          /* no row */
+        {ref_man0, t.man[0], NULL},          /* the file, no row needed */
+        {ref_man1, t.index, MT_INDEX},       /* the name@digest row */
+        {ref_absent, "", NULL},              /* neither */
+    };
+    for (size_t i = 0; i < AL_ARRAY_SIZE(cases); i++) {
+        al_ref *ref = NULL;
+        assert_int_equal(al_ref_parse(&ref, cases[i].ref, &err), 0);
+        char out[AL_DIGEST_BUF] = "junk";
+        char junk[] = "junk";
+        char *mt = junk; /* must be overwritten: NULL or the row's */
+        assert_int_equal(al_db_ref_root(db, store, ref, out, &mt, &err), 0);
+        assert_null(err);
+        assert_string_equal(out, cases[i].digest);
+        if (cases[i].media_type == NULL)
+            assert_null(mt);
+        else
+            assert_string_equal(mt, cases[i].media_type);
+        free(mt);
+        al_ref_free(ref);
+    }
+    free(ref_man0);
+    free(ref_man1);
+    free(ref_absent);
+    free(file);
+    free(by_digest);
+    al_db_free(db);
+    al_store_free(store);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -931,6 +993,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tags_touch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tags_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ref_root, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_writable_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_dir_immutable, setup, teardown),
