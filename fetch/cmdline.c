@@ -18,7 +18,7 @@ enum {
     C_QUIET = 'q',
     C_VERBOSE = 'v',
     C_HELP = 'h',
-    C_PLATFORM = 512,
+    C_PLATFORM = 512, /* above every program's own ids (AL_CMDLINE_OWN_FIRST...) */
     C_STORE,
     C_RETRIES,
     C_CONNECT_TIMEOUT,
@@ -103,7 +103,7 @@ static int take_images(al_cmdline *c, const al_cmdline_program *p, int id, const
         c->stdin_list |= strcmp(arg, "-") == 0;
         return 0;
     case C_PLATFORM: c->platform_arg = arg; return 0;
-    default:
+    default: /* C_STORE */
         if (*arg == '\0')
             return al_cli_usage_error("--store: expected a directory, got an empty string");
         c->store_dir = arg;
@@ -162,7 +162,7 @@ static int take_access(al_cmdline *c, const al_cmdline_program *p, int id, const
     case C_CLIENT_CERT: return readable("--client-cert", arg, &c->client_cert);
     case C_CLIENT_KEY: return readable("--client-key", arg, &c->client_key);
     case C_CERTS_DIR: c->certs_dir = arg; return 0;
-    default:
+    default: /* C_INSECURE */
         if (!al_target_host_valid(arg))
             return al_cli_usage_error("--insecure-registry: invalid host \"%s\" (want "
                                       "HOST[:PORT])",
