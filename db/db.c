@@ -760,23 +760,37 @@ static void tag_from_row(al_tag *t, sqlite3_stmt *st)
     t->changed_at = sqlite3_column_double(st, 7);
 }
 
-int al_db_tag_get(al_db *db, const char *full_name, al_tag *out, bool *found, al_error **err)
+/* Run a by-name tag statement and hand its row, if any, to from_row;
+ * *found says whether there was one. */
+static int tag_lookup(al_db *db, enum stmt_id id, const char *full_name,
+                      void (*from_row)(void *out, sqlite3_stmt *st), void *out, bool *found,
+                      al_error **err)
 {
-    memset(out, 0, sizeof(*out));
     *found = false;
-    _cleanup_stmt_ sqlite3_stmt *st = stmt_get(db, ST_TAG_GET, err);
+    _cleanup_stmt_ sqlite3_stmt *st = stmt_get(db, id, err);
     if (st == NULL)
         return AL_E_DB;
     if (bind_text(st, 1, full_name))
         return db_fail(db, err, "look up tag %s", full_name);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        tag_from_row(out, st);
+        from_row(out, st);
         *found = true;
     } else if (rc != SQLITE_DONE) {
         return db_fail(db, err, "look up tag %s", full_name);
     }
     return 0;
+}
+
+static void tag_row(void *out, sqlite3_stmt *st)
+{
+    tag_from_row(out, st);
+}
+
+int al_db_tag_get(al_db *db, const char *full_name, al_tag *out, bool *found, al_error **err)
+{
+    memset(out, 0, sizeof(*out));
+    return tag_lookup(db, ST_TAG_GET, full_name, tag_row, out, found, err);
 }
 
 /* Export and push both start from what the store holds for a ref; this is
@@ -813,27 +827,21 @@ void al_tag_walk_dispose(al_tag_walk *w)
     memset(w, 0, sizeof(*w));
 }
 
+/* Columns of ST_TAG_WALK_GET: digest, selection, platforms, blobs. */
+static void walk_row(void *out, sqlite3_stmt *st)
+{
+    al_tag_walk *w = out;
+    column_digest(w->digest, st, 0);
+    w->selection = column_dup(st, 1);
+    w->platforms = column_dup(st, 2);
+    w->blobs = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 3);
+}
+
 int al_db_tag_walk_get(al_db *db, const char *full_name, al_tag_walk *out, bool *found,
                        al_error **err)
 {
     memset(out, 0, sizeof(*out));
-    *found = false;
-    _cleanup_stmt_ sqlite3_stmt *st = stmt_get(db, ST_TAG_WALK_GET, err);
-    if (st == NULL)
-        return AL_E_DB;
-    if (bind_text(st, 1, full_name))
-        return db_fail(db, err, "look up tag %s", full_name);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        column_digest(out->digest, st, 0);
-        out->selection = column_dup(st, 1);
-        out->platforms = column_dup(st, 2);
-        out->blobs = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 3);
-        *found = true;
-    } else if (rc != SQLITE_DONE) {
-        return db_fail(db, err, "look up tag %s", full_name);
-    }
-    return 0;
+    return tag_lookup(db, ST_TAG_WALK_GET, full_name, walk_row, out, found, err);
 }
 
 int al_db_tag_walk_set(al_db *db, const char *full_name, const char *digest, const char *selection,
