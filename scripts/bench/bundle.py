@@ -37,7 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import corpus as corpus_mod  # noqa: E402
-import k3s as k3s_mod  # noqa: E402  (best(), start_registry())
+import k3s as k3s_mod  # noqa: E402  (best(), start_registry(), timed())
 
 MB = 1_000_000
 MOVED = "rancher/klipper-lb:v0.4.4"
@@ -45,15 +45,6 @@ MOVED = "rancher/klipper-lb:v0.4.4"
 
 def log(msg):
     print(f"bench-bundle: {msg}", file=sys.stderr, flush=True)
-
-
-def timed(argv, stdout=subprocess.DEVNULL):
-    t = time.monotonic()
-    p = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE)
-    el = time.monotonic() - t
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(argv[:4])}... failed ({p.returncode}): {p.stderr.decode()[-2000:]}")
-    return el
 
 
 def best_of(fn, runs, before=None):
@@ -91,7 +82,7 @@ def bench_write(a, store, work):
         os.makedirs(out)
 
     def airlock():
-        return timed([a.export, "--store", store, "-q", "--all", "--bundle", full])
+        return k3s_mod.timed([a.export, "--store", store, "-q", "--all", "--bundle", full])
 
     def gnu_tar():
         t = time.monotonic()
@@ -118,9 +109,9 @@ def bench_import(a, work):
     full = os.path.join(work, "full.tar")
     far = os.path.join(work, "far")
     subprocess.run(["cat", full], stdout=subprocess.DEVNULL, check=True)  # warm
-    t_cat, r_cat = best_of(lambda: timed(["cat", full]), a.runs)
-    t_sha, r_sha = best_of(lambda: timed(["sha256sum", full]), a.runs)
-    t_imp, r_imp = best_of(lambda: timed([a.fetch, "--store", far, "-q", "--import", full]),
+    t_cat, r_cat = best_of(lambda: k3s_mod.timed(["cat", full]), a.runs)
+    t_sha, r_sha = best_of(lambda: k3s_mod.timed(["sha256sum", full]), a.runs)
+    t_imp, r_imp = best_of(lambda: k3s_mod.timed([a.fetch, "--store", far, "-q", "--import", full]),
                            a.runs, lambda: rm(far))
     return {"bundle_mb": os.path.getsize(full) / MB, "cat": t_cat, "sha256sum": t_sha,
             "peer": t_cat + t_sha, "import": t_imp, "ratio": t_imp / (t_cat + t_sha),
@@ -155,7 +146,7 @@ def bench_delta(a, corpus, desc, reg, store, fetch, work):
     after = store_blobs(store)
     new_blobs = {d: s for d, s in after.items() if d not in before}
     delta = os.path.join(work, "delta.tar")
-    t = timed([a.export, "--store", store, "-q", "--all", "--bundle", delta, "--since",
+    t = k3s_mod.timed([a.export, "--store", store, "-q", "--all", "--bundle", delta, "--since",
                os.path.join(work, "full.tar.json")])
     with open(delta + ".json") as f:
         man = json.load(f)
@@ -164,7 +155,7 @@ def bench_delta(a, corpus, desc, reg, store, fetch, work):
     rm(far)
     subprocess.run([a.fetch, "--store", far, "-q", "--import", os.path.join(work, "full.tar")],
                    check=True)
-    t_imp = timed([a.fetch, "--store", far, "-q", "--import", delta])
+    t_imp = k3s_mod.timed([a.fetch, "--store", far, "-q", "--import", delta])
     carried = {b["digest"] for b in man["blobs"]}
     return {"new_blobs": len(new_blobs), "new_bytes": sum(new_blobs.values()),
             "carried": len(carried), "carried_is_new": carried == set(new_blobs),

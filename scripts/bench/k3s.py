@@ -103,6 +103,17 @@ def bench_check(a, corpus, desc, refs, work):
             "zcat": z, "check": c, "ratio": c / z, "zcat_runs": zs, "check_runs": cs}
 
 
+# A command's wall time; a failure ends the bench with its stderr's tail
+# (push.py and bundle.py time their commands with it).
+def timed(argv, stdout=subprocess.DEVNULL):
+    t = time.monotonic()
+    p = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE)
+    el = time.monotonic() - t
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(argv[:4])}... failed ({p.returncode}): {p.stderr.decode()[-2000:]}")
+    return el
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

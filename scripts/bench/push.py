@@ -38,21 +38,13 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import corpus as corpus_mod  # noqa: E402
-import k3s as k3s_mod  # noqa: E402  (start_registry())
+import k3s as k3s_mod  # noqa: E402  (start_registry(), free_port(), timed())
 
 MB = 1_000_000
 
 
 def log(msg):
     print(f"bench-push: {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wait_port(port):
@@ -70,7 +62,7 @@ class Target:
 
     def __init__(self, work):
         self.work = work
-        self.port = free_port()
+        self.port = k3s_mod.free_port()
         self.proc = None
         self.n = 0
 
@@ -110,7 +102,7 @@ http:
 
 class Shaper:
     def __init__(self, work, upstream_port, a):
-        self.port, self.ctl = free_port(), free_port()
+        self.port, self.ctl = k3s_mod.free_port(), k3s_mod.free_port()
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "shaper.py"), "--listen", str(self.port),
              "--control", str(self.ctl), "--upstream", f"127.0.0.1:{upstream_port}",
@@ -136,15 +128,6 @@ class Shaper:
         self.proc.wait(10)
 
 
-def timed(argv, stdout=subprocess.DEVNULL):
-    t = time.monotonic()
-    p = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE)
-    el = time.monotonic() - t
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(argv[:4])}... failed ({p.returncode}): {p.stderr.decode()[-2000:]}")
-    return el
-
-
 def median(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2]
@@ -154,7 +137,7 @@ def cold_airlock(a, target, shaper, store, work, i):
     target.fresh()
     shaper.stats(reset=True)
     report = os.path.join(work, f"push-{i}.json")
-    t = timed([a.push, "--store", store, "-q", "--all", "--to", f"{shaper.addr}/airlock",
+    t = k3s_mod.timed([a.push, "--store", store, "-q", "--all", "--to", f"{shaper.addr}/airlock",
                "--json", report])
     s = shaper.stats()
     with open(report) as f:
@@ -166,7 +149,7 @@ def cold_airlock(a, target, shaper, store, work, i):
 
 def noop_airlock(a, shaper, store):
     shaper.stats(reset=True)
-    t = timed([a.push, "--store", store, "-q", "--all", "--to", f"{shaper.addr}/airlock"])
+    t = k3s_mod.timed([a.push, "--store", store, "-q", "--all", "--to", f"{shaper.addr}/airlock"])
     s = shaper.stats()
     log(f"airlock no-op push: {t:.2f} s, {s['requests']} requests")
     return t, s
@@ -177,7 +160,7 @@ def skopeo_copy(target, shaper, store, refs, i):
     shaper.stats(reset=True)
     t0 = time.monotonic()
     for ref in refs:
-        timed(["skopeo", "copy", "-q", "--all", "--dest-tls-verify=false",
+        k3s_mod.timed(["skopeo", "copy", "-q", "--all", "--dest-tls-verify=false",
                f"oci:{store}:docker.io/{ref}", f"docker://{shaper.addr}/skopeo/{ref}"])
     t = time.monotonic() - t0
     s = shaper.stats()
@@ -194,7 +177,7 @@ def skopeo_sync(target, shaper, src, refs, work, i):
         for ref in refs:
             repo, tag = ref.rsplit(":", 1)
             f.write(f"    {repo}: [\"{tag}\"]\n")
-    t = timed(["skopeo", "sync", "--all", "--src", "yaml", "--dest", "docker",
+    t = k3s_mod.timed(["skopeo", "sync", "--all", "--src", "yaml", "--dest", "docker",
                "--dest-tls-verify=false", lst, f"{shaper.addr}/sync"])
     s = shaper.stats()
     log(f"skopeo sync: {i}: {t:.2f} s, {s['bytes_up'] / MB:.1f} MB up, {s['requests']} requests")
