@@ -183,6 +183,23 @@ blob_in_registry() {
 
 # Seed description ----------------------------------------------------
 seed() { jq -r "$@" "$AL_SEED_JSON"; }
+# big_image_up DIR: library/big:1 (a layer over 100 MB) in the plain
+# registry, pushed now (~12 s) unless the rig was seeded with it (--big,
+# AL_SEED_BIG=1). Sets big_json (a seed file that describes it),
+# big_digest, and big_layer and big_size (its largest layer).
+big_image_up() {
+    big_json=$1/big.json
+    if [ "$(seed '.images["library/big:1"].digest // empty')" = "" ]; then
+        python3 "$AL_SRC/tests/infra/seed-images.py" --registry "$AL_REG_PLAIN" --big --only library/big:1 \
+            --out "$big_json" >"$1/seed.log" 2>&1 || { show "$1/seed.log"; fail "pushing library/big:1"; }
+    else
+        cp "$AL_SEED_JSON" "$big_json"
+    fi
+    read -r big_layer big_size < <(jq -r '.images["library/big:1"].blobs | map(select(.kind == "layer"))
+        | max_by(.size) | "\(.digest) \(.size)"' "$big_json")
+    big_digest=$(jq -r '.images["library/big:1"].digest' "$big_json")
+    [ "$big_size" -gt 100000000 ] || fail "library/big:1 has no layer over 100 MB ($big_size)"
+}
 # seed_name REF: full docker.io name of a seeded ref ("library/busybox:1.36").
 seed_name() { seed --arg r "$1" '.images[$r].name'; }
 seed_digest() { seed --arg r "$1" '.images[$r].digest'; }

@@ -26,16 +26,7 @@ work=$(tmpdir crash)
 kills=${AL_CRASH_KILLS:-20}
 
 # The big image, pushed to the plain registry unless the rig has it already.
-big_json=$work/big.json
-if [ "$(seed -r '.images["library/big:1"].digest // empty')" = "" ]; then
-    python3 "$AL_SRC/tests/infra/seed-images.py" --registry "$AL_REG_PLAIN" --big --only library/big:1 \
-        --out "$big_json" >"$work/seed.log" 2>&1 || { show "$work/seed.log"; fail "pushing library/big:1"; }
-else
-    cp "$AL_SEED_JSON" "$big_json"
-fi
-read -r big_layer big_size < <(jq -r '.images["library/big:1"].blobs | map(select(.kind == "layer"))
-    | max_by(.size) | "\(.digest) \(.size)"' "$big_json")
-[ "$big_size" -gt 100000000 ] || fail "library/big:1 has no layer over 100 MB ($big_size)"
+big_image_up "$work"
 
 fault_proxy_up "$work/proxy" "http://$AL_REG_PLAIN"
 fetch_args=(--registry "$AL_FAULT_PROXY" --insecure-registry "$AL_FAULT_PROXY")

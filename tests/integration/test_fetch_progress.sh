@@ -15,17 +15,7 @@ need python3
 
 work=$(tmpdir progress)
 
-# library/big:1 comes with a rig seeded with --big (AL_SEED_BIG=1); else it
-# is pushed here (~12 s).
-big_digest=$(seed '.images["library/big:1"].digest // empty')
-if [ -z "$big_digest" ]; then
-    note "pushing library/big:1 (the rig was seeded without --big)"
-    python3 "$AL_SRC/tests/infra/seed-images.py" --registry "$AL_REG_PLAIN" --big \
-        --only library/big:1 --out "$work/big.json" >"$work/seed.log" 2>&1 ||
-        { show "$work/seed.log"; fail "could not push library/big:1"; }
-    big_digest=$(jq -r '.images["library/big:1"].digest' "$work/big.json")
-fi
-[ -n "$big_digest" ] && [ "$big_digest" != null ] || fail "no digest for library/big:1"
+big_image_up "$work"
 
 # The fault proxy in front of the plain registry, slowing blobs to ~25 MB/s.
 fault_proxy_up "$work/proxy" "http://$AL_REG_PLAIN"

@@ -24,17 +24,7 @@ need curl
 [ -x "$PUSH" ] || fail "airlock-push is not built: $PUSH"
 work=$(tmpdir resume)
 
-big_json=$work/big.json
-if [ "$(seed -r '.images["library/big:1"].digest // empty')" = "" ]; then
-    python3 "$AL_SRC/tests/infra/seed-images.py" --registry "$AL_REG_PLAIN" --big --only library/big:1 \
-        --out "$big_json" >"$work/seed.log" 2>&1 || { show "$work/seed.log"; fail "pushing library/big:1"; }
-else
-    cp "$AL_SEED_JSON" "$big_json"
-fi
-read -r big_layer big_size < <(jq -r '.images["library/big:1"].blobs | map(select(.kind == "layer"))
-    | max_by(.size) | "\(.digest) \(.size)"' "$big_json")
-big_digest=$(jq -r '.images["library/big:1"].digest' "$big_json")
-[ "$big_size" -gt 100000000 ] || fail "library/big:1 has no layer over 100 MB ($big_size)"
+big_image_up "$work"
 chunk=$((16 << 20))
 
 store=$work/store
